@@ -1,0 +1,70 @@
+// Package lsm is an embedded, ordered key-value store built as a
+// log-structured merge-tree, the storage engine under every embedded
+// mailbricks backend (mailbox tables, search postings, queues, reputation
+// counters).
+//
+// Its shape follows pebble and LevelDB: writes go to a write-ahead log and a
+// memtable; full memtables are flushed to sorted tables in level 0; leveled
+// compaction merges tables down through levels 1 to 6, each about ten times
+// larger than the one above. Reads merge the memtables and the levels, and
+// see a consistent state as of the moment they began.
+//
+//	db, err := lsm.Open(dir, nil)
+//	...
+//	err = db.Set([]byte("user/42/msg/0191..."), body, lsm.Sync)
+//	it, err := db.NewPrefixIter([]byte("user/42/"))
+//	for ok := it.First(); ok; ok = it.Next() { ... }
+//	err = it.Close()
+//
+// # Writes and durability
+//
+// Every write ([DB.Set], [DB.Delete], [DB.DeleteRange], [DB.Merge], or a
+// [Batch] of them) is atomic and gets the next sequence numbers in one total
+// order. A write with [WriteOptions] Sync returns only after its WAL record
+// is on stable storage; concurrent synced writers share one fdatasync (group
+// commit), so eight writers sync far more writes per second than one.
+// Writes without Sync reach the operating system within microseconds, in a
+// background flush, and survive a process crash once there.
+//
+// After a crash, [Open] recovers a prefix of the acknowledged history:
+// every synced write, no partial batch, and nothing out of order. A torn
+// record at the tail of the newest log is dropped (it was never
+// acknowledged with Sync); damage anywhere else, including a checksum
+// mismatch in a table block, is reported as [ErrCorruption] and never
+// returned as data.
+//
+// # Merge
+//
+// [DB.Merge] records an operand that the [Options.Merger] folds onto the
+// key's value at read time and during compaction, so counters and posting
+// lists are updated without reading first. The merger must be associative.
+//
+// # Reads
+//
+// [DB.Get] reads one key; [DB.NewIter] iterates in both directions within
+// optional bounds; [DB.NewSnapshot] pins a consistent view for repeated
+// reads while writes go on.
+//
+// # Files
+//
+// A DB directory holds CURRENT (the name of the live manifest), LOCK,
+// MANIFEST-NNNNNN (the version edits), NNNNNN.log (write-ahead logs) and
+// NNNNNN.sst (tables). Each format is documented byte by byte at the top of
+// the file that reads it: lsm/internal/record (WAL and manifest framing),
+// batch.go (WAL payload), lsm/internal/manifest (version edits) and
+// lsm/internal/sstable (tables).
+//
+// # File systems
+//
+// All I/O goes through [Options.FS], a [vfs.FS]: the operating system by
+// default, or an in-memory, crash-simulating or fault-injecting file system
+// for tests.
+//
+// # Errors
+//
+// [ErrNotFound] for a missing key, [ErrClosed] after Close, and
+// [ErrCorruption] for damaged data; match them with errors.Is. A failure of
+// a background flush or compaction (a full disk, an I/O error) makes later
+// writes fail with that error while reads go on; reopening the DB retries
+// from the durable state.
+package lsm

@@ -1,0 +1,201 @@
+// Package cache implements the lsm engine's block cache: a sharded LRU cache
+// of uncompressed table blocks keyed by table file number and block offset.
+//
+// # Design
+//
+// The cache is split into 16 shards, each with its own mutex, map and
+// intrusive doubly linked LRU list, so that concurrent readers rarely
+// contend and a lookup allocates nothing. A key picks its shard by a
+// multiplicative hash of the file number and offset. Each shard gets an
+// equal part of the capacity and evicts its least recently used blocks when
+// the blocks' charges (their length plus a fixed per-entry overhead) exceed
+// it. Evicted entries are recycled for the next insertion.
+//
+// Blocks are plain byte slices: an evicted block stays valid for readers
+// that still hold it (the garbage collector frees it), so there is no
+// reference counting.
+package cache
+
+import "sync"
+
+// numShards is the number of shards; a power of two.
+const numShards = 16
+
+// EntryOverhead is the number of bytes charged for each cached block on top
+// of its length, an estimate of the entry's bookkeeping (entry struct and
+// map slot).
+const EntryOverhead = 96
+
+type key struct {
+	file, off uint64
+}
+
+type entry struct {
+	key        key
+	block      []byte
+	charge     int64
+	prev, next *entry
+}
+
+type shard struct {
+	mu       sync.Mutex
+	capacity int64
+	size     int64
+	hits     int64
+	misses   int64
+	m        map[key]*entry
+	// lru is the sentinel of a circular list: lru.next is the most recently
+	// used entry and lru.prev the least recently used one.
+	lru entry
+	// Pad shards apart so that their mutexes do not share a cache line.
+	_ [64]byte
+}
+
+// Cache is a block cache. A nil *Cache is valid: it caches nothing, every
+// Get misses and Set, EvictFile and Metrics do nothing.
+//
+// A Cache is safe for concurrent use.
+type Cache struct {
+	shards [numShards]shard
+}
+
+// New returns a cache that holds up to capacity bytes of blocks, split
+// evenly across its shards. A capacity of zero or less makes a cache that
+// holds nothing; use a nil *Cache to skip even the bookkeeping.
+func New(capacity int64) *Cache {
+	c := &Cache{}
+	per := max(capacity, 0) / numShards
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.capacity = per
+		s.m = make(map[key]*entry)
+		s.lru.next = &s.lru
+		s.lru.prev = &s.lru
+	}
+	return c
+}
+
+func (c *Cache) shard(k key) *shard {
+	h := k.file*0x9e3779b97f4a7c15 ^ k.off*0xc2b2ae3d27d4eb4f
+	return &c.shards[(h^h>>32)*0x94d049bb133111eb>>60]
+}
+
+// Get returns the block cached for the given file number and offset. The
+// returned slice is shared and must not be modified; it stays valid after
+// the block is evicted.
+func (c *Cache) Get(fileNum, offset uint64) ([]byte, bool) {
+	if c == nil {
+		return nil, false
+	}
+	k := key{fileNum, offset}
+	s := c.shard(k)
+	s.mu.Lock()
+	e := s.m[k]
+	if e == nil {
+		s.misses++
+		s.mu.Unlock()
+		return nil, false
+	}
+	s.hits++
+	s.moveToFront(e)
+	b := e.block
+	s.mu.Unlock()
+	return b, true
+}
+
+// Set caches block for the given file number and offset, replacing any
+// block cached there, and evicts least recently used blocks beyond the
+// capacity. The cache keeps block: the caller must not modify it afterwards.
+// A block larger than a shard's capacity is not cached.
+func (c *Cache) Set(fileNum, offset uint64, block []byte) {
+	if c == nil {
+		return
+	}
+	k := key{fileNum, offset}
+	charge := int64(len(block)) + EntryOverhead
+	s := c.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[k]; e != nil {
+		s.remove(e)
+	}
+	if charge > s.capacity {
+		return
+	}
+	var e *entry
+	for s.size+charge > s.capacity {
+		e = s.lru.prev
+		s.remove(e)
+	}
+	if e == nil {
+		e = &entry{}
+	}
+	*e = entry{key: k, block: block, charge: charge}
+	s.m[k] = e
+	s.size += charge
+	s.pushFront(e)
+}
+
+// EvictFile drops every block of the given file. It takes time linear in
+// the number of cached blocks.
+func (c *Cache) EvictFile(fileNum uint64) {
+	if c == nil {
+		return
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for e := s.lru.next; e != &s.lru; {
+			next := e.next
+			if e.key.file == fileNum {
+				s.remove(e)
+			}
+			e = next
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Metrics returns the number of hits and misses of Get so far and the
+// bytes currently charged.
+func (c *Cache) Metrics() (hits, misses, size int64) {
+	if c == nil {
+		return 0, 0, 0
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		hits += s.hits
+		misses += s.misses
+		size += s.size
+		s.mu.Unlock()
+	}
+	return hits, misses, size
+}
+
+func (s *shard) pushFront(e *entry) {
+	e.prev = &s.lru
+	e.next = s.lru.next
+	e.next.prev = e
+	s.lru.next = e
+}
+
+func (s *shard) moveToFront(e *entry) {
+	if s.lru.next == e {
+		return
+	}
+	e.prev.next = e.next
+	e.next.prev = e.prev
+	s.pushFront(e)
+}
+
+// remove unlinks e and forgets it. It clears e's block so that a recycled
+// or abandoned entry does not keep the block alive.
+func (s *shard) remove(e *entry) {
+	e.prev.next = e.next
+	e.next.prev = e.prev
+	e.prev, e.next = nil, nil
+	e.block = nil
+	delete(s.m, e.key)
+	s.size -= e.charge
+}

@@ -1,0 +1,177 @@
+package cache
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func block(n int, fill byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = fill
+	}
+	return b
+}
+
+func TestNilCache(t *testing.T) {
+	var c *Cache
+	c.Set(1, 0, []byte("x"))
+	if _, ok := c.Get(1, 0); ok {
+		t.Fatal("a nil cache returned a block")
+	}
+	c.EvictFile(1)
+	if h, m, s := c.Metrics(); h != 0 || m != 0 || s != 0 {
+		t.Fatalf("nil cache metrics = %d %d %d, want zeros", h, m, s)
+	}
+}
+
+func TestGetSet(t *testing.T) {
+	c := New(1 << 20)
+	if _, ok := c.Get(1, 0); ok {
+		t.Fatal("empty cache hit")
+	}
+	c.Set(1, 0, []byte("a"))
+	c.Set(1, 4096, []byte("b"))
+	c.Set(2, 0, []byte("c"))
+	for _, tc := range []struct {
+		file, off uint64
+		want      string
+	}{{1, 0, "a"}, {1, 4096, "b"}, {2, 0, "c"}} {
+		b, ok := c.Get(tc.file, tc.off)
+		if !ok || string(b) != tc.want {
+			t.Errorf("Get(%d, %d) = %q, %v, want %q", tc.file, tc.off, b, ok, tc.want)
+		}
+	}
+	c.Set(1, 0, []byte("aa"))
+	if b, _ := c.Get(1, 0); string(b) != "aa" {
+		t.Errorf("Set did not replace: got %q", b)
+	}
+	hits, misses, size := c.Metrics()
+	if hits != 4 || misses != 1 {
+		t.Errorf("hits, misses = %d, %d, want 4, 1", hits, misses)
+	}
+	if want := int64(2+1+1) + 3*EntryOverhead; size != want {
+		t.Errorf("size = %d, want %d", size, want)
+	}
+}
+
+// TestLRU uses one shard's worth of keys: it finds keys that land in the
+// same shard so that the eviction order is observable.
+func TestLRU(t *testing.T) {
+	const blockLen = 1000
+	perShard := int64(3 * (blockLen + EntryOverhead))
+	c := New(perShard * numShards)
+	var offs []uint64
+	target := c.shard(key{7, 0})
+	for off := uint64(0); len(offs) < 5; off += 4096 {
+		if c.shard(key{7, off}) == target {
+			offs = append(offs, off)
+		}
+	}
+	for _, off := range offs[:3] {
+		c.Set(7, off, block(blockLen, byte(off)))
+	}
+	c.Get(7, offs[0]) // offs[1] is now the least recently used
+	c.Set(7, offs[3], block(blockLen, 3))
+	if _, ok := c.Get(7, offs[1]); ok {
+		t.Error("least recently used block survived an insertion past capacity")
+	}
+	for _, off := range []uint64{offs[0], offs[2], offs[3]} {
+		if _, ok := c.Get(7, off); !ok {
+			t.Errorf("block at %d was evicted, want it kept", off)
+		}
+	}
+	if _, _, size := c.Metrics(); size > perShard {
+		t.Errorf("size %d exceeds the shard capacity %d", size, perShard)
+	}
+	// A block larger than a shard is not cached and does not flush the shard.
+	c.Set(7, offs[4], block(int(perShard), 9))
+	if _, ok := c.Get(7, offs[4]); ok {
+		t.Error("a block larger than a shard was cached")
+	}
+	if _, ok := c.Get(7, offs[0]); !ok {
+		t.Error("an oversized block evicted other blocks")
+	}
+}
+
+func TestEvictFile(t *testing.T) {
+	c := New(1 << 20)
+	for f := uint64(1); f <= 3; f++ {
+		for off := uint64(0); off < 100; off++ {
+			c.Set(f, off*4096, []byte{byte(f)})
+		}
+	}
+	c.EvictFile(2)
+	for f := uint64(1); f <= 3; f++ {
+		for off := uint64(0); off < 100; off++ {
+			_, ok := c.Get(f, off*4096)
+			if ok != (f != 2) {
+				t.Fatalf("after EvictFile(2): Get(%d, %d) ok = %v", f, off*4096, ok)
+			}
+		}
+	}
+	if _, _, size := c.Metrics(); size != 200*(1+EntryOverhead) {
+		t.Errorf("size = %d, want %d", size, 200*(1+EntryOverhead))
+	}
+}
+
+func TestZeroCapacity(t *testing.T) {
+	c := New(0)
+	c.Set(1, 0, []byte("x"))
+	if _, ok := c.Get(1, 0); ok {
+		t.Fatal("a zero-capacity cache kept a block")
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	c := New(64 << 10)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 5000 {
+				off := uint64((i * 7919) % 300)
+				if b, ok := c.Get(uint64(g%3), off); ok {
+					if len(b) != int(off%50)+1 || b[0] != byte(off) {
+						panic(fmt.Sprintf("wrong block for %d/%d", g%3, off))
+					}
+				} else {
+					c.Set(uint64(g%3), off, block(int(off%50)+1, byte(off)))
+				}
+				if i%1000 == 0 {
+					c.EvictFile(uint64(g % 3))
+					c.Metrics()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if _, _, size := c.Metrics(); size > 64<<10 {
+		t.Fatalf("size %d exceeds the capacity", size)
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	c := New(64 << 20)
+	blk := make([]byte, 4096)
+	for i := range uint64(1000) {
+		c.Set(1, i*4096, blk)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		i := uint64(0)
+		for pb.Next() {
+			c.Get(1, (i%1000)*4096)
+			i++
+		}
+	})
+}
+
+func BenchmarkSetEvict(b *testing.B) {
+	c := New(1 << 20)
+	blk := make([]byte, 4096)
+	i := uint64(0)
+	for b.Loop() {
+		c.Set(1, i*4096, blk)
+		i++
+	}
+}

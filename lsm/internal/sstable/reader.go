@@ -1,0 +1,323 @@
+package sstable
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/mailbricks/mailbricks/lsm/internal/base"
+	"github.com/mailbricks/mailbricks/lsm/internal/bloom"
+	"github.com/mailbricks/mailbricks/lsm/internal/cache"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
+)
+
+// ReaderOptions configures a [Reader].
+type ReaderOptions struct {
+	// Cache caches the table's uncompressed data blocks. The default (nil)
+	// caches nothing.
+	Cache *cache.Cache
+	// FileNum identifies the table in Cache; tables sharing a cache must
+	// have distinct file numbers. When a table is deleted, the engine calls
+	// Cache.EvictFile(FileNum). The default is 0.
+	FileNum uint64
+}
+
+// Reader reads a table. Open loads the index, filter and range-del blocks
+// into memory, so only data blocks are read afterwards.
+//
+// A Reader is safe for concurrent use; the iterators it returns are not.
+type Reader struct {
+	f       vfs.File
+	cache   *cache.Cache
+	fileNum uint64
+	size    uint64
+
+	index      []indexEntry
+	filter     []byte
+	tombstones []base.RangeTombstone
+	numEntries uint64
+
+	closed atomic.Bool
+}
+
+// indexEntry describes one data block.
+type indexEntry struct {
+	// userKey is the user key of the block's last key.
+	userKey []byte
+	h       handle
+}
+
+// Open reads the metadata of the table in f and returns a reader for it.
+// The reader owns f and closes it in [Reader.Close]; if Open fails, it
+// closes f. A malformed table yields an error for which
+// errors.Is(err, base.ErrCorruption).
+func Open(f vfs.File, opts ReaderOptions) (*Reader, error) {
+	r := &Reader{f: f, cache: opts.Cache, fileNum: opts.FileNum}
+	if err := r.init(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("sstable: open table %d: %w", opts.FileNum, err)
+	}
+	return r, nil
+}
+
+func (r *Reader) init() error {
+	st, err := r.f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() < footerLen {
+		return base.CorruptionErrorf("sstable: file of %d bytes is too small", st.Size())
+	}
+	r.size = uint64(st.Size())
+	fbuf := make([]byte, footerLen)
+	if err := readFull(r.f, fbuf, r.size-footerLen); err != nil {
+		return err
+	}
+	ft, err := decodeFooter(fbuf, r.size)
+	if err != nil {
+		return err
+	}
+	r.numEntries = ft.numEntries
+
+	// The metadata blocks are usually contiguous at the end of the file:
+	// read the span covering them at once.
+	start, end := ft.index.offset, ft.index.offset+ft.index.length+blockTrailerLen
+	for _, h := range []handle{ft.filter, ft.rangeDel} {
+		if h.length > 0 {
+			start = min(start, h.offset)
+			end = max(end, h.offset+h.length+blockTrailerLen)
+		}
+	}
+	if end-start > 4*maxBlockSize {
+		return base.CorruptionErrorf("sstable: metadata blocks span %d bytes", end-start)
+	}
+	span := make([]byte, end-start)
+	if err := readFull(r.f, span, start); err != nil {
+		return err
+	}
+	meta := func(h handle) ([]byte, error) {
+		raw := span[h.offset-start : h.offset-start+h.length+blockTrailerLen]
+		return decodeStored(raw, nil)
+	}
+
+	index, err := meta(ft.index)
+	if err != nil {
+		return fmt.Errorf("index block: %w", err)
+	}
+	if r.index, err = parseIndex(index, r.size-footerLen); err != nil {
+		return err
+	}
+	if ft.filter.length > 0 {
+		if r.filter, err = meta(ft.filter); err != nil {
+			return fmt.Errorf("filter block: %w", err)
+		}
+	}
+	if ft.rangeDel.length > 0 {
+		rd, err := meta(ft.rangeDel)
+		if err != nil {
+			return fmt.Errorf("range-del block: %w", err)
+		}
+		if r.tombstones, err = parseRangeDels(rd); err != nil {
+			return err
+		}
+	}
+	if uint64(len(r.tombstones)) != ft.numRangeDels {
+		return base.CorruptionErrorf("sstable: %d range tombstones, footer says %d", len(r.tombstones), ft.numRangeDels)
+	}
+	return nil
+}
+
+// readFull reads len(buf) bytes at off. A short read means the file is
+// shorter than its metadata claims: corruption.
+func readFull(f vfs.File, buf []byte, off uint64) error {
+	n, err := f.ReadAt(buf, int64(off))
+	if n == len(buf) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return base.CorruptionErrorf("sstable: short read of %d bytes at offset %d", len(buf), off)
+	}
+	return fmt.Errorf("sstable: read %d bytes at offset %d: %w", len(buf), off, err)
+}
+
+// decodeStored verifies a stored block (contents and trailer) and returns
+// its contents, decompressed into dst's storage when compressed.
+func decodeStored(raw, dst []byte) ([]byte, error) {
+	n := len(raw) - blockTrailerLen
+	stored, typ := raw[:n], raw[n]
+	if got, want := blockChecksum(stored, typ), binary.LittleEndian.Uint32(raw[n+1:]); got != want {
+		return nil, base.CorruptionErrorf("sstable: block checksum mismatch: %#08x, want %#08x", got, want)
+	}
+	return decompressBlock(typ, stored, dst)
+}
+
+// parseIndex decodes the index block into one entry per data block,
+// checking that the keys increase and that every handle lies in [0, end).
+// The entries' keys are copied into one allocation.
+func parseIndex(block []byte, end uint64) ([]indexEntry, error) {
+	var it blockIter
+	if err := it.init(block); err != nil {
+		return nil, err
+	}
+	type pending struct {
+		keyEnd int
+		h      handle
+	}
+	var (
+		keys    []byte
+		entries []pending
+		prev    []byte
+	)
+	for ok := it.first(); ok; ok = it.next() {
+		off, n1 := binary.Uvarint(it.val)
+		if n1 <= 0 {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: bad block handle", len(entries))
+		}
+		length, n2 := binary.Uvarint(it.val[n1:])
+		if n2 <= 0 || n1+n2 != len(it.val) {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: bad block handle", len(entries))
+		}
+		h := handle{off, length}
+		if !h.within(end) {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: block handle (%d, %d) out of bounds", len(entries), off, length)
+		}
+		if len(entries) > 0 && base.CompareEncoded(prev, it.key) >= 0 {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: keys out of order", len(entries))
+		}
+		start := len(keys)
+		keys = append(keys, it.userKey()...)
+		keys = binary.LittleEndian.AppendUint64(keys, binary.LittleEndian.Uint64(it.key[len(it.key)-base.TrailerLen:]))
+		prev = keys[start:]
+		entries = append(entries, pending{keyEnd: len(keys), h: h})
+	}
+	if it.err != nil {
+		return nil, it.err
+	}
+	index := make([]indexEntry, len(entries))
+	start := 0
+	for i, e := range entries {
+		n := e.keyEnd - base.TrailerLen
+		index[i] = indexEntry{userKey: keys[start:n:n], h: e.h}
+		start = e.keyEnd
+	}
+	return index, nil
+}
+
+// parseRangeDels decodes the range-del block into owned tombstones.
+func parseRangeDels(block []byte) ([]base.RangeTombstone, error) {
+	var it blockIter
+	if err := it.init(block); err != nil {
+		return nil, err
+	}
+	type pending struct {
+		startEnd, end int
+		seq           uint64
+	}
+	var (
+		arena   []byte
+		entries []pending
+	)
+	for ok := it.first(); ok; ok = it.next() {
+		k := it.ikey()
+		if k.Kind() != base.KindRangeDelete {
+			return nil, base.CorruptionErrorf("sstable: range tombstone %d has kind %s", len(entries), k.Kind())
+		}
+		if bytes.Compare(k.UserKey, it.val) >= 0 {
+			return nil, base.CorruptionErrorf("sstable: range tombstone %d is empty", len(entries))
+		}
+		arena = append(arena, k.UserKey...)
+		se := len(arena)
+		arena = append(arena, it.val...)
+		entries = append(entries, pending{startEnd: se, end: len(arena), seq: k.SeqNum()})
+	}
+	if it.err != nil {
+		return nil, it.err
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	ts := make([]base.RangeTombstone, len(entries))
+	start := 0
+	for i, e := range entries {
+		ts[i] = base.RangeTombstone{Start: arena[start:e.startEnd:e.startEnd], End: arena[e.startEnd:e.end:e.end], Seq: e.seq}
+		start = e.end
+	}
+	return ts, nil
+}
+
+// MayContain reports whether the table may hold a point entry for userKey.
+// It returns true when the table has no filter.
+func (r *Reader) MayContain(userKey []byte) bool {
+	return r.filter == nil || bloom.MayContain(r.filter, userKey)
+}
+
+// RangeTombstones returns the table's range tombstones sorted by Start,
+// then by Seq descending. The slice and its keys belong to the reader and
+// must not be modified.
+func (r *Reader) RangeTombstones() []base.RangeTombstone { return r.tombstones }
+
+// Size returns the size of the table file in bytes.
+func (r *Reader) Size() uint64 { return r.size }
+
+// NumEntries returns the number of point entries in the table.
+func (r *Reader) NumEntries() uint64 { return r.numEntries }
+
+// NumDataBlocks returns the number of data blocks in the table.
+func (r *Reader) NumDataBlocks() int { return len(r.index) }
+
+// Close closes the table file. Iterators must be closed before. Calling
+// Close again returns nil. Close does not evict the table's blocks from the
+// cache: the table may be reopened.
+func (r *Reader) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	return r.f.Close()
+}
+
+// readDataBlock returns the uncompressed contents of the data block at h,
+// from the cache when it is there. Without a cache the contents live in
+// bufs and stay valid until the next call with the same bufs; with a cache
+// they are shared and must not be modified.
+func (r *Reader) readDataBlock(h handle, bufs *blockBufs) ([]byte, error) {
+	if r.cache != nil {
+		if b, ok := r.cache.Get(r.fileNum, h.offset); ok {
+			return b, nil
+		}
+	}
+	n := int(h.length) + blockTrailerLen
+	if cap(bufs.read) < n {
+		bufs.read = make([]byte, n)
+	}
+	raw := bufs.read[:n]
+	if err := readFull(r.f, raw, h.offset); err != nil {
+		return nil, err
+	}
+	if r.cache == nil {
+		b, err := decodeStored(raw, bufs.decompressed)
+		if err != nil {
+			return nil, err
+		}
+		if raw[n-blockTrailerLen] != blockTypeNone {
+			bufs.decompressed = b
+		}
+		return b, nil
+	}
+	b, err := decodeStored(raw, nil)
+	if err != nil {
+		return nil, err
+	}
+	if raw[n-blockTrailerLen] == blockTypeNone {
+		b = bytes.Clone(b)
+	}
+	r.cache.Set(r.fileNum, h.offset, b)
+	return b, nil
+}
+
+// blockBufs are an iterator's reusable buffers for reading blocks.
+type blockBufs struct {
+	read, decompressed []byte
+}
