@@ -85,9 +85,9 @@ type immMemtable struct {
 }
 
 type dbStats struct {
-	flushes, compactions, writeStalls int64
+	flushes, compactions, writeStalls     int64
 	compactBytesRead, compactBytesWritten int64
-	flushBytes                           int64
+	flushBytes                            int64
 }
 
 // loadReadState returns the current read state with a reference.

@@ -35,7 +35,7 @@ func (h *iterHeap) Less(i, j int) bool {
 	return base.CompareInternal(h.its[h.items[i]].Key(), h.its[h.items[j]].Key()) < 0
 }
 func (h *iterHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *iterHeap) Push(x any)   { h.items = append(h.items, x.(int)) }
+func (h *iterHeap) Push(x any)    { h.items = append(h.items, x.(int)) }
 func (h *iterHeap) Pop() any {
 	n := len(h.items) - 1
 	x := h.items[n]

@@ -1,7 +1,5 @@
 package lsm
 
-
-
 // LevelMetrics describes one level of the tree.
 type LevelMetrics struct {
 	// NumFiles is the number of tables in the level.
@@ -75,4 +73,3 @@ func (d *DB) Metrics() Metrics {
 	m.SeqNum = d.visibleSeq.Load()
 	return m
 }
-
