@@ -268,7 +268,12 @@ func (d *DB) runCompaction(c *compaction) error {
 		d.cond.Broadcast()
 		return nil
 	}
+	// Readers without a snapshot read at the visible sequence number;
+	// versions above it (committed, not yet published) must not shadow the
+	// ones those readers see.
 	snaps := d.snaps.seqs()
+	snaps = append(snaps, d.visibleSeq.Load())
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i] < snaps[j] })
 	d.mu.Unlock()
 	outputs, read, err := d.compactTables(c, snaps)
 	d.mu.Lock()

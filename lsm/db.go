@@ -48,10 +48,17 @@ type DB struct {
 
 	// commitMu serializes writers: sequence numbers, WAL appends and
 	// memtable inserts happen in one order.
-	commitMu   sync.Mutex
-	nextSeq    uint64 // under commitMu
-	visibleSeq atomic.Uint64
-	l0Count    atomic.Int32
+	commitMu    sync.Mutex
+	nextSeq     uint64 // under commitMu
+	assignedSeq atomic.Uint64
+	visibleSeq  atomic.Uint64
+	l0Count     atomic.Int32
+
+	// pubMu guards pending, the commits not yet visible, in sequence order.
+	// pubCond is broadcast when visibleSeq advances.
+	pubMu   sync.Mutex
+	pubCond sync.Cond
+	pending []*commitRec
 
 	// mu guards the fields below and is the lock of cond.
 	mu      sync.Mutex
@@ -329,14 +336,58 @@ func (d *DB) Apply(b *Batch, o *WriteOptions) error {
 		return d.setBGError(err)
 	}
 	d.nextSeq += uint64(b.count)
-	d.visibleSeq.Store(d.nextSeq - 1)
+	last := d.nextSeq - 1
+	d.assignedSeq.Store(last)
+	sync := o != nil && o.Sync
+	d.pubMu.Lock()
+	if !sync && len(d.pending) == 0 {
+		// Nothing earlier is waiting: publish at once.
+		d.visibleSeq.Store(last)
+		d.pubMu.Unlock()
+		d.commitMu.Unlock()
+		return nil
+	}
+	c := &commitRec{last: last, done: !sync}
+	d.pending = append(d.pending, c)
+	d.pubMu.Unlock()
 	d.commitMu.Unlock()
-	if o != nil && o.Sync {
-		if err := log.w.SyncTo(end); err != nil {
-			return d.setBGError(fmt.Errorf("lsm: sync write-ahead log: %w", err))
+	err = nil
+	if sync {
+		if serr := log.w.SyncTo(end); serr != nil {
+			err = d.setBGError(fmt.Errorf("lsm: sync write-ahead log: %w", serr))
 		}
 	}
-	return nil
+	d.publish(c)
+	return err
+}
+
+// commitRec is a commit waiting to become visible.
+type commitRec struct {
+	last uint64 // its last sequence number
+	done bool   // written (and synced, if asked)
+}
+
+// publish marks c done, makes every done commit at the head of the queue
+// visible, and waits until c itself is visible. Commits become visible in
+// sequence order, and a synced commit only once it is durable, so no reader
+// ever sees a synced write that a crash could take back.
+func (d *DB) publish(c *commitRec) {
+	d.pubMu.Lock()
+	c.done = true
+	advanced := false
+	for len(d.pending) > 0 && d.pending[0].done {
+		d.visibleSeq.Store(d.pending[0].last)
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+		advanced = true
+	}
+	if advanced {
+		d.pubCond.Broadcast()
+	}
+	for d.visibleSeq.Load() < c.last {
+		d.pubCond.Wait()
+	}
+	d.pubMu.Unlock()
 }
 
 // applyToMemtable inserts an encoded, sequenced batch into mem.

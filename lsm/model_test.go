@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -138,6 +139,7 @@ type modelRun struct {
 	state  map[string]string
 	snaps  []*modelSnap
 	batch  *lsm.Batch // reused across batch operations, to test Reset
+	stats  modelStats
 }
 
 // String is the failure context: seed, operation and the recent history.
@@ -178,15 +180,67 @@ func TestModel(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { runModel(t, s, nops) })
 		return
 	}
-	for seed := range seeds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			t.Parallel()
-			runModel(t, uint64(seed), nops)
-		})
+	var cov modelCoverage
+	// The group returns when its parallel subtests are done.
+	t.Run("group", func(t *testing.T) {
+		for seed := range seeds {
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				t.Parallel()
+				cov.add(runModel(t, uint64(seed), nops))
+			})
+		}
+	})
+	if t.Failed() || seeds < 50 {
+		return
+	}
+	// The sequences are only worth something if they reach the code paths
+	// the options were chosen for.
+	t.Logf("coverage over %d seeds: %+v", seeds, cov.m)
+	require.Positive(t, cov.m.Flushes, "no memtable was ever flushed")
+	require.Positive(t, cov.m.Compactions, "no compaction ever ran")
+	require.GreaterOrEqual(t, cov.m.DeepestLevel, 2, "no table ever reached level 2")
+	require.Positive(t, cov.m.MultiTableLevels, "no level below 0 ever held two tables")
+}
+
+// modelCoverage sums what the sequences exercised.
+type modelCoverage struct {
+	mu sync.Mutex
+	m  modelStats
+}
+
+type modelStats struct {
+	Flushes, Compactions, WriteStalls int64
+	DeepestLevel                      int
+	MultiTableLevels                  int
+}
+
+func (c *modelCoverage) add(s modelStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m.Flushes += s.Flushes
+	c.m.Compactions += s.Compactions
+	c.m.WriteStalls += s.WriteStalls
+	c.m.DeepestLevel = max(c.m.DeepestLevel, s.DeepestLevel)
+	c.m.MultiTableLevels += s.MultiTableLevels
+}
+
+// noteMetrics records what one open of the DB did, before it is closed.
+func (m *modelRun) noteMetrics() {
+	mt := m.db.Metrics()
+	m.stats.Flushes += mt.Flushes
+	m.stats.Compactions += mt.Compactions
+	m.stats.WriteStalls += mt.WriteStalls
+	for l, lm := range mt.Levels {
+		if lm.NumFiles > 0 {
+			m.stats.DeepestLevel = max(m.stats.DeepestLevel, l)
+		}
+		if l > 0 && lm.NumFiles > 1 {
+			m.stats.MultiTableLevels++
+		}
 	}
 }
 
-func runModel(t *testing.T, seed uint64, nops int) {
+func runModel(t *testing.T, seed uint64, nops int) modelStats {
 	m := &modelRun{
 		t:     t,
 		seed:  seed,
@@ -251,6 +305,11 @@ func runModel(t *testing.T, seed uint64, nops int) {
 	m.logf("final reopen")
 	m.reopen()
 	m.checkAll(m.db, nil, m.state)
+	m.noteMetrics()
+	if os.Getenv("MAILBRICKS_SEED") != "" {
+		t.Logf("what the sequence exercised: %+v", m.stats)
+	}
+	return m.stats
 }
 
 // randomizeOpenOptions picks the options that may differ between opens of
@@ -378,7 +437,7 @@ func (m *modelRun) step() {
 		delete(m.state, string(k))
 	case r < 31:
 		a, b := m.randRange()
-		m.logf("delete-range [%q, %q)", a, b)
+		m.logf("delete-range [%s, %s)", fk(a), fk(b))
 		require.NoError(t, db.DeleteRange(a, b, m.randWriteOptions()), "%v", m)
 		modelDeleteRange(m.state, a, b)
 	case r < 42:
@@ -422,7 +481,7 @@ func (m *modelRun) step() {
 		m.walk(it, s.state, lower, upper, 1+rng.IntN(30))
 	case r < 80:
 		lower, upper := m.randBounds()
-		m.logf("iterate [%q, %q)", lower, upper)
+		m.logf("iterate [%s, %s)", fk(lower), fk(upper))
 		it, err := db.NewIter(&lsm.IterOptions{LowerBound: lower, UpperBound: upper})
 		require.NoError(t, err, "%v", m)
 		m.walk(it, m.state, lower, upper, 1+rng.IntN(40))
@@ -433,7 +492,7 @@ func (m *modelRun) step() {
 		it, err := db.NewIter(&lsm.IterOptions{LowerBound: lower, UpperBound: upper})
 		require.NoError(t, err, "%v", m)
 		before := maps.Clone(m.state)
-		m.logf("iterate [%q, %q) across writes", lower, upper)
+		m.logf("iterate [%s, %s) across writes", fk(lower), fk(upper))
 		for range 1 + rng.IntN(3) {
 			k := m.randKey()
 			if rng.IntN(2) == 0 {
@@ -463,7 +522,7 @@ func (m *modelRun) step() {
 		if rng.IntN(2) == 0 {
 			a, b = m.randBounds()
 		}
-		m.logf("compact [%q, %q]", a, b)
+		m.logf("compact [%s, %s]", fk(a), fk(b))
 		require.NoError(t, db.Compact(a, b), "%v", m)
 	case r < 91:
 		m.reopen()
@@ -540,7 +599,7 @@ func (m *modelRun) stepBatch() {
 			a, e := m.randRange()
 			b.DeleteRange(a, e)
 			modelDeleteRange(next, a, e)
-			desc = append(desc, fmt.Sprintf("delrange [%q, %q)", a, e))
+			desc = append(desc, fmt.Sprintf("delrange [%s, %s)", fk(a), fk(e)))
 			touched = append(touched, a)
 		}
 	}
@@ -571,6 +630,7 @@ func (m *modelRun) reopen() {
 	}
 	m.snaps = nil
 	m.batch = nil
+	m.noteMetrics()
 	require.NoError(t, m.db.Close(), "%v", m)
 	require.NoError(t, m.db.Close(), "a second Close must succeed: %v", m)
 	_, err := m.db.Get(m.randKey())
@@ -654,7 +714,7 @@ func (m *modelRun) checkScan(db *lsm.DB, snap *lsm.Snapshot, state map[string]st
 		if !forward {
 			dir = "backward"
 		}
-		require.Failf(m.t, "scan returned wrong keys", "%s scan of [%q, %q): %s\n%v", dir, lower, upper, diffKeys(want, got), m)
+		require.Failf(m.t, "scan returned wrong keys", "%s scan of [%s, %s): %s\n%v", dir, fk(lower), fk(upper), diffKeys(want, got), m)
 	}
 }
 
@@ -725,13 +785,13 @@ func (m *modelRun) walk(it *lsm.Iterator, state map[string]string, lower, upper 
 			if wantOK {
 				want = fmt.Sprintf("at %q", keys[pos])
 			}
-			require.Failf(m.t, "iterator position", "bounds [%q, %q): after %s the iterator reports ok=%v valid=%v%s, want %s (err %v)\n%v",
-				lower, upper, strings.Join(hist, ", "), ok, it.Valid(), at, want, it.Error(), m)
+			require.Failf(m.t, "iterator position", "bounds [%s, %s): after %s the iterator reports ok=%v valid=%v%s, want %s (err %v)\n%v",
+				fk(lower), fk(upper), strings.Join(hist, ", "), ok, it.Valid(), at, want, it.Error(), m)
 		}
 		if ok {
 			if string(it.Key()) != keys[pos] {
-				require.Failf(m.t, "iterator key", "bounds [%q, %q): after %s the key is %q, want %q\n%v",
-					lower, upper, strings.Join(hist, ", "), it.Key(), keys[pos], m)
+				require.Failf(m.t, "iterator key", "bounds [%s, %s): after %s the key is %q, want %q\n%v",
+					fk(lower), fk(upper), strings.Join(hist, ", "), it.Key(), keys[pos], m)
 			}
 			m.checkValue(it, state, "after "+strings.Join(hist, ", "))
 		}
@@ -739,6 +799,14 @@ func (m *modelRun) walk(it *lsm.Iterator, state map[string]string, lower, upper 
 	require.NoError(m.t, it.Error(), "%v", m)
 	require.NoError(m.t, it.Close(), "%v", m)
 	require.NoError(m.t, it.Close(), "closing an iterator twice is allowed: %v", m)
+}
+
+// fk formats a key or bound, telling nil (no bound) from empty.
+func fk(b []byte) string {
+	if b == nil {
+		return "nil"
+	}
+	return fmt.Sprintf("%q", b)
 }
 
 func trunc(b []byte) []byte {

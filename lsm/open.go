@@ -34,6 +34,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	d := &DB{dir: dir, opts: o, fs: fs, lock: lock}
 	d.cond.L = &d.mu
+	d.pubCond.L = &d.pubMu
 	if o.CacheSize > 0 {
 		d.blocks = cache.New(o.CacheSize)
 	}
@@ -134,23 +135,35 @@ func (d *DB) recover() error {
 		}
 		flushed = append(flushed, m)
 	}
+	for _, files := range levels {
+		for _, m := range files {
+			lastSeq = max(lastSeq, m.LargestSeq)
+		}
+	}
+	for _, m := range flushed {
+		lastSeq = max(lastSeq, m.LargestSeq)
+	}
 	d.nextSeq = lastSeq + 1
+	d.assignedSeq.Store(lastSeq)
 	d.visibleSeq.Store(lastSeq)
 
-	wal, err := d.createWAL(d.allocFileNumLocked())
-	if err != nil {
-		return err
-	}
+	// The new manifest names the new log before the log exists: a crash in
+	// between leaves a manifest whose recovered tables already hold every
+	// old log's data, and no log to replay.
+	walNum := d.allocFileNumLocked()
 	e := &manifest.VersionEdit{}
 	for _, m := range flushed {
 		e.NewFiles = append(e.NewFiles, manifest.NewFileEntry{Level: 0, Meta: m})
 	}
 	newLevels := vs.current.apply(e)
-	if err := vs.createManifest(d.allocFileNumLocked(), &newLevels, wal.num, lastSeq); err != nil {
-		wal.w.Close()
+	if err := vs.createManifest(d.allocFileNumLocked(), &newLevels, walNum, lastSeq); err != nil {
 		return err
 	}
-	vs.logNum = wal.num
+	vs.logNum = walNum
+	wal, err := d.createWAL(walNum)
+	if err != nil {
+		return err
+	}
 	old := vs.current
 	vs.current = d.files.newVersion(newLevels)
 	old.unref()

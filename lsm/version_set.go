@@ -39,7 +39,7 @@ func (d *DB) logAndApply(e *manifest.VersionEdit, installed func()) error {
 		e.LogNumber = vs.logNum
 	}
 	e.HasNextFileNumber, e.NextFileNumber = true, vs.nextFileNum
-	e.HasLastSeq, e.LastSeq = true, d.visibleSeq.Load()
+	e.HasLastSeq, e.LastSeq = true, d.assignedSeq.Load()
 	levels := vs.current.apply(e)
 	if err := checkOrdering(&levels); err != nil {
 		return fmt.Errorf("lsm: version edit: %w", err)

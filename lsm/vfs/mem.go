@@ -72,12 +72,11 @@ type memFS struct {
 var _ FS = (*memFS)(nil)
 
 func newMemFS(crashable bool) *memFS {
-	fs := &memFS{
+	return &memFS{
 		crashable: crashable,
 		root:      newDirNode(crashable, time.Now()),
 		locks:     make(map[string]bool),
 	}
-	return fs
 }
 
 // memNode is a file or a directory (an inode).
