@@ -2,7 +2,6 @@ package lsm
 
 import (
 	"bytes"
-	"container/heap"
 	"sort"
 
 	"github.com/mailbricks/mailbricks/lsm/internal/base"
@@ -19,35 +18,21 @@ import (
 // reposition-and-pick-max step.
 type mergingIter struct {
 	children []base.InternalIterator
-	h        iterHeap
+	h        []mergeItem // min-heap by key in forward mode
 	reverse  bool
 	cur      int // child index in reverse mode
 	err      error
 }
 
-type iterHeap struct {
-	items []int
-	its   []base.InternalIterator
-}
-
-func (h *iterHeap) Len() int { return len(h.items) }
-func (h *iterHeap) Less(i, j int) bool {
-	return base.CompareInternal(h.its[h.items[i]].Key(), h.its[h.items[j]].Key()) < 0
-}
-func (h *iterHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *iterHeap) Push(x any)    { h.items = append(h.items, x.(int)) }
-func (h *iterHeap) Pop() any {
-	n := len(h.items) - 1
-	x := h.items[n]
-	h.items = h.items[:n]
-	return x
+// mergeItem caches a child's current key so that heap comparisons make no
+// interface calls.
+type mergeItem struct {
+	key base.InternalKey
+	idx int
 }
 
 func newMergingIter(children []base.InternalIterator) *mergingIter {
-	m := &mergingIter{children: children}
-	m.h.its = children
-	m.h.items = make([]int, 0, len(children))
-	return m
+	return &mergingIter{children: children, h: make([]mergeItem, 0, len(children))}
 }
 
 func (m *mergingIter) noteErr(it base.InternalIterator) {
@@ -56,18 +41,43 @@ func (m *mergingIter) noteErr(it base.InternalIterator) {
 	}
 }
 
+func (m *mergingIter) less(i, j int) bool {
+	return base.CompareInternal(m.h[i].key, m.h[j].key) < 0
+}
+
+func (m *mergingIter) down(i int) {
+	n := len(m.h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && m.less(r, l) {
+			j = r
+		}
+		if !m.less(j, i) {
+			return
+		}
+		m.h[i], m.h[j] = m.h[j], m.h[i]
+		i = j
+	}
+}
+
 func (m *mergingIter) initHeap(pos func(base.InternalIterator) bool) bool {
 	m.reverse = false
-	m.h.items = m.h.items[:0]
+	m.h = m.h[:0]
 	for i, c := range m.children {
 		if pos(c) {
-			m.h.items = append(m.h.items, i)
+			m.h = append(m.h, mergeItem{key: c.Key(), idx: i})
 		} else {
 			m.noteErr(c)
 		}
 	}
-	heap.Init(&m.h)
-	return m.err == nil && len(m.h.items) > 0
+	for i := len(m.h)/2 - 1; i >= 0; i-- {
+		m.down(i)
+	}
+	return m.err == nil && len(m.h) > 0
 }
 
 func (m *mergingIter) SeekGE(key []byte) bool {
@@ -75,7 +85,7 @@ func (m *mergingIter) SeekGE(key []byte) bool {
 }
 
 func (m *mergingIter) First() bool {
-	return m.initHeap(func(c base.InternalIterator) bool { return c.First() })
+	return m.initHeap(base.InternalIterator.First)
 }
 
 func (m *mergingIter) Next() bool {
@@ -84,30 +94,34 @@ func (m *mergingIter) Next() bool {
 		k := append([]byte(nil), m.children[m.cur].Key().UserKey...)
 		return m.SeekGE(successor(k))
 	}
-	if len(m.h.items) == 0 {
+	if len(m.h) == 0 {
 		return false
 	}
-	top := m.h.items[0]
-	if m.children[top].Next() {
-		heap.Fix(&m.h, 0)
+	c := m.children[m.h[0].idx]
+	if c.Next() {
+		m.h[0].key = c.Key()
 	} else {
-		m.noteErr(m.children[top])
-		heap.Pop(&m.h)
+		m.noteErr(c)
+		n := len(m.h) - 1
+		m.h[0] = m.h[n]
+		m.h = m.h[:n]
 	}
-	return m.err == nil && len(m.h.items) > 0
+	m.down(0)
+	return m.err == nil && len(m.h) > 0
 }
 
 func (m *mergingIter) pickMax(pos func(base.InternalIterator) bool) bool {
 	m.reverse = true
-	m.h.items = m.h.items[:0]
+	m.h = m.h[:0]
 	m.cur = -1
+	var best base.InternalKey
 	for i, c := range m.children {
 		if !pos(c) {
 			m.noteErr(c)
 			continue
 		}
-		if m.cur < 0 || base.CompareInternal(c.Key(), m.children[m.cur].Key()) > 0 {
-			m.cur = i
+		if k := c.Key(); m.cur < 0 || base.CompareInternal(k, best) > 0 {
+			m.cur, best = i, k
 		}
 	}
 	return m.err == nil && m.cur >= 0
@@ -118,7 +132,7 @@ func (m *mergingIter) SeekLT(key []byte) bool {
 }
 
 func (m *mergingIter) Last() bool {
-	return m.pickMax(func(c base.InternalIterator) bool { return c.Last() })
+	return m.pickMax(base.InternalIterator.Last)
 }
 
 func (m *mergingIter) Prev() bool {
@@ -126,10 +140,10 @@ func (m *mergingIter) Prev() bool {
 	if m.reverse {
 		k = append(k, m.children[m.cur].Key().UserKey...)
 	} else {
-		if len(m.h.items) == 0 {
+		if len(m.h) == 0 {
 			return false
 		}
-		k = append(k, m.children[m.h.items[0]].Key().UserKey...)
+		k = append(k, m.h[0].key.UserKey...)
 	}
 	return m.SeekLT(k)
 }
@@ -138,14 +152,14 @@ func (m *mergingIter) Key() base.InternalKey {
 	if m.reverse {
 		return m.children[m.cur].Key()
 	}
-	return m.children[m.h.items[0]].Key()
+	return m.h[0].key
 }
 
 func (m *mergingIter) Value() []byte {
 	if m.reverse {
 		return m.children[m.cur].Value()
 	}
-	return m.children[m.h.items[0]].Value()
+	return m.children[m.h[0].idx].Value()
 }
 
 func (m *mergingIter) Error() error { return m.err }
