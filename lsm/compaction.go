@@ -113,9 +113,7 @@ func (d *DB) flushLoop() {
 		if err := m.log.w.Close(); err != nil {
 			d.opts.Logger.Warn("lsm: close flushed log", "file", m.log.num, "err", err)
 		}
-		if err := d.fs.Remove(d.fs.PathJoin(d.dir, logFileName(m.log.num))); err != nil {
-			d.opts.Logger.Warn("lsm: remove flushed log", "file", m.log.num, "err", err)
-		}
+		d.obsolete.add(logFileName(m.log.num))
 		d.cond.Broadcast()
 		d.maybeScheduleCompaction()
 	}

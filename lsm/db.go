@@ -75,6 +75,7 @@ type DB struct {
 	flushing, compacting bool
 	bgWG                 sync.WaitGroup
 	compactPointer       [numLevels][]byte
+	obsolete             obsoleteFiles
 	stats                dbStats
 
 	rsMu sync.Mutex
@@ -465,17 +466,17 @@ func (d *DB) makeRoomForWrite(need int) (*walFile, error) {
 // rotateMemtable makes the mutable memtable immutable, starts a new WAL and
 // memtable, and schedules a flush. d.mu and commitMu must be held.
 func (d *DB) rotateMemtable(need int) error {
+	// Everything in the old WAL must be durable before the new one exists,
+	// so that only the newest log can have a torn tail and recovery always
+	// replays a prefix of the history.
+	if err := d.memLog.w.SyncTo(d.memLog.w.Size()); err != nil {
+		return d.setBGErrorLocked(fmt.Errorf("lsm: sync write-ahead log: %w", err))
+	}
 	num := d.vs.nextFileNum
 	d.vs.nextFileNum++
 	w, err := d.createWAL(num)
 	if err != nil {
 		return d.setBGErrorLocked(err)
-	}
-	// Everything in the old WAL must be durable before any record lands in
-	// the new one, so that recovery always replays a prefix of the history.
-	if err := d.memLog.w.SyncTo(d.memLog.w.Size()); err != nil {
-		w.w.Close()
-		return d.setBGErrorLocked(fmt.Errorf("lsm: sync write-ahead log: %w", err))
 	}
 	d.imm = append(d.imm, immMemtable{mem: d.mem, log: d.memLog})
 	size := d.opts.MemTableSize

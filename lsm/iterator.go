@@ -52,7 +52,7 @@ func (it *Iterator) Last() bool {
 	if it.closed {
 		return false
 	}
-	return it.backward(it.upper)
+	return it.backward(it.upper, it.upper != nil)
 }
 
 // SeekGE moves to the first key >= key.
@@ -74,8 +74,12 @@ func (it *Iterator) SeekLT(key []byte) bool {
 	if it.upper != nil && bytes.Compare(key, it.upper) > 0 {
 		key = it.upper
 	}
+	if it.lower != nil && bytes.Compare(key, it.lower) <= 0 {
+		it.iterOK = false
+		return it.stop()
+	}
 	// The target may alias it.key; backward copies before moving.
-	return it.backward(key)
+	return it.backward(key, true)
 }
 
 // Next moves to the next key.
@@ -95,7 +99,7 @@ func (it *Iterator) Prev() bool {
 	if !it.valid {
 		return false
 	}
-	return it.backward(it.key)
+	return it.backward(it.key, true)
 }
 
 // Valid reports whether the iterator is positioned at a key.
@@ -238,23 +242,22 @@ func (it *Iterator) resolveMerge() bool {
 	return true
 }
 
-// backward finds the last live key before target (nil: the very last).
+// backward finds the last live key before target, or the very last key
+// when bounded is false.
 //
 // Each step finds the largest user key below target across all sources,
 // then resolves that key's versions with a forward seek. A key with no live
 // version moves the target below it and the search goes on.
-func (it *Iterator) backward(target []byte) bool {
-	var t []byte
-	if target != nil {
-		t = append([]byte(nil), target...)
-	}
+func (it *Iterator) backward(target []byte, bounded bool) bool {
+	t := append([]byte(nil), target...)
 	for {
 		var ok bool
-		if t == nil {
+		if !bounded {
 			ok = it.iter.Last()
 		} else {
 			ok = it.iter.SeekLT(t)
 		}
+		bounded = true
 		if !ok {
 			return it.stop()
 		}

@@ -2,6 +2,7 @@ package lsm
 
 import (
 	"errors"
+	"sync"
 	"fmt"
 	"io"
 	"os"
@@ -52,11 +53,67 @@ func Open(dir string, opts *Options) (*DB, error) {
 	return d, nil
 }
 
+// deleteTables is called when tables leave the last live version. They are
+// queued, not deleted: see obsoleteFiles.
 func (d *DB) deleteTables(nums []uint64) {
-	for _, n := range nums {
+	names := make([]string, len(nums))
+	for i, n := range nums {
 		d.tables.evict(n)
-		if err := d.fs.Remove(d.fs.PathJoin(d.dir, tableFileName(n))); err != nil && !errors.Is(err, os.ErrNotExist) {
-			d.opts.Logger.Warn("lsm: remove obsolete table", "file", n, "err", err)
+		names[i] = tableFileName(n)
+	}
+	d.obsolete.add(names...)
+}
+
+// obsoleteFiles holds files that the latest manifest edit no longer needs
+// but the version before it may.
+//
+// The newest manifest edit is the one record that recovery may drop as a
+// torn tail (its append was perhaps never synced). Recovery then rebuilds
+// the version before it, so every file that version needs must still exist:
+// a file made obsolete by edit k (a flushed WAL, compaction inputs) is
+// deleted only after edit k+1 is durable.
+type obsoleteFiles struct {
+	mu    sync.Mutex
+	edits uint64 // manifest edits made durable so far
+	queue []obsoleteFile
+}
+
+type obsoleteFile struct {
+	name  string
+	after uint64 // delete once edits > after
+}
+
+func (o *obsoleteFiles) add(names ...string) {
+	o.mu.Lock()
+	for _, n := range names {
+		o.queue = append(o.queue, obsoleteFile{name: n, after: o.edits})
+	}
+	o.mu.Unlock()
+}
+
+// edited records a durable edit and returns the files it makes safe to
+// delete.
+func (o *obsoleteFiles) edited() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.edits++
+	var ready []string
+	keep := o.queue[:0]
+	for _, f := range o.queue {
+		if o.edits > f.after {
+			ready = append(ready, f.name)
+		} else {
+			keep = append(keep, f)
+		}
+	}
+	o.queue = keep
+	return ready
+}
+
+func (d *DB) removeFiles(names []string) {
+	for _, name := range names {
+		if err := d.fs.Remove(d.fs.PathJoin(d.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			d.opts.Logger.Warn("lsm: remove obsolete file", "file", name, "err", err)
 		}
 	}
 }

@@ -64,6 +64,7 @@ func (d *DB) logAndApply(e *manifest.VersionEdit, installed func()) error {
 		}
 	}
 	vs.logNum = logNum
+	d.removeFiles(d.obsolete.edited())
 	old := vs.current
 	vs.current = vs.files.newVersion(levels)
 	if installed != nil {
