@@ -2,11 +2,11 @@ package lsm
 
 import (
 	"errors"
-	"sync"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"sync"
 
 	"github.com/mailbricks/mailbricks/lsm/internal/base"
 	"github.com/mailbricks/mailbricks/lsm/internal/cache"
