@@ -11,6 +11,14 @@
 // the blocks' charges (their length plus a fixed per-entry overhead) exceed
 // it. Evicted entries are recycled for the next insertion.
 //
+// Recency is tracked with lazy promotion (the "second chance" of CLOCK): a
+// hit only marks its entry as referenced, and eviction moves a marked entry
+// from the tail back to the head, clearing the mark, instead of evicting it.
+// This keeps LRU's eviction order for blocks hit once between evictions
+// while sparing every hit from relinking its neighbours, which are random
+// cache lines when the cache is large; that relinking is most of the cost
+// of a hit in a strict LRU.
+//
 // Blocks are plain byte slices: an evicted block stays valid for readers
 // that still hold it (the garbage collector frees it), so there is no
 // reference counting.
@@ -35,6 +43,8 @@ type entry struct {
 	block      []byte
 	charge     int64
 	prev, next *entry
+	// referenced marks an entry hit since it was last at the head.
+	referenced bool
 }
 
 type shard struct {
@@ -97,7 +107,9 @@ func (c *Cache) Get(fileNum, offset uint64) ([]byte, bool) {
 		return nil, false
 	}
 	s.hits++
-	s.moveToFront(e)
+	if !e.referenced {
+		e.referenced = true
+	}
 	b := e.block
 	s.mu.Unlock()
 	return b, true
@@ -124,8 +136,16 @@ func (c *Cache) Set(fileNum, offset uint64, block []byte) {
 	}
 	var e *entry
 	for s.size+charge > s.capacity {
-		e = s.lru.prev
-		s.remove(e)
+		tail := s.lru.prev
+		if tail.referenced {
+			// Second chance: each entry is moved at most once per pass
+			// over the list, so the loop ends.
+			tail.referenced = false
+			s.moveToFront(tail)
+			continue
+		}
+		s.remove(tail)
+		e = tail
 	}
 	if e == nil {
 		e = &entry{}

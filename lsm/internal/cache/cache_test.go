@@ -95,6 +95,26 @@ func TestLRU(t *testing.T) {
 	}
 }
 
+// TestHotBlockSurvivesScan checks that a block hit between insertions is
+// kept while a stream of blocks passes through its shard.
+func TestHotBlockSurvivesScan(t *testing.T) {
+	const blockLen = 1000
+	c := New(3 * (blockLen + EntryOverhead) * numShards)
+	target := c.shard(key{1, 0})
+	c.Set(1, 0, block(blockLen, 1))
+	n := 0
+	for off := uint64(4096); n < 100; off += 4096 {
+		if c.shard(key{2, off}) != target {
+			continue
+		}
+		n++
+		c.Set(2, off, block(blockLen, 2))
+		if _, ok := c.Get(1, 0); !ok {
+			t.Fatalf("hot block evicted after %d insertions", n)
+		}
+	}
+}
+
 func TestEvictFile(t *testing.T) {
 	c := New(1 << 20)
 	for f := uint64(1); f <= 3; f++ {

@@ -93,9 +93,16 @@ func requireEntries(t *testing.T, want, got []entry) {
 	t.Helper()
 	require.Equal(t, len(want), len(got), "entry count")
 	for i := range want {
-		require.Equal(t, want[i].key.String(), got[i].key.String(), "key %d", i)
-		require.True(t, bytes.Equal(want[i].value, got[i].value), "value of %s", want[i].key)
+		// Check before calling require: formatting 100k messages is slow.
+		if !sameEntry(want[i], got[i]) {
+			require.Equal(t, want[i].key.String(), got[i].key.String(), "key %d", i)
+			require.Equal(t, want[i].value, got[i].value, "value of %s", want[i].key)
+		}
 	}
+}
+
+func sameEntry(a, b entry) bool {
+	return base.CompareInternal(a.key, b.key) == 0 && bytes.Equal(a.value, b.value)
 }
 
 // checkStructure verifies the skiplist invariants: every level sorted, every
@@ -107,7 +114,9 @@ func checkStructure(t *testing.T, m *Memtable) {
 	height := map[uint32]int{}
 	prev := uint32(headNode)
 	for nd := a.next(headNode, 0); nd != nilNode; nd = a.next(nd, 0) {
-		require.Equal(t, prev, a.prev(nd), "prev link of node %d", nd)
+		if a.prev(nd) != prev {
+			require.Equal(t, prev, a.prev(nd), "prev link of node %d", nd)
+		}
 		height[nd] = 1
 		prev = nd
 	}
@@ -115,10 +124,12 @@ func checkStructure(t *testing.T, m *Memtable) {
 	for level := 1; level < MaxHeight; level++ {
 		var last uint32
 		for nd := a.next(headNode, level); nd != nilNode; nd = a.next(nd, level) {
-			require.Equal(t, level, height[nd], "node %d at level %d not at level %d", nd, level, level-1)
+			if height[nd] != level {
+				require.Fail(t, "tower with a gap", "node %d at level %d not at level %d", nd, level, level-1)
+			}
 			height[nd]++
-			if last != 0 {
-				require.Negative(t, base.CompareInternal(a.key(last), a.key(nd)), "level %d out of order", level)
+			if last != 0 && base.CompareInternal(a.key(last), a.key(nd)) >= 0 {
+				require.Fail(t, "level out of order", "level %d: %s then %s", level, a.key(last), a.key(nd))
 			}
 			last = nd
 		}
@@ -183,7 +194,7 @@ func TestRandomModel(t *testing.T) {
 		}
 		// Walk a few steps either way from the seek position.
 		for range 4 {
-			if pos >= 0 && pos < len(model) {
+			if pos >= 0 && pos < len(model) && !sameEntry(model[pos], entry{it.Key(), it.Value()}) {
 				require.Equal(t, model[pos].key.String(), it.Key().String())
 				require.Equal(t, model[pos].value, it.Value())
 			}
@@ -288,6 +299,11 @@ func TestIteratorEdges(t *testing.T) {
 	require.True(t, it.Next())
 	require.Equal(t, "b", string(it.Key().UserKey))
 	require.NoError(t, it.Close())
+}
+
+func TestNewPanics(t *testing.T) {
+	require.Panics(t, func() { New(headSize - 1) })
+	require.NotPanics(t, func() { New(headSize) })
 }
 
 func TestDuplicate(t *testing.T) {
@@ -425,6 +441,13 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
 	es := genEntries(rng, n)
+	// Sorted runs, like batches, so that Add takes both the search and the
+	// kept-splice paths.
+	for i := 0; i < len(es); {
+		k := min(1+rng.IntN(20), len(es)-i)
+		slices.SortFunc(es[i:i+k], cmpEntry)
+		i += k
+	}
 	// Each value is the entry's index, so a reader can tell what it saw.
 	for i := range es {
 		es[i].value = binary.LittleEndian.AppendUint32(nil, uint32(i))
@@ -577,20 +600,32 @@ func BenchmarkAdd(b *testing.B) {
 	}
 }
 
-// benchMemtable returns a full memtable of random 16-byte keys and 100-byte
-// values, and its keys.
-func benchMemtable(size int) (*Memtable, [][]byte) {
-	next := benchKeys("random", 2)
+// benchKey writes the i-th key of benchMemtable: 16 random-looking bytes
+// computed from i, so that benchmarks can pick existing keys without reading
+// a list of them.
+func benchKey(buf []byte, i uint64) {
+	binary.BigEndian.PutUint64(buf, mix64(i))
+	binary.BigEndian.PutUint64(buf[8:], mix64(^i))
+}
+
+// mix64 is the splitmix64 finalizer.
+func mix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// benchMemtable returns a full memtable of random 16-byte keys (see
+// benchKey) with 100-byte values, and the number of keys.
+func benchMemtable(size int) (*Memtable, int) {
 	m := New(size)
+	key := make([]byte, benchKeyLen)
 	value := make([]byte, benchValueLen)
-	var keys [][]byte
-	for seq := uint64(1); ; seq++ {
-		key := make([]byte, benchKeyLen)
-		next(key)
-		if err := m.Add(base.MakeInternalKey(key, seq, base.KindSet), value); err != nil {
-			return m, keys
+	for i := uint64(0); ; i++ {
+		benchKey(key, i)
+		if err := m.Add(base.MakeInternalKey(key, i+1, base.KindSet), value); err != nil {
+			return m, int(i)
 		}
-		keys = append(keys, key)
 	}
 }
 
@@ -598,13 +633,15 @@ func benchMemtable(size int) (*Memtable, [][]byte) {
 func BenchmarkSeekGE(b *testing.B) {
 	for _, size := range benchArenas {
 		b.Run(fmt.Sprintf("arena=%dMiB", size>>20), func(b *testing.B) {
-			m, keys := benchMemtable(size)
+			m, n := benchMemtable(size)
 			rng := rand.New(rand.NewPCG(3, 3))
+			key := make([]byte, benchKeyLen)
 			it := m.NewIter()
 			b.ReportAllocs()
 			for b.Loop() {
-				if !it.SeekGE(keys[rng.IntN(len(keys))]) {
-					b.Fatal("SeekGE found nothing")
+				benchKey(key, uint64(rng.IntN(n)))
+				if !it.SeekGE(key) || !bytes.Equal(it.Key().UserKey, key) {
+					b.Fatal("SeekGE missed an existing key")
 				}
 			}
 		})

@@ -50,6 +50,9 @@ var (
 		e, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedFastest),
 			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			// Blocks are small: a 1 MiB window bounds the history buffer
+			// that an encoder allocates for a block above 128 KiB.
+			zstd.WithWindowSize(1<<20),
 			// Blocks carry their own CRC-32C.
 			zstd.WithEncoderCRC(false))
 		if err != nil {

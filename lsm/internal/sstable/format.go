@@ -128,7 +128,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // blockChecksum returns the CRC-32C of contents followed by typ.
 func blockChecksum(contents []byte, typ byte) uint32 {
 	c := crc32.Update(0, castagnoli, contents)
-	return crc32.Update(c, castagnoli, []byte{typ})
+	// Fold in the type byte by hand (the table-driven step that Update
+	// performs per byte) rather than pass Update a one-byte slice, which
+	// would be allocated on every call.
+	c = ^c
+	c = castagnoli[byte(c)^typ] ^ c>>8
+	return ^c
 }
 
 // handle locates a block's stored contents in the file.

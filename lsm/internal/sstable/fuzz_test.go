@@ -3,9 +3,9 @@ package sstable
 import (
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"

@@ -62,6 +62,9 @@ var _ base.InternalIterator = (*iterator)(nil)
 // must not be used after Close. The iterator must be closed before the
 // Reader.
 func (r *Reader) NewIter(lower, upper []byte) base.InternalIterator {
+	if r.closed.Load() {
+		return closedIter{}
+	}
 	it := iterPool.Get().(*iterator)
 	it.r = r
 	it.lower, it.upper = lower, upper
@@ -100,11 +103,15 @@ func (it *iterator) Close() error {
 // Error returns the error that stopped the iterator, if any.
 func (it *iterator) Error() error { return it.err }
 
-// Key returns the current key. Its user key aliases the iterator's buffers
-// or a cached block and is valid until the next positioning call.
+// Key returns the current key, or the zero key when the iterator is not
+// positioned. Its user key aliases the iterator's buffers or a block shared
+// through the cache: it must not be modified, and it is valid until the
+// next positioning call.
 func (it *iterator) Key() base.InternalKey { return it.ikey }
 
-// Value returns the current value, valid until the next positioning call.
+// Value returns the current value, or nil when the iterator is not
+// positioned. Like Key, it must not be modified and is valid until the next
+// positioning call.
 func (it *iterator) Value() []byte {
 	if it.pos != posValid {
 		return nil
@@ -121,7 +128,7 @@ func (it *iterator) SeekGE(key []byte) bool {
 	if it.upper != nil && bytes.Compare(key, it.upper) >= 0 {
 		return it.exhaustForward()
 	}
-	i := it.r.searchIndex(key)
+	i := it.searchIndex(key)
 	if i == len(it.r.index) {
 		return it.exhaustForward()
 	}
@@ -143,7 +150,7 @@ func (it *iterator) SeekLT(key []byte) bool {
 	if it.lower != nil && bytes.Compare(key, it.lower) <= 0 {
 		return it.exhaustBackward()
 	}
-	i := it.r.searchIndex(key)
+	i := it.searchIndex(key)
 	if i == len(it.r.index) {
 		// Every entry is below key.
 		return it.lastEntry()
@@ -245,6 +252,18 @@ func (r *Reader) searchIndex(key []byte) int {
 		}
 	}
 	return lo
+}
+
+// searchIndex is Reader.searchIndex, answered with two comparisons when
+// key falls in the loaded block, as it does for seeks to nearby keys.
+func (it *iterator) searchIndex(key []byte) int {
+	if i := it.blockIdx; i >= 0 {
+		idx := it.r.index
+		if bytes.Compare(idx[i].userKey, key) >= 0 && (i == 0 || bytes.Compare(idx[i-1].userKey, key) < 0) {
+			return i
+		}
+	}
+	return it.r.searchIndex(key)
 }
 
 // loadBlock makes block i current, reusing it when it already is.
@@ -350,3 +369,17 @@ func (it *iterator) fail(h handle, err error) bool {
 	it.ikey = base.InternalKey{}
 	return false
 }
+
+// closedIter is the iterator of a closed Reader: empty, with ErrClosed.
+type closedIter struct{}
+
+func (closedIter) SeekGE([]byte) bool    { return false }
+func (closedIter) SeekLT([]byte) bool    { return false }
+func (closedIter) First() bool           { return false }
+func (closedIter) Last() bool            { return false }
+func (closedIter) Next() bool            { return false }
+func (closedIter) Prev() bool            { return false }
+func (closedIter) Key() base.InternalKey { return base.InternalKey{} }
+func (closedIter) Value() []byte         { return nil }
+func (closedIter) Error() error          { return ErrClosed }
+func (closedIter) Close() error          { return ErrClosed }

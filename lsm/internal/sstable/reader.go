@@ -268,9 +268,10 @@ func (r *Reader) NumEntries() uint64 { return r.numEntries }
 // NumDataBlocks returns the number of data blocks in the table.
 func (r *Reader) NumDataBlocks() int { return len(r.index) }
 
-// Close closes the table file. Iterators must be closed before. Calling
-// Close again returns nil. Close does not evict the table's blocks from the
-// cache: the table may be reopened.
+// Close closes the table file. Iterators must be closed before; iterators
+// created afterwards are empty and report [ErrClosed]. Calling Close again
+// returns nil. Close does not evict the table's blocks from the cache: the
+// table may be reopened.
 func (r *Reader) Close() error {
 	if r.closed.Swap(true) {
 		return nil

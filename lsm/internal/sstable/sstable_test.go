@@ -267,7 +267,7 @@ func TestRangeTombstones(t *testing.T) {
 			wantTombstoneStarts: []string{"d"},
 		},
 		{
-			name: "extends both ends",
+			name:   "extends both ends",
 			points: points,
 			ts: []base.RangeTombstone{
 				{Start: []byte("x"), End: []byte("z"), Seq: 3},
@@ -482,9 +482,9 @@ func TestWriterErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []base.InternalKey{
-		k("b", 5, base.KindSet),    // duplicate
-		k("b", 6, base.KindSet),    // newer version after older
-		k("a", 1, base.KindSet),    // smaller user key
+		k("b", 5, base.KindSet), // duplicate
+		k("b", 6, base.KindSet), // newer version after older
+		k("a", 1, base.KindSet), // smaller user key
 		k("c", 1, base.KindRangeDelete),
 		{UserKey: []byte("d"), Trailer: 1<<8 | 9}, // unknown kind
 	} {
@@ -603,5 +603,35 @@ func TestIteratorAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per iterator use, want 0", allocs)
+	}
+}
+
+func TestReaderClose(t *testing.T) {
+	entries := genEntries(rand.New(rand.NewPCG(19, 20)), 100)
+	f, _ := writeTable(t, entries, nil, WriterOptions{})
+	r := openTable(t, f, ReaderOptions{})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close = %v, want nil", err)
+	}
+	if !f.closed {
+		t.Fatal("Close did not close the file")
+	}
+	it := r.NewIter(nil, nil)
+	if it.First() || !errors.Is(it.Error(), ErrClosed) {
+		t.Fatalf("iterator of a closed reader: First true or error %v, want ErrClosed", it.Error())
+	}
+	it.Close()
+}
+
+func TestOpenClosesFileOnError(t *testing.T) {
+	f := &memFile{data: []byte("not a table")}
+	if _, err := Open(f, ReaderOptions{}); !errors.Is(err, base.ErrCorruption) {
+		t.Fatalf("Open = %v, want ErrCorruption", err)
+	}
+	if !f.closed {
+		t.Fatal("a failed Open left the file open")
 	}
 }

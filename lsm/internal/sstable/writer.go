@@ -14,7 +14,8 @@ import (
 	"github.com/mailbricks/mailbricks/lsm/vfs"
 )
 
-// ErrClosed is returned by the methods of a [Writer] after Close.
+// ErrClosed is returned by the methods of a [Writer] after Close, and by
+// iterators created after their [Reader] was closed.
 var ErrClosed = errors.New("sstable: closed")
 
 // writeBufferSize is the size of the Writer's write buffer: blocks reach the
@@ -100,6 +101,7 @@ type Writer struct {
 	keyBuf      []byte
 	handleBuf   []byte
 	compressBuf []byte
+	trailer     [blockTrailerLen]byte
 
 	meta Meta
 	// err is sticky: the first write error, or ErrClosed after Close.
@@ -269,10 +271,10 @@ func (w *Writer) finish() error {
 		return err
 	}
 	if err := w.w.Flush(); err != nil {
-		return w.fail(err)
+		return w.fail("write", err)
 	}
 	if err := w.f.Sync(); err != nil {
-		return w.fail(fmt.Errorf("sync: %w", err))
+		return w.fail("sync", err)
 	}
 	m.Size = w.offset
 	return nil
@@ -334,16 +336,19 @@ func (w *Writer) flushData() error {
 
 // writeBlock compresses and writes a block with its trailer.
 func (w *Writer) writeBlock(contents []byte, c Compression) (handle, error) {
+	if len(contents) > maxBlockSize {
+		// Only an index or filter of an absurdly large table gets here.
+		return handle{}, w.fail("write", fmt.Errorf("block of %d bytes exceeds %d", len(contents), maxBlockSize))
+	}
 	typ, stored, buf := compressBlock(c, contents, w.compressBuf)
 	w.compressBuf = buf
-	var trailer [blockTrailerLen]byte
-	trailer[0] = typ
-	binary.LittleEndian.PutUint32(trailer[1:], blockChecksum(stored, typ))
+	w.trailer[0] = typ
+	binary.LittleEndian.PutUint32(w.trailer[1:], blockChecksum(stored, typ))
 	h := handle{offset: w.offset, length: uint64(len(stored))}
 	if err := w.write(stored); err != nil {
 		return handle{}, err
 	}
-	if err := w.write(trailer[:]); err != nil {
+	if err := w.write(w.trailer[:]); err != nil {
 		return handle{}, err
 	}
 	return h, nil
@@ -351,15 +356,16 @@ func (w *Writer) writeBlock(contents []byte, c Compression) (handle, error) {
 
 func (w *Writer) write(p []byte) error {
 	if _, err := w.w.Write(p); err != nil {
-		return w.fail(err)
+		return w.fail("write", err)
 	}
 	w.offset += uint64(len(p))
 	return nil
 }
 
-func (w *Writer) fail(err error) error {
+// fail records the writer's first error, which every later call returns.
+func (w *Writer) fail(op string, err error) error {
 	if w.err == nil {
-		w.err = fmt.Errorf("sstable: write: %w", err)
+		w.err = fmt.Errorf("sstable: %s: %w", op, err)
 	}
 	return w.err
 }
