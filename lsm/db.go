@@ -53,6 +53,8 @@ type DB struct {
 	assignedSeq atomic.Uint64
 	visibleSeq  atomic.Uint64
 	l0Count     atomic.Int32
+	// failed is set with bgErr, so that the write fast path sees it.
+	failed atomic.Bool
 
 	// pubMu guards pending, the commits not yet visible, in sequence order.
 	// pubCond is broadcast when visibleSeq advances.
@@ -421,6 +423,7 @@ func (d *DB) setBGError(err error) error {
 	d.mu.Lock()
 	if d.bgErr == nil {
 		d.bgErr = err
+		d.failed.Store(true)
 		d.opts.Logger.Error("lsm: background error; writes are refused from now on", "err", err)
 	}
 	d.cond.Broadcast()
@@ -433,7 +436,7 @@ func (d *DB) setBGError(err error) error {
 // level 0 are too far behind. It returns the WAL to append to. commitMu must
 // be held.
 func (d *DB) makeRoomForWrite(need int) (*walFile, error) {
-	if d.mem.Available() >= need && int(d.l0Count.Load()) < d.opts.L0StopWritesThreshold {
+	if d.mem.Available() >= need && int(d.l0Count.Load()) < d.opts.L0StopWritesThreshold && !d.failed.Load() {
 		return d.memLog, nil
 	}
 	d.mu.Lock()
@@ -493,6 +496,7 @@ func (d *DB) rotateMemtable(need int) error {
 func (d *DB) setBGErrorLocked(err error) error {
 	if d.bgErr == nil {
 		d.bgErr = err
+		d.failed.Store(true)
 		d.opts.Logger.Error("lsm: background error; writes are refused from now on", "err", err)
 	}
 	d.cond.Broadcast()
