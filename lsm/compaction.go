@@ -105,7 +105,11 @@ func (d *DB) flushLoop() {
 		if meta != nil {
 			e.NewFiles = []manifest.NewFileEntry{{Level: 0, Meta: meta}}
 		}
-		if err := d.logAndApply(e, func() { d.imm = d.imm[1:] }); err != nil {
+		installed := func() {
+			d.imm = d.imm[1:]
+			d.obsolete.add(logFileName(m.log.num))
+		}
+		if err := d.logAndApply(e, installed); err != nil {
 			d.setBGErrorLocked(err)
 			break
 		}
@@ -113,7 +117,6 @@ func (d *DB) flushLoop() {
 		if err := m.log.w.Close(); err != nil {
 			d.opts.Logger.Warn("lsm: close flushed log", "file", m.log.num, "err", err)
 		}
-		d.obsolete.add(logFileName(m.log.num))
 		d.cond.Broadcast()
 		d.maybeScheduleCompaction()
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/mailbricks/mailbricks/lsm/internal/manifest"
 	"github.com/mailbricks/mailbricks/lsm/internal/memtable"
 	"github.com/mailbricks/mailbricks/lsm/internal/record"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
 )
 
 // Open opens the DB in dir, creating it if it does not exist, and recovers
@@ -89,6 +90,13 @@ func (o *obsoleteFiles) add(names ...string) {
 		o.queue = append(o.queue, obsoleteFile{name: n, after: o.edits})
 	}
 	o.mu.Unlock()
+}
+
+// pending reports whether files wait for deletion.
+func (o *obsoleteFiles) pending() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue) > 0
 }
 
 // edited records a durable edit and returns the files it makes safe to
@@ -258,9 +266,19 @@ func (d *DB) loadManifest(b *manifest.Builder) error {
 	edits := 0
 	for {
 		rec, err := r.Next()
-		if err == io.EOF || errors.Is(err, record.ErrTornTail) {
-			// A torn tail is an edit whose append was in flight; it was
-			// never acknowledged, so the version before it is the truth.
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, record.ErrTornTail) {
+			// Every edit is synced before the next is appended, so a
+			// crash can only cut the last edit short; that edit was never
+			// acknowledged and the version before it is the truth. Any
+			// other damage at the tail is corruption.
+			if torn, terr := d.manifestTailTorn(f, r.Offset()); terr != nil {
+				return terr
+			} else if !torn {
+				return fmt.Errorf("%w: manifest %06d: damaged record at offset %d: %v", ErrCorruption, num, r.Offset(), err)
+			}
 			break
 		}
 		if err != nil {
@@ -280,6 +298,20 @@ func (d *DB) loadManifest(b *manifest.Builder) error {
 	}
 	d.vs.manifestNum = num
 	return nil
+}
+
+// manifestTailTorn reports whether the manifest bytes after offset are a
+// single edit cut short by a crash.
+func (d *DB) manifestTailTorn(f vfs.File, offset int64) (bool, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	tail := make([]byte, st.Size()-offset)
+	if _, err := f.ReadAt(tail, offset); err != nil && err != io.EOF {
+		return false, err
+	}
+	return record.LastRecordCutShort(tail), nil
 }
 
 // replayLog applies the batches of log n to *mem, flushing full memtables to

@@ -72,6 +72,25 @@ func (d *DB) logAndApply(e *manifest.VersionEdit, installed func()) error {
 	}
 	d.updateReadState()
 	old.unref()
+	if d.obsolete.pending() {
+		// The edit just written may be dropped as a torn tail if it stays
+		// the newest record; a small edit after it pins it, so that the
+		// files it made obsolete can go now rather than at the next edit.
+		confirm := &manifest.VersionEdit{
+			HasNextFileNumber: true, NextFileNumber: vs.nextFileNum,
+			HasLastSeq: true, LastSeq: d.assignedSeq.Load(),
+		}
+		end, err := vs.manifest.Append(confirm.Encode())
+		if err == nil {
+			err = vs.manifest.SyncTo(end)
+		}
+		if err != nil {
+			// The edit itself is durable and installed, but the manifest
+			// can take no more edits: fail like any manifest write.
+			return fmt.Errorf("lsm: write manifest: %w", err)
+		}
+		d.removeFiles(d.obsolete.edited())
+	}
 	return nil
 }
 

@@ -279,3 +279,29 @@ func (r *Reader) bad(reason string, skip int) error {
 		ErrTornTail, r.off, reason, len(rest))
 	return r.err
 }
+
+// LastRecordCutShort reports whether tail, the bytes of a log after its last
+// good record (see [Reader.Offset]), is what a crash leaves of ONE record
+// whose append was in flight: fewer bytes than a header, only zero bytes, or
+// a valid header whose payload runs past the end.
+//
+// A log whose writer syncs every record before appending the next (the
+// manifest) can only be torn that way; any other damaged tail, such as a
+// complete record with a bad checksum, is corruption.
+func LastRecordCutShort(tail []byte) bool {
+	if len(tail) < HeaderLen {
+		return true
+	}
+	allZero := true
+	for _, b := range tail {
+		if b != 0 {
+			allZero = false
+			break
+		}
+	}
+	if allZero {
+		return true
+	}
+	n, ok := parseHeader(tail[:HeaderLen])
+	return ok && HeaderLen+n > len(tail)
+}
