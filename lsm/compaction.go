@@ -496,14 +496,13 @@ func (d *DB) compactTables(c *compaction, snaps stripes) (outputs []*fileMeta, r
 
 // compactionOutput writes the tables of one compaction.
 type compactionOutput struct {
-	d       *DB
-	tombs   []base.RangeTombstone // sorted by Start
-	w       *sstable.Writer
-	num     uint64
-	lo      []byte // first user key this table owns; nil: unbounded
-	last    []byte // last user key added
-	metas   []*fileMeta
-	pending bool // tombstones remain to be written even with no point keys
+	d     *DB
+	tombs []base.RangeTombstone // sorted by Start
+	w     *sstable.Writer
+	num   uint64
+	lo    []byte // first user key this table owns; nil: unbounded
+	last  []byte // last user key added
+	metas []*fileMeta
 }
 
 func (o *compactionOutput) add(k base.InternalKey, v []byte) error {
