@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/filter"
@@ -65,3 +67,17 @@ func (e *goleveldbEngine) ScanPrefix(prefix []byte) (int, error) {
 func (e *goleveldbEngine) Settle() error { return nil }
 
 func (e *goleveldbEngine) Close() error { return e.db.Close() }
+
+func (e *goleveldbEngine) CompactAll() error { return e.db.CompactRange(util.Range{}) }
+
+func (e *goleveldbEngine) Describe() string {
+	counts := make([]int64, 7) // goleveldb's default number of levels
+	for l := range counts {
+		v, err := e.db.GetProperty(fmt.Sprintf("leveldb.num-files-at-level%d", l))
+		if err != nil {
+			return err.Error()
+		}
+		counts[l], _ = strconv.ParseInt(v, 10, 64)
+	}
+	return "tables per level " + levelCounts(counts, func(c int64) int64 { return c })
+}

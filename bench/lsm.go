@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -39,6 +40,7 @@ import (
 //     whether concurrent syncs share fdatasyncs (group commit).
 //   - peak_rss: the child process's peak resident set size.
 type lsmSuite struct {
+	settle    string
 	syncOps   int
 	perUser   int
 	valueSize int
@@ -85,8 +87,15 @@ type engine interface {
 	ScanPrefix(prefix []byte) (int, error)
 	// Settle brings the DB to the state reads are measured in: it flushes
 	// the memtable where the engine offers that (ours, pebble) and does
-	// nothing otherwise (badger, goleveldb).
+	// nothing otherwise (badger, goleveldb). Compactions it triggers go on
+	// in the background during the reads.
 	Settle() error
+	// CompactAll compacts the whole key space and waits, for -settle
+	// compact: reads then meet each engine's fully compacted tree.
+	CompactAll() error
+	// Describe summarizes the tree's shape (tables per level, compactions
+	// running) for the progress log.
+	Describe() string
 	Close() error
 }
 
@@ -101,6 +110,7 @@ var lsmEngines = map[string]func(dir string, o engineOptions) (engine, error){
 func (s *lsmSuite) Impls() []string { return []string{"ours", "pebble", "badger", "goleveldb"} }
 
 func (s *lsmSuite) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&s.settle, "settle", "flush", "before get_random and scan_prefix: flush (flush the memtable where the engine can; compactions continue during reads) or compact (also compact everything and wait)")
 	fs.IntVar(&s.syncOps, "sync-ops", 0, "writes in each fill_sync workload (0: 2000, or 1000 with -quick)")
 	fs.IntVar(&s.perUser, "per-user", 250, "average keys per user in fill_seq, and so per scan_prefix")
 	fs.IntVar(&s.valueSize, "value-size", 100, "value size in bytes")
@@ -166,6 +176,9 @@ func (s *lsmSuite) Run(impl string, c *config, r *reporter) error {
 			run.syncOps = 1000
 		}
 	}
+	if s.settle != "flush" && s.settle != "compact" {
+		return fmt.Errorf("-settle must be flush or compact, not %q", s.settle)
+	}
 	if s.perUser <= 0 || s.valueSize <= 0 {
 		return errors.New("-per-user and -value-size must be positive")
 	}
@@ -228,7 +241,19 @@ func (run *lsmRun) openFresh(name string, o engineOptions) (engine, string, erro
 	if err != nil {
 		return nil, "", fmt.Errorf("open: %w", err)
 	}
-	return e, dir, nil
+	return &closeOnce{engine: e}, dir, nil
+}
+
+// closeOnce makes Close idempotent, which pebble's is not.
+type closeOnce struct {
+	engine
+	once sync.Once
+	err  error
+}
+
+func (c *closeOnce) Close() error {
+	c.once.Do(func() { c.err = c.engine.Close() })
+	return c.err
 }
 
 func (run *lsmRun) settle(e engine) error {
@@ -236,7 +261,12 @@ func (run *lsmRun) settle(e engine) error {
 	if err := e.Settle(); err != nil {
 		return fmt.Errorf("settle: %w", err)
 	}
-	run.logf("%-12s %8.3fs", "settle", time.Since(start).Seconds())
+	if run.lsmSuite.settle == "compact" {
+		if err := e.CompactAll(); err != nil {
+			return fmt.Errorf("settle: compact: %w", err)
+		}
+	}
+	run.logf("%-12s %8.3fs (%s): %s", "settle", time.Since(start).Seconds(), run.lsmSuite.settle, e.Describe())
 	return nil
 }
 
@@ -246,11 +276,7 @@ func (run *lsmRun) phaseRandom() error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if e != nil {
-			e.Close()
-		}
-	}()
+	defer e.Close()
 	n := run.keys
 	key := make([]byte, 16)
 
@@ -290,18 +316,17 @@ func (run *lsmRun) phaseRandom() error {
 		}
 	}
 	run.report("get_random", n, time.Since(start), kv{"hit_rate", float64(found) / float64(n)})
+	run.logf("%-12s %s", "after gets", e.Describe())
 
-	err = e.Close()
-	e = nil
-	if err != nil {
+	if err := e.Close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
-	size, err := dirBytes(dir)
+	size, alloc, byExt, err := dirBytes(dir)
 	if err != nil {
 		return err
 	}
-	run.logf("%-12s %9d bytes (%.1f MiB)", "disk_bytes", size, float64(size)/(1<<20))
-	run.report("disk_bytes", 0, 0, kv{"bytes", float64(size)})
+	run.logf("%-12s %9d bytes (%.1f MiB; %.1f MiB allocated; %s)", "disk_bytes", size, float64(size)/(1<<20), float64(alloc)/(1<<20), byExt)
+	run.report("disk_bytes", 0, 0, kv{"bytes", float64(size)}, kv{"allocated", float64(alloc)})
 	return nil
 }
 
@@ -353,6 +378,7 @@ func (run *lsmRun) phaseSeq() error {
 	if avg := float64(total) / float64(scans); avg > 4*float64(run.perUser) {
 		return fmt.Errorf("scan_prefix: %.0f keys per scan, want about %d: bounds are not honored", avg, run.perUser)
 	}
+	run.logf("%-12s %9d keys, %d key and value bytes read", "scan_prefix", total, sink)
 	run.report("scan_prefix", scans, d, kv{"keys_per_scan", float64(total) / float64(scans)})
 	return e.Close()
 }
@@ -501,11 +527,16 @@ func (v *valueSource) value(i uint64) []byte {
 	return v.buf[off : off+v.size : off+v.size]
 }
 
-// dirBytes returns the disk space allocated to the files under dir (like
-// du), so sparse preallocated files count only what they hold.
-func dirBytes(dir string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+// dirBytes returns the bytes the files under dir hold and the bytes the
+// file system allocated to them (as du reports), and a breakdown of the
+// held bytes by file extension for the log. For each file the held bytes
+// are the smaller of its length and its allocation, so neither sparse
+// files (badger's memory-mapped tables and logs) nor space preallocated
+// past the end of a file (pebble's WALs, with FALLOC_FL_KEEP_SIZE) count as
+// data.
+func dirBytes(dir string) (data, allocated int64, byExt string, err error) {
+	exts := map[string]int64{}
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -513,17 +544,31 @@ func dirBytes(dir string) (int64, error) {
 		if err != nil {
 			return err
 		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			total += st.Blocks * 512
-		} else {
-			total += info.Size()
+		if info.IsDir() {
+			return nil
 		}
+		size, alloc := info.Size(), info.Size()
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			alloc = st.Blocks * 512
+		}
+		data += min(size, alloc)
+		allocated += alloc
+		ext := filepath.Ext(path)
+		if ext == "" {
+			ext = "other"
+		}
+		exts[ext] += min(size, alloc)
 		return nil
 	})
-	return total, err
+	var parts []string
+	for _, ext := range slices.Sorted(maps.Keys(exts)) {
+		parts = append(parts, fmt.Sprintf("%s %.1f MiB", ext, float64(exts[ext])/(1<<20)))
+	}
+	return data, allocated, strings.Join(parts, ", "), err
 }
 
-// sink keeps scans from being optimized away.
+// sink counts the key and value bytes scans read, so that adapters read
+// values the way an application would.
 var sink int
 
 // prefixEnd returns the smallest key greater than every key with the
@@ -537,4 +582,19 @@ func prefixEnd(prefix []byte) []byte {
 		}
 	}
 	return nil
+}
+
+// levelCounts formats one number per level, down to the deepest level
+// that holds tables.
+func levelCounts[L any](levels []L, count func(L) int64) string {
+	n := make([]string, len(levels))
+	last := 0
+	for i, l := range levels {
+		c := count(l)
+		n[i] = fmt.Sprint(c)
+		if c > 0 {
+			last = i
+		}
+	}
+	return "[" + strings.Join(n[:last+1], " ") + "]"
 }

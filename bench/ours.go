@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/mailbricks/mailbricks/lsm"
 )
@@ -59,3 +60,10 @@ func (e *oursEngine) ScanPrefix(prefix []byte) (int, error) {
 func (e *oursEngine) Settle() error { return e.db.Flush() }
 
 func (e *oursEngine) Close() error { return e.db.Close() }
+
+func (e *oursEngine) CompactAll() error { return e.db.Compact(nil, nil) }
+
+func (e *oursEngine) Describe() string {
+	m := e.db.Metrics()
+	return fmt.Sprintf("tables per level %s, %d compactions, %d write stalls", levelCounts(m.Levels[:], func(l lsm.LevelMetrics) int64 { return int64(l.NumFiles) }), m.Compactions, m.WriteStalls)
+}
