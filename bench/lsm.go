@@ -554,8 +554,8 @@ func dirBytes(dir string) (data, allocated int64, byExt string, err error) {
 		data += min(size, alloc)
 		allocated += alloc
 		ext := filepath.Ext(path)
-		if ext == "" {
-			ext = "other"
+		if ext == "" || strings.ContainsFunc(ext[1:], func(r rune) bool { return r < 'a' || r > 'z' }) {
+			ext = "other" // MANIFEST-000001, marker.format-version.000013.013, ...
 		}
 		exts[ext] += min(size, alloc)
 		return nil
