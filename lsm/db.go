@@ -77,6 +77,7 @@ type DB struct {
 	flushing, compacting bool
 	bgWG                 sync.WaitGroup
 	compactPointer       [numLevels][]byte
+	memSize              int // size of the next memtable
 	obsolete             obsoleteFiles
 	stats                dbStats
 
@@ -482,15 +483,31 @@ func (d *DB) rotateMemtable(need int) error {
 		return d.setBGErrorLocked(err)
 	}
 	d.imm = append(d.imm, immMemtable{mem: d.mem, log: d.memLog})
-	size := d.opts.MemTableSize
-	if need*2 > size {
-		size = need * 2
-	}
-	d.mem = memtable.New(size)
+	d.mem = d.newMemtable(need)
 	d.memLog = w
 	d.updateReadState()
 	d.maybeScheduleFlush()
 	return nil
+}
+
+// minMemTableSize is the size of the first memtable after Open.
+const minMemTableSize = 256 << 10
+
+// newMemtable returns the next mutable memtable, large enough for need
+// bytes. Memtable sizes start at minMemTableSize and double with every
+// rotation up to Options.MemTableSize (as in pebble): a small or young DB
+// does not pay for a large arena it does not fill, and inserts into a small
+// skiplist stay in the CPU caches. d.mu must be held, or Open be running.
+func (d *DB) newMemtable(need int) *memtable.Memtable {
+	size := d.memSize
+	if size == 0 {
+		size = min(minMemTableSize, d.opts.MemTableSize)
+	}
+	d.memSize = min(2*size, d.opts.MemTableSize)
+	if need*2 > size {
+		size = need * 2
+	}
+	return memtable.New(size)
 }
 
 func (d *DB) setBGErrorLocked(err error) error {

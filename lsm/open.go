@@ -232,7 +232,7 @@ func (d *DB) recover() error {
 	old := vs.current
 	vs.current = d.files.newVersion(newLevels)
 	old.unref()
-	d.mem = memtable.New(d.opts.MemTableSize)
+	d.mem = d.newMemtable(0)
 	d.memLog = wal
 	d.updateReadState()
 	d.removeObsolete()
