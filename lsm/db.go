@@ -219,9 +219,11 @@ func (g *getState) visit(it base.InternalIterator, tombs []base.RangeTombstone) 
 
 func (d *DB) get(rs *readState, key []byte, snap uint64) ([]byte, error) {
 	g := getState{d: d, key: key, snap: snap}
-	mems := make([]*memtable.Memtable, 0, 1+len(rs.imm))
-	mems = append(append(mems, rs.mem), rs.imm...)
-	for _, m := range mems {
+	for i := -1; i < len(rs.imm); i++ {
+		m := rs.mem
+		if i >= 0 {
+			m = rs.imm[i]
+		}
 		it := m.NewIter()
 		g.visit(it, m.RangeTombstones())
 		it.Close()
@@ -277,10 +279,13 @@ func (g *getState) result() ([]byte, error) {
 
 var batchPool = sync.Pool{New: func() any { return &Batch{data: make([]byte, batchHeaderLen, 256)} }}
 
-func (d *DB) write(o *WriteOptions, fill func(b *Batch)) error {
+func getBatch() *Batch {
 	b := batchPool.Get().(*Batch)
 	b.Reset()
-	fill(b)
+	return b
+}
+
+func (d *DB) applyPooled(b *Batch, o *WriteOptions) error {
 	err := d.Apply(b, o)
 	if cap(b.data) <= 64<<10 {
 		batchPool.Put(b)
@@ -290,23 +295,31 @@ func (d *DB) write(o *WriteOptions, fill func(b *Batch)) error {
 
 // Set writes value under key. The DB copies key and value.
 func (d *DB) Set(key, value []byte, o *WriteOptions) error {
-	return d.write(o, func(b *Batch) { b.Set(key, value) })
+	b := getBatch()
+	b.Set(key, value)
+	return d.applyPooled(b, o)
 }
 
 // Delete deletes key. Deleting a missing key is not an error.
 func (d *DB) Delete(key []byte, o *WriteOptions) error {
-	return d.write(o, func(b *Batch) { b.Delete(key) })
+	b := getBatch()
+	b.Delete(key)
+	return d.applyPooled(b, o)
 }
 
 // DeleteRange deletes every key in [start, end).
 func (d *DB) DeleteRange(start, end []byte, o *WriteOptions) error {
-	return d.write(o, func(b *Batch) { b.DeleteRange(start, end) })
+	b := getBatch()
+	b.DeleteRange(start, end)
+	return d.applyPooled(b, o)
 }
 
 // Merge adds a merge operand to key; reads return the operands folded by the
 // [Options.Merger] onto the key's value, with no read before the write.
 func (d *DB) Merge(key, operand []byte, o *WriteOptions) error {
-	return d.write(o, func(b *Batch) { b.Merge(key, operand) })
+	b := getBatch()
+	b.Merge(key, operand)
+	return d.applyPooled(b, o)
 }
 
 // Apply commits a batch atomically: once Apply returns nil the whole batch
