@@ -10,6 +10,10 @@
 // never scans it. Offsets into the arena are uint32s, which bounds the arena
 // at 4 GiB - 1.
 //
+// On Unix an arena of 1 MiB or more is mapped outside the Go heap, and once
+// the memtable is unreachable it is recycled for a later memtable of the
+// same size; see "Arena memory" in arena.go.
+//
 // Nodes, each with its user key, are bump-allocated upward from offset 0, at
 // 4-byte aligned offsets; values are bump-allocated downward from the end of
 // the arena, unaligned. The arena is full when the two meet:
@@ -90,6 +94,7 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"unsafe"
@@ -163,20 +168,28 @@ type Memtable struct {
 // New returns an empty memtable whose arena holds arenaSize bytes. About 100
 // bytes of it go to the skiplist head. New panics if arenaSize is smaller than
 // that or larger than 4 GiB - 1.
+//
+// The arena is released when the memtable becomes unreachable, and may then
+// be reused by a later New: keys and values that alias it must not be used
+// after that (see [Memtable.NewIter]).
 func New(arenaSize int) *Memtable {
 	if arenaSize < headSize || uint64(arenaSize) > maxArenaSize {
 		panic("memtable: arena size out of range")
 	}
-	// Allocate as []uint64 so that the arena is 8-byte aligned and every
-	// 4-byte aligned offset is a valid *uint32 for sync/atomic.
-	words := make([]uint64, (arenaSize+7)/8)
+	mem := newArena(arenaSize)
 	m := &Memtable{
-		arena:    unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), arenaSize),
+		arena:    mem.buf,
 		nodeTop:  headSize,
 		valueTop: uint32(arenaSize),
 		rng:      rand.Uint64(),
 	}
-	// The zeroed head has no links, an empty key and an empty value.
+	if recycled(arenaSize) {
+		runtime.AddCleanup(m, releaseArena, mem)
+	}
+	// A recycled arena holds an old memtable: clear the head, the only
+	// part of it that Add does not write before it is read. The zeroed head
+	// has no links, an empty key and an empty value.
+	clear(m.arena[:headSize])
 	for i := range MaxHeight {
 		m.splPrev[i] = headNode
 	}
@@ -474,7 +487,9 @@ const (
 // order. Keys and values it returns alias the arena: they stay valid, and
 // never change, for as long as the memtable is alive, beyond the next
 // positioning call that [base.InternalIterator] promises. The caller must
-// keep the memtable referenced while it uses them, and must not modify them.
+// keep the memtable, or an iterator over it, referenced while it uses them,
+// and must not modify them: once both are unreachable, the arena goes to
+// another memtable or back to the operating system.
 //
 // The iterator may be used concurrently with the writer, and always walks a
 // consistent sorted list: a positioning call finds every entry whose Add
@@ -490,7 +505,9 @@ func (m *Memtable) NewIter() base.InternalIterator {
 }
 
 // iter implements base.InternalIterator. nd is the current node, or
-// beforeFirst or afterLast.
+// beforeFirst or afterLast. Holding m, not just its arena, keeps the
+// memtable reachable and so its arena from being recycled while the
+// iterator is in use.
 type iter struct {
 	m  *Memtable
 	nd uint32

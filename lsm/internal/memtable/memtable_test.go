@@ -569,8 +569,10 @@ func benchKeys(order string, seed uint64) func([]byte) {
 
 // BenchmarkAdd inserts 16-byte keys with 100-byte values, starting a new
 // memtable when one is full (4 MiB holds about 28k entries, 64 MiB about
-// 450k). The time includes the page faults of first touching each arena,
-// but not allocating it.
+// 450k). The time includes the page faults of first touching each arena
+// that New maps, but not mapping it. Most memtables after the first few get
+// the arena of one the benchmark dropped, already faulted in (see
+// arena.go).
 func BenchmarkAdd(b *testing.B) {
 	for _, order := range []string{"random", "sequential"} {
 		for _, size := range benchArenas {
