@@ -15,8 +15,10 @@ func mapArena(size int) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
+	adviseHugePages(b)
 	return b, true
 }
+
 
 // unmapArena unmaps an arena from mapArena. Nothing may reference it.
 func unmapArena(b []byte) {
