@@ -19,7 +19,6 @@ func mapArena(size int) ([]byte, bool) {
 	return b, true
 }
 
-
 // unmapArena unmaps an arena from mapArena. Nothing may reference it.
 func unmapArena(b []byte) {
 	// Munmap fails only for a slice Mmap did not return.
