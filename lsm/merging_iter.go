@@ -14,8 +14,7 @@ import (
 // only used to find a key: SeekLT and Last position every child and expose
 // the largest key; the user-level iterator then re-seeks forward to resolve
 // that key's versions (see Iterator.Prev). So after SeekLT or Last, only Key,
-// Value and a new Seek/First are valid; Prev is supported by the same
-// reposition-and-pick-max step.
+// Value and a new SeekGE, SeekLT, First or Last are valid.
 type mergingIter struct {
 	children []base.InternalIterator
 	h        []mergeItem // min-heap by key in forward mode
@@ -88,12 +87,8 @@ func (m *mergingIter) First() bool {
 	return m.initHeap(base.InternalIterator.First)
 }
 
+// Next moves to the next entry. It must not follow SeekLT or Last.
 func (m *mergingIter) Next() bool {
-	if m.reverse {
-		// Only used after a SeekLT to step past the found key: re-seek.
-		k := append([]byte(nil), m.children[m.cur].Key().UserKey...)
-		return m.SeekGE(successor(k))
-	}
 	if len(m.h) == 0 {
 		return false
 	}
@@ -135,19 +130,6 @@ func (m *mergingIter) Last() bool {
 	return m.pickMax(base.InternalIterator.Last)
 }
 
-func (m *mergingIter) Prev() bool {
-	var k []byte
-	if m.reverse {
-		k = append(k, m.children[m.cur].Key().UserKey...)
-	} else {
-		if len(m.h) == 0 {
-			return false
-		}
-		k = append(k, m.h[0].key.UserKey...)
-	}
-	return m.SeekLT(k)
-}
-
 func (m *mergingIter) Key() base.InternalKey {
 	if m.reverse {
 		return m.children[m.cur].Key()
@@ -172,10 +154,6 @@ func (m *mergingIter) Close() error {
 	}
 	return m.err
 }
-
-// successor returns the smallest key greater than k: k followed by a zero
-// byte. It may modify k's spare capacity.
-func successor(k []byte) []byte { return append(k, 0) }
 
 // levelIter iterates over the tables of a sorted, non-overlapping level,
 // opening them one at a time through the table cache.
