@@ -384,14 +384,27 @@ func newTombstoneSet(ts []base.RangeTombstone) *tombstoneSet {
 			uniq = append(uniq, b)
 		}
 	}
+	// Sweep the boundaries in order, keeping the tombstones that cover the
+	// current fragment: those that started at or before it and end after it.
+	byStart := append([]base.RangeTombstone(nil), ts...)
+	sort.Slice(byStart, func(i, j int) bool { return bytes.Compare(byStart[i].Start, byStart[j].Start) < 0 })
 	s := &tombstoneSet{}
+	var active []base.RangeTombstone
+	next := 0
 	for i := 0; i+1 < len(uniq); i++ {
 		f := fragment{start: uniq[i], end: uniq[i+1]}
-		for _, t := range ts {
-			if bytes.Compare(t.Start, f.start) <= 0 && bytes.Compare(f.end, t.End) <= 0 {
+		for next < len(byStart) && bytes.Compare(byStart[next].Start, f.start) <= 0 {
+			active = append(active, byStart[next])
+			next++
+		}
+		live := active[:0]
+		for _, t := range active {
+			if bytes.Compare(t.End, f.start) > 0 {
+				live = append(live, t)
 				f.seqs = append(f.seqs, t.Seq)
 			}
 		}
+		active = live
 		if len(f.seqs) > 0 {
 			sort.Slice(f.seqs, func(a, b int) bool { return f.seqs[a] > f.seqs[b] })
 			s.frags = append(s.frags, f)
