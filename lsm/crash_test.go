@@ -690,6 +690,19 @@ func crashAtEveryOp(fs *vfs.CrashableFS, efs *vfs.ErrorFS, seed int64, work func
 	return clones, ops
 }
 
+// commitSerialBatches commits 20 batches one after another (the tenth
+// synced) and returns their history.
+func commitSerialBatches(t *testing.T, db *lsm.DB, rng *rand.Rand) *crashHistory {
+	h := &crashHistory{t: t, batches: map[int]*crashBatch{}}
+	for i := range 20 {
+		b := newCrashBatch(rng, int(h.nextID.Add(1)), i == 9)
+		h.record(b)
+		require.NoError(t, b.apply(t, db))
+		h.acked(b)
+	}
+	return h
+}
+
 // TestCrashDuringWALRotation crashes before each file system operation of a
 // Flush that finds unsynced batches in the memtable's log. Flush rotates the
 // log; whatever the cut, the reopened DB must hold a prefix of the batches,
@@ -705,14 +718,7 @@ func TestCrashDuringWALRotation(t *testing.T) {
 	o := &lsm.Options{FS: efs, Merger: crashMerger}
 	db, err := lsm.Open("db", o)
 	require.NoError(t, err)
-	h := &crashHistory{t: t, batches: map[int]*crashBatch{}}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 20 {
-		b := newCrashBatch(rng, int(h.nextID.Add(1)), i == 9)
-		h.record(b)
-		require.NoError(t, b.apply(t, db))
-		h.acked(b)
-	}
+	h := commitSerialBatches(t, db, rand.New(rand.NewPCG(1, 2)))
 	clones, ops := crashAtEveryOp(fs, efs, 1, func() { require.NoError(t, db.Flush()) })
 	committed := readCrashLog(t, db)
 	require.NoError(t, db.Close())
@@ -738,14 +744,7 @@ func TestCrashDuringRecovery(t *testing.T) {
 	o := &lsm.Options{FS: fs, Merger: crashMerger}
 	db, err := lsm.Open("db", o)
 	require.NoError(t, err)
-	h := &crashHistory{t: t, batches: map[int]*crashBatch{}}
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range 20 {
-		b := newCrashBatch(rng, int(h.nextID.Add(1)), i == 9)
-		h.record(b)
-		require.NoError(t, b.apply(t, db))
-		h.acked(b)
-	}
+	h := commitSerialBatches(t, db, rand.New(rand.NewPCG(3, 4)))
 	// A power loss that keeps part of the unsynced tail of the log, cut in
 	// the middle of a record.
 	var crashed *vfs.CrashableFS
