@@ -47,6 +47,8 @@ type lsmSuite struct {
 	workloads string
 }
 
+func init() { register("lsm", newLSMSuite) }
+
 func newLSMSuite() suite { return &lsmSuite{} }
 
 // lsmPhases lists the workloads in report order, grouped by the phase that

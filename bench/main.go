@@ -21,8 +21,8 @@
 // Everything else (progress, timings) goes to standard error, so standard
 // output can be grepped or diffed between runs.
 //
-// Adding a suite means one file that implements [suite] and one line in
-// [suites].
+// Adding a suite means one file that implements [suite] and registers its
+// constructor with [register] from an init function.
 package main
 
 import (
@@ -41,8 +41,14 @@ import (
 )
 
 // suites maps a suite name, the first argument, to its constructor.
-var suites = map[string]func() suite{
-	"lsm": newLSMSuite,
+var suites = map[string]func() suite{}
+
+// register adds a suite under name; each suite's file calls it from init.
+func register(name string, mk func() suite) {
+	if _, dup := suites[name]; dup {
+		panic("bench: suite registered twice: " + name)
+	}
+	suites[name] = mk
 }
 
 // A suite is a set of workloads measured for several implementations.

