@@ -1,0 +1,713 @@
+// Package filededup is the embedded [dedup.Backend]: blobs are files in a
+// directory, links and the GC candidate log are records in an [lsm] DB
+// inside it.
+//
+//	b, err := filededup.Open("/var/lib/mail/blobs", nil)
+//	...
+//	store := dedup.New(b, nil)
+//	defer store.Close()
+//
+// # Files
+//
+//	<dir>/blobs/ab/cd/<64 hex digits>   one file per blob, named by its SHA-256
+//	                                    and sharded by the hash's first two bytes;
+//	                                    the 256 blobs/ab exist from the start,
+//	                                    each blobs/ab/cd is made on first use
+//	<dir>/tmp/<16 hex>-<n>              uploads in progress; removed by Open
+//	<dir>/meta/                         the lsm DB of links, temporary links
+//	                                    and GC candidates (keys below)
+//
+// Paths are built from hashes and counters only. On the operating system
+// every file operation goes through an [os.Root] opened on dir, so no
+// path can leave the directory.
+//
+// # Semantics
+//
+// Put streams the bytes to a temporary file under tmp/ while the Store
+// hashes them. Commit then takes the hash's lock (one of 4,096 striped
+// mutexes), and: if the blob exists, it only records the temporary link
+// and candidate (one synced lsm batch) and drops the temporary file; else
+// it syncs the temporary file and, concurrently, commits that batch, then
+// publishes the file create-if-absent with link(2) (EEXIST means another
+// copy won), and syncs the shard directory, so a Put that returned is
+// durable. The records are durable before the blob's name can be, so a
+// crash never leaves a blob that no candidate covers.
+//
+// Link, Unlink and GC's re-check take the same lock. Link checks that the
+// blob file exists and writes the link with a synced lsm write; Unlink
+// deletes the link and, if it was the last, adds a candidate in the same
+// synced batch. Collect, under the lock, keeps a blob that has a link or a
+// temporary link expiring after now, and otherwise removes the file; after
+// the batch it syncs the touched shard directories and only then commits
+// (synced) the deletion of the candidates and expired temporary links, so
+// a crash leaves at worst a candidate whose blob is gone, which the next
+// run drops. A blob found already absent gets its directory synced too:
+// a concurrent collector may have removed it without syncing yet. Hence no link ever points to a missing blob, before or after
+// a crash, and no blob is left without a link or a candidate.
+//
+// The meta DB is locked to one process, so one directory serves one
+// process; share blobs between processes with dedup/s3dedup.
+//
+// A Backend is safe for concurrent use.
+package filededup
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailbricks/mailbricks/dedup"
+	"github.com/mailbricks/mailbricks/lsm"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
+)
+
+// Meta DB key layout (all integers big-endian; times are Unix nanoseconds
+// as uint64, clamped at 0):
+//
+//	link:      'l' | hash[32] | owner bytes                     -> empty
+//	temp link: 't' | hash[32] | expiry[8] | nonce[8]            -> empty
+//	candidate: 'c' | due[8]   | hash[32]  | nonce[8]            -> empty
+//
+// Links of one blob share the prefix 'l'|hash, so "any link left?" is one
+// seek. Temporary links sort by expiry within a hash, so "any unexpired?"
+// is a scan of the hash's few temporary links in expiry order.
+// Candidates sort by due time, so GC reads the due ones from the front of
+// the log and stops at the first one in the future. The nonce (a random
+// per-Open start plus a counter) keeps two writes from sharing a key.
+const (
+	prefixLink = 'l'
+	prefixTemp = 't'
+	prefixCand = 'c'
+
+	candKeyLen  = 1 + 8 + 32 + 8
+	lockStripes = 4096
+)
+
+// Options configures [Open]. A nil *Options and every zero field mean the
+// default.
+type Options struct {
+	// FS, if set, holds the whole directory (blobs and meta DB) on a
+	// [vfs.FS] instead of the operating system: tests use vfs.NewMem for
+	// hermetic stores and vfs.NewCrashable for crash tests. Without os.Root
+	// and link(2), blobs are published by a check and a rename under the
+	// hash's lock. The default is nil: the operating system, confined with
+	// os.Root.
+	FS vfs.FS
+	// MetaOptions are passed to lsm.Open for the meta DB; its FS field is
+	// ignored. The default is nil: lsm's defaults.
+	MetaOptions *lsm.Options
+}
+
+// Backend is the file-system [dedup.Backend]. It is safe for concurrent
+// use.
+type Backend struct {
+	files files
+	db    *lsm.DB
+	nonce atomic.Uint64
+
+	locks [lockStripes]sync.Mutex
+
+	shardMu [256]sync.Mutex      // per first-level directory
+	shards  [1 << 16]atomic.Bool // shard directory known to exist durably
+
+	closed atomic.Bool
+}
+
+var _ dedup.Backend = (*Backend)(nil)
+
+// Open opens (creating if needed) the blob directory dir.
+func Open(dir string, opts *Options) (*Backend, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	var mo lsm.Options
+	if o.MetaOptions != nil {
+		mo = *o.MetaOptions
+	}
+	b := &Backend{}
+	var metaDir string
+	if o.FS == nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("filededup: open: %w", err)
+		}
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, fmt.Errorf("filededup: open: %w", err)
+		}
+		b.files = rootFiles{root: root}
+		metaDir = filepath.Join(dir, "meta")
+		mo.FS = nil
+	} else {
+		if err := o.FS.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("filededup: open: %w", err)
+		}
+		b.files = vfsFiles{fs: o.FS, base: dir}
+		metaDir = o.FS.PathJoin(dir, "meta")
+		mo.FS = o.FS
+	}
+	db, err := lsm.Open(metaDir, &mo)
+	if err != nil {
+		b.files.close()
+		return nil, fmt.Errorf("filededup: open: %w", err)
+	}
+	b.db = db
+	if err := b.init(); err != nil {
+		db.Close()
+		b.files.close()
+		return nil, fmt.Errorf("filededup: open: %w", err)
+	}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	b.nonce.Store(binary.BigEndian.Uint64(seed[:]))
+	return b, nil
+}
+
+// init creates blobs/ and tmp/ and removes uploads a crash left behind.
+// The meta DB is open, so no other process uses the directory.
+func (b *Backend) init() error {
+	newDir := false
+	for _, d := range []string{"blobs", "tmp"} {
+		created, err := b.files.mkdir(d)
+		if err != nil {
+			return err
+		}
+		newDir = newDir || created
+	}
+	if newDir {
+		if err := b.files.syncDir("."); err != nil {
+			return err
+		}
+	}
+	// The 256 first-level shard directories exist from the start, so that
+	// publishing a blob costs at most one directory creation.
+	var h dedup.Hash
+	newShard := false
+	for i := range 256 {
+		h[0] = byte(i)
+		d1, _ := shardDirs(h)
+		created, err := b.files.mkdir(d1)
+		if err != nil {
+			return err
+		}
+		newShard = newShard || created
+	}
+	if newShard {
+		if err := b.files.syncDir("blobs"); err != nil {
+			return err
+		}
+	}
+	names, err := b.files.list("tmp")
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := b.files.remove("tmp/" + n); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes the meta DB and the directory. It is idempotent.
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	err := b.db.Close()
+	if cerr := b.files.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (b *Backend) check() error {
+	if b.closed.Load() {
+		return dedup.ErrClosed
+	}
+	return nil
+}
+
+func (b *Backend) lock(h dedup.Hash) *sync.Mutex {
+	return &b.locks[binary.BigEndian.Uint16(h[:2])%lockStripes]
+}
+
+func shardDirs(h dedup.Hash) (string, string) {
+	var x [4]byte
+	hex.Encode(x[:], h[:2])
+	return "blobs/" + string(x[:2]), "blobs/" + string(x[:2]) + "/" + string(x[2:])
+}
+
+func blobPath(h dedup.Hash) string {
+	_, d := shardDirs(h)
+	return d + "/" + h.String()
+}
+
+// ensureShard creates h's second-level shard directory durably (init
+// made the first level). Creation is serialized per first-level directory
+// so that nobody publishes into a directory whose own entry is not
+// durable yet.
+func (b *Backend) ensureShard(h dedup.Hash) error {
+	i := binary.BigEndian.Uint16(h[:2])
+	if b.shards[i].Load() {
+		return nil
+	}
+	mu := &b.shardMu[h[0]]
+	mu.Lock()
+	defer mu.Unlock()
+	if b.shards[i].Load() {
+		return nil
+	}
+	d1, d2 := shardDirs(h)
+	created, err := b.files.mkdir(d2)
+	if err != nil {
+		return err
+	}
+	if created {
+		if err := b.files.syncDir(d1); err != nil {
+			return err
+		}
+	}
+	b.shards[i].Store(true)
+	return nil
+}
+
+func unixNano(t time.Time) uint64 {
+	n := t.UnixNano()
+	if n < 0 {
+		return 0
+	}
+	return uint64(n)
+}
+
+func linkKey(h dedup.Hash, owner string) []byte {
+	k := make([]byte, 0, 1+32+len(owner))
+	k = append(k, prefixLink)
+	k = append(k, h[:]...)
+	return append(k, owner...)
+}
+
+func linkPrefix(h dedup.Hash) []byte {
+	return append([]byte{prefixLink}, h[:]...)
+}
+
+func tempKey(h dedup.Hash, expiry uint64, nonce uint64) []byte {
+	k := make([]byte, 0, 1+32+16)
+	k = append(k, prefixTemp)
+	k = append(k, h[:]...)
+	k = binary.BigEndian.AppendUint64(k, expiry)
+	return binary.BigEndian.AppendUint64(k, nonce)
+}
+
+// tempBound returns 't'|hash|t, the first temporary-link key of h with
+// expiry t or later.
+func tempBound(h dedup.Hash, t uint64) []byte {
+	k := make([]byte, 0, 1+32+8)
+	k = append(k, prefixTemp)
+	k = append(k, h[:]...)
+	return binary.BigEndian.AppendUint64(k, t)
+}
+
+func candKey(due uint64, h dedup.Hash, nonce uint64) []byte {
+	k := make([]byte, 0, candKeyLen)
+	k = append(k, prefixCand)
+	k = binary.BigEndian.AppendUint64(k, due)
+	k = append(k, h[:]...)
+	return binary.BigEndian.AppendUint64(k, nonce)
+}
+
+func (b *Backend) nextNonce() uint64 { return b.nonce.Add(1) }
+
+// Create implements [dedup.Backend.Create].
+func (b *Backend) Create(ctx context.Context) (dedup.Upload, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	n := b.nextNonce()
+	name := fmt.Sprintf("tmp/%016x", n)
+	f, err := b.files.create(name)
+	if err != nil {
+		return nil, fmt.Errorf("filededup: create: %w", err)
+	}
+	return &upload{b: b, f: f, name: name}, nil
+}
+
+type upload struct {
+	b      *Backend
+	f      tempFile
+	name   string
+	closed bool // f closed
+	done   bool // committed or aborted
+}
+
+func (u *upload) Write(p []byte) (int, error) {
+	if u.done {
+		return 0, errors.New("filededup: write after commit or abort")
+	}
+	return u.f.Write(p)
+}
+
+func (u *upload) closeFile() error {
+	if u.closed {
+		return nil
+	}
+	u.closed = true
+	return u.f.Close()
+}
+
+// Abort implements [dedup.Upload.Abort].
+func (u *upload) Abort() error {
+	if u.done {
+		return nil
+	}
+	u.done = true
+	u.closeFile()
+	if err := u.b.files.remove(u.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Commit implements [dedup.Upload.Commit]; the package documentation's
+// Semantics section explains the order of its steps.
+func (u *upload) Commit(ctx context.Context, ref dedup.Ref, expires time.Time) (err error) {
+	if u.done {
+		return errors.New("filededup: commit after commit or abort")
+	}
+	b := u.b
+	defer func() {
+		u.done = true
+		u.closeFile()
+		// After a successful publish the temporary name is a second link to
+		// the blob; after a failure it is garbage. Either way it goes.
+		if rerr := b.files.remove(u.name); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+			err = rerr
+		}
+	}()
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	h := ref.Hash
+	final := blobPath(h)
+	exp := unixNano(expires)
+
+	mu := b.lock(h)
+	mu.Lock()
+	defer mu.Unlock()
+
+	batch := b.db.NewBatch()
+	batch.Set(tempKey(h, exp, b.nextNonce()), nil)
+	batch.Set(candKey(exp, h, b.nextNonce()), nil)
+
+	fi, serr := b.files.stat(final)
+	switch {
+	case serr == nil && fi.Size() == ref.Size:
+		return batch.Commit(lsm.Sync)
+	case serr != nil && !errors.Is(serr, fs.ErrNotExist):
+		return serr
+	}
+	// Publish: the file's data and the records become durable together,
+	// then the name.
+	synced := make(chan error, 1)
+	go func() {
+		err := u.f.Sync()
+		if cerr := u.closeFile(); err == nil {
+			err = cerr
+		}
+		synced <- err
+	}()
+	cerr := batch.Commit(lsm.Sync)
+	if err := <-synced; err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	if err := b.ensureShard(h); err != nil {
+		return err
+	}
+	if serr == nil {
+		// A stored copy of the wrong length is damaged; the new bytes
+		// replace it.
+		err = b.files.replace(u.name, final)
+	} else {
+		err = b.files.link(u.name, final)
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	_, dir := shardDirs(h)
+	return b.files.syncDir(dir)
+}
+
+// Open implements [dedup.Backend.Open].
+func (b *Backend) Open(ctx context.Context, h dedup.Hash) (dedup.Blob, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	bl, err := b.files.open(blobPath(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, dedup.ErrNotFound
+	}
+	return bl, err
+}
+
+// Stat implements [dedup.Backend.Stat].
+func (b *Backend) Stat(ctx context.Context, h dedup.Hash) (dedup.BlobInfo, error) {
+	if err := b.check(); err != nil {
+		return dedup.BlobInfo{}, err
+	}
+	fi, err := b.files.stat(blobPath(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return dedup.BlobInfo{}, dedup.ErrNotFound
+	}
+	if err != nil {
+		return dedup.BlobInfo{}, err
+	}
+	return dedup.BlobInfo{Size: fi.Size(), ModTime: modTime(fi)}, nil
+}
+
+// Link implements [dedup.Backend.Link].
+func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	key := linkKey(h, owner)
+	mu := b.lock(h)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := b.files.stat(blobPath(h)); errors.Is(err, fs.ErrNotExist) {
+		return dedup.ErrNotFound
+	} else if err != nil {
+		return err
+	}
+	if _, err := b.db.Get(key); err == nil {
+		return nil
+	} else if !errors.Is(err, lsm.ErrNotFound) {
+		return err
+	}
+	return b.db.Set(key, nil, lsm.Sync)
+}
+
+// Unlink implements [dedup.Backend.Unlink].
+func (b *Backend) Unlink(ctx context.Context, h dedup.Hash, owner string, now time.Time) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	key := linkKey(h, owner)
+	mu := b.lock(h)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := b.db.Get(key); errors.Is(err, lsm.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	last, err := b.onlyLink(h, key)
+	if err != nil {
+		return err
+	}
+	batch := b.db.NewBatch()
+	batch.Delete(key)
+	if last {
+		batch.Set(candKey(unixNano(now), h, b.nextNonce()), nil)
+	}
+	return batch.Commit(lsm.Sync)
+}
+
+// onlyLink reports whether key is the only link of h.
+func (b *Backend) onlyLink(h dedup.Hash, key []byte) (bool, error) {
+	it, err := b.db.NewPrefixIter(linkPrefix(h))
+	if err != nil {
+		return false, err
+	}
+	only := true
+	for ok := it.First(); ok; ok = it.Next() {
+		if string(it.Key()) != string(key) {
+			only = false
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return false, err
+	}
+	return only, it.Close()
+}
+
+// anyKey reports whether the DB has a key in [lo, hi).
+func (b *Backend) anyKey(lo, hi []byte) (bool, error) {
+	it, err := b.db.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return false, err
+	}
+	ok := it.First()
+	if err := it.Error(); err != nil {
+		it.Close()
+		return false, err
+	}
+	return ok, it.Close()
+}
+
+// Candidates implements [dedup.Backend.Candidates].
+func (b *Backend) Candidates(ctx context.Context, now time.Time, after string, limit int) ([]dedup.Candidate, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	lo := []byte{prefixCand}
+	if after != "" {
+		lo = append([]byte(after), 0)
+	}
+	hi := binary.BigEndian.AppendUint64([]byte{prefixCand}, unixNano(now)+1)
+	it, err := b.db.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	var out []dedup.Candidate
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		k := it.Key()
+		if len(k) != candKeyLen {
+			it.Close()
+			return nil, fmt.Errorf("filededup: %w: candidate key of %d bytes", dedup.ErrCorrupt, len(k))
+		}
+		c := dedup.Candidate{Key: string(k), Due: time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9])))}
+		copy(c.Hash[:], k[9:41])
+		out = append(out, c)
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return nil, err
+	}
+	return out, it.Close()
+}
+
+// Collect implements [dedup.Backend.Collect].
+func (b *Backend) Collect(ctx context.Context, now time.Time, cands []dedup.Candidate) ([]dedup.Outcome, error) {
+	if err := b.check(); err != nil {
+		return nil, err
+	}
+	n := unixNano(now)
+	outs := make([]dedup.Outcome, 0, len(cands))
+	batch := b.db.NewBatch()
+	dirs := map[string]bool{}
+	for _, c := range cands {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		o, expired, err := b.collectOne(c.Hash, n, dirs)
+		if err != nil {
+			return nil, fmt.Errorf("filededup: collect %s: %w", c.Hash, err)
+		}
+		outs = append(outs, o)
+		batch.Delete([]byte(c.Key))
+		// Point deletes, not a range delete: range tombstones would pile up
+		// and slow every later read.
+		for _, k := range expired {
+			batch.Delete(k)
+		}
+	}
+	// The removals must be durable before the candidates that cover the
+	// blobs go.
+	if err := b.syncDirs(dirs); err != nil {
+		return nil, err
+	}
+	if err := batch.Commit(lsm.Sync); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// collectOne decides one hash under its lock, deleting the blob file if
+// it is garbage, and returns the hash's expired temporary-link keys.
+func (b *Backend) collectOne(h dedup.Hash, now uint64, dirs map[string]bool) (dedup.Outcome, [][]byte, error) {
+	mu := b.lock(h)
+	mu.Lock()
+	defer mu.Unlock()
+	lp := linkPrefix(h)
+	if ok, err := b.anyKey(lp, lsm.PrefixUpperBound(lp)); err != nil || ok {
+		return dedup.Outcome{Verdict: dedup.Linked}, nil, err
+	}
+	tp := tempBound(h, 0)[:1+32]
+	it, err := b.db.NewPrefixIter(tp)
+	if err != nil {
+		return dedup.Outcome{}, nil, err
+	}
+	var expired [][]byte
+	protected := false
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) >= 1+32+8 && binary.BigEndian.Uint64(k[33:41]) > now {
+			protected = true
+			break
+		}
+		expired = append(expired, bytes.Clone(k))
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return dedup.Outcome{}, nil, err
+	}
+	if err := it.Close(); err != nil {
+		return dedup.Outcome{}, nil, err
+	}
+	if protected {
+		return dedup.Outcome{Verdict: dedup.Protected}, expired, nil
+	}
+	name := blobPath(h)
+	fi, err := b.files.stat(name)
+	_, d := shardDirs(h)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Another collector may have removed the file without syncing the
+		// directory yet; the candidate may only go once the absence is
+		// durable.
+		dirs[d] = true
+		return dedup.Outcome{Verdict: dedup.Absent}, expired, nil
+	} else if err != nil {
+		return dedup.Outcome{}, nil, err
+	}
+	if err := b.files.remove(name); err != nil {
+		return dedup.Outcome{}, nil, err
+	}
+	dirs[d] = true
+	return dedup.Outcome{Verdict: dedup.Deleted, Size: fi.Size()}, expired, nil
+}
+
+// syncDirs syncs the directories concurrently: each is its own fsync, and
+// the file system overlaps them.
+func (b *Backend) syncDirs(dirs map[string]bool) error {
+	sem := make(chan struct{}, 16)
+	errc := make(chan error, len(dirs))
+	for d := range dirs {
+		sem <- struct{}{}
+		go func() {
+			err := b.files.syncDir(d)
+			if errors.Is(err, fs.ErrNotExist) {
+				// Never created durably (a Put that crashed before
+				// publishing): nothing to make durable.
+				err = nil
+			}
+			errc <- err
+			<-sem
+		}()
+	}
+	var err error
+	for range dirs {
+		err = errors.Join(err, <-errc)
+	}
+	return err
+}
