@@ -1,0 +1,58 @@
+// Package mailbox stores the mailboxes of many users: folders (IMAP
+// mailboxes, RFC 9051) with special-use roles (RFC 6154), messages with
+// flags and keywords, threads, and the IMAP synchronization state: per
+// folder UIDVALIDITY and strictly increasing, never reused UIDs, and per
+// message MODSEQs with expunge tombstones (RFC 7162 CONDSTORE/QRESYNC).
+//
+// Everything is partitioned by [mailbricks.UserID] and ordered by
+// [mailbricks.MessageID], a UUIDv7, so a user's newest mail is at the end
+// of their range. Besides the messages, backends keep two denormalized
+// tables per folder, unread and read: every message is in exactly one,
+// [Store.MarkRead] moves it from one to the other in the same transaction
+// as the counts, and "the 50 newest unread" is a range read of the unread
+// table whose cost follows the page, not the mailbox.
+//
+// Users call a [Store], made by [New] over a [Backend] and a
+// [dedup.Store]. [Store.Append] parses the message with go-message under
+// size, part-count and depth limits, extracts the metadata (addresses,
+// subject, date, Message-ID, references, attachments, a snippet), threads
+// it, and stores its body through [dedup.Split], so that attachments are
+// kept once across all users; [Store.Open] returns the bytes exactly as
+// appended. Malformed messages are stored byte for byte with
+// [Message.ParseError] set, never rejected. [AppendOptions.Key] makes
+// Append idempotent, so a redelivered queue job stores its message once.
+//
+// For an IMAP server: [Store.Folder] gives what SELECT reports,
+// [Store.FetchUIDs] reads UID ranges, [Store.SetFlags] with UNCHANGEDSINCE
+// serves STORE, [Store.Move] and [Store.Copy] return COPYUID maps,
+// [Store.ExpungeDeleted] serves EXPUNGE, [Store.Changes] serves
+// CONDSTORE/QRESYNC and [Store.Watch] serves IDLE. For an HTTP API:
+// [Store.List] with a cursor, [Store.Get], [Store.Open], [Store.MarkRead].
+// For a search index: [Store.Watch] and [Store.Scan].
+//
+// # Backends
+//
+//   - [github.com/mailbricks/mailbricks/mailbox/lsmmailbox]: embedded, on
+//     the lsm engine (the default).
+//   - [github.com/mailbricks/mailbricks/mailbox/pgmailbox]: PostgreSQL, with
+//     hash-partitioned tables and a change feed over LISTEN/NOTIFY.
+//
+// # Errors
+//
+// [ErrNotFound] for a message that does not exist or belongs to another
+// user (the two are indistinguishable), [ErrNoFolder], [ErrFolderExists],
+// [ErrFolderNotEmpty], [ErrInvalidFolder], [ErrInvalidArgument],
+// [ErrTooLarge] and [ErrClosed]; invalid user IDs wrap
+// [mailbricks.ErrInvalidUser]. Match them with errors.Is.
+//
+// # Implementing a Backend
+//
+// A [Backend] stores records and keeps the tables consistent; [Store] does
+// the parsing, validation, blob handling and threading rules. Each write
+// method is one atomic transaction that assigns UIDs and MODSEQs, moves
+// rows between the unread and read tables, updates counts, writes expunge
+// tombstones and emits events together; writes of one user are
+// linearizable. Errors must match the sentinels above as each method's
+// documentation says. Run [github.com/mailbricks/mailbricks/mailbox/mailboxtest.Run]
+// against it.
+package mailbox

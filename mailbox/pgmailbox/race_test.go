@@ -1,0 +1,5 @@
+//go:build race
+
+package pgmailbox_test
+
+const raceEnabled = true
