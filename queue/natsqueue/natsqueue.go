@@ -1,0 +1,605 @@
+// Package natsqueue is a [queue.Backend] on NATS JetStream, through the
+// nats.go jetstream package: each topic is a work-queue stream with one
+// durable pull consumer, so leases, redelivery and durability are the
+// JetStream server's (clustered with the NATS cluster).
+//
+// # Semantics
+//
+// Streams and names: topic T is stream "<Prefix>_T" on subject
+// "<prefix>.T" (file storage, work-queue retention, duplicate window
+// [Options.DedupWindow]) with durable consumer "workers" (explicit acks,
+// AckWait [Options.LeaseTTL], unlimited deliveries). Dead letters of every
+// topic go to stream "<Prefix>_DEAD", subject "<prefix>.dead.T"; the last
+// error of a failed attempt goes to key-value bucket "<Prefix>_ERRORS".
+// Streams are created on first use of a topic.
+//
+// Durability: Enqueue returns after the stream stored the message (a
+// PubAck); how durable that is follows the stream's storage and the
+// server's sync policy (JetStream syncs its file store every two minutes
+// by default, unless started with sync_interval: always; see the 2025
+// Jepsen analysis of NATS 2.12 for the losses that follow a machine
+// crash). A lease is a delivery: Lease fetches from the consumer, Ack sends
+// +ACK (and waits for the server's confirmation), Nack sends -NAK with the
+// retry delay, or publishes the job to the dead letters and sends +TERM on
+// its last attempt, and Extend sends +WPI.
+//
+// What JetStream cannot guarantee, and this backend therefore does not:
+//
+//   - Fencing. JetStream acknowledges by stream sequence, not by delivery:
+//     an Ack (or Nack) from a worker whose lease expired is accepted even
+//     after the message was delivered to another worker, and completes
+//     the job under that worker. Job.Token is the delivery count, which
+//     grows with every lease, so effects can still be committed
+//     conditionally on it, or keyed by Job.ID; but Ack never returns
+//     [queue.ErrLeaseLost]. (queuetest: NoFencing.)
+//   - Lease length per call. Leases last the consumer's AckWait,
+//     [Options.LeaseTTL], whatever ttl Lease and Extend ask for; Extend
+//     restarts that period. (queuetest: FixedTTL.)
+//   - Priorities. Jobs are leased in stream order; Priority is stored but
+//     not used. (queuetest: NoPriority.)
+//   - NotBefore. A job enqueued with NotBefore is delivered at once,
+//     then negatively acknowledged with a delay until NotBefore: it is not
+//     handed out early, but that deferred delivery counts as an attempt.
+//     (queuetest: ApproxNotBefore.)
+//   - Key deduplication beyond the stream's duplicate window: JetStream
+//     remembers Msg-Id headers for DedupWindow only. A keyed job's ID is
+//     derived from its topic and key, so a repeat returns the same ID, but
+//     after the window the job is enqueued again.
+//   - Stats. Ready is the consumer's pending count, Leased its ack-pending
+//     count (which includes jobs waiting out a Nack delay), Delayed is
+//     always 0. (queuetest: ApproxStats.)
+//   - Atomic dead-lettering and Requeue: each is a publish followed by a
+//     +TERM or a delete; a crash between the two leaves the job in both
+//     places, to be delivered once more.
+//
+// Delivery is therefore at least once, in stream order per topic, and
+// MaxAttempts counts deliveries (a delivery whose lease expires on the
+// last attempt is dead-lettered with "lease expired" when next fetched).
+package natsqueue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/mailbricks/mailbricks/queue"
+)
+
+// Headers of the job messages.
+const (
+	hdrID        = "Mailbricks-Id"
+	hdrKey       = "Mailbricks-Key"
+	hdrMax       = "Mailbricks-Max-Attempts"
+	hdrPriority  = "Mailbricks-Priority"
+	hdrNotBefore = "Mailbricks-Not-Before" // Unix nanoseconds
+	hdrEnqueued  = "Mailbricks-Enqueued"   // Unix nanoseconds
+	hdrError     = "Mailbricks-Last-Error"
+	hdrAttempt   = "Mailbricks-Attempt"
+)
+
+// Options configures a backend. A nil *Options and every zero field mean
+// the default. Options are copied by [Open].
+type Options struct {
+	// Prefix names the streams, subjects and bucket: letters, digits and
+	// '_', at most 32 bytes. The default is "MAILBRICKS_QUEUE".
+	Prefix string
+	// LeaseTTL is the consumers' AckWait: the length of every lease. The
+	// default is 30 seconds.
+	LeaseTTL time.Duration
+	// DedupWindow is the streams' duplicate window, how long an
+	// idempotency key is remembered. The default is 2 minutes.
+	DedupWindow time.Duration
+	// Storage is the streams' storage. The default is file storage.
+	Storage jetstream.StorageType
+	// Replicas is the streams' replica count. The default is 1.
+	Replicas int
+}
+
+// Backend is the JetStream [queue.Backend]. It is safe for concurrent use.
+type Backend struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	opts   Options
+	subj   string // lower-case subject prefix
+	closed atomic.Bool
+
+	mu     sync.Mutex
+	topics map[string]jetstream.Consumer
+	dead   jetstream.Stream
+	errs   jetstream.KeyValue
+}
+
+var _ queue.Backend = (*Backend)(nil)
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+
+// Open returns a backend on nc, creating the dead-letter stream and the
+// error bucket. The caller owns nc and closes it after the backend.
+func Open(ctx context.Context, nc *nats.Conn, opts *Options) (*Backend, error) {
+	b := &Backend{nc: nc, topics: map[string]jetstream.Consumer{}}
+	if opts != nil {
+		b.opts = *opts
+	}
+	if b.opts.Prefix == "" {
+		b.opts.Prefix = "MAILBRICKS_QUEUE"
+	}
+	if !prefixRE.MatchString(b.opts.Prefix) {
+		return nil, fmt.Errorf("%w: natsqueue: prefix %q", queue.ErrInvalid, b.opts.Prefix)
+	}
+	if b.opts.LeaseTTL <= 0 {
+		b.opts.LeaseTTL = 30 * time.Second
+	}
+	if b.opts.DedupWindow <= 0 {
+		b.opts.DedupWindow = 2 * time.Minute
+	}
+	if b.opts.Replicas <= 0 {
+		b.opts.Replicas = 1
+	}
+	b.subj = strings.ToLower(b.opts.Prefix)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsqueue: %w", err)
+	}
+	b.js = js
+	b.dead, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:     b.opts.Prefix + "_DEAD",
+		Subjects: []string{b.subj + ".dead.>"},
+		Storage:  b.opts.Storage,
+		Replicas: b.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsqueue: create dead-letter stream: %w", err)
+	}
+	b.errs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   b.opts.Prefix + "_ERRORS",
+		TTL:      7 * 24 * time.Hour,
+		Storage:  b.opts.Storage,
+		Replicas: b.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsqueue: create error bucket: %w", err)
+	}
+	return b, nil
+}
+
+// Close marks the backend closed. It does not close the connection nor
+// delete streams. It is idempotent; afterwards methods return
+// [queue.ErrClosed].
+func (b *Backend) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+func (b *Backend) check(ctx context.Context) error {
+	if b.closed.Load() {
+		return queue.ErrClosed
+	}
+	return ctx.Err()
+}
+
+func (b *Backend) streamName(topic string) string { return b.opts.Prefix + "_" + topic }
+func (b *Backend) subject(topic string) string    { return b.subj + "." + topic }
+func (b *Backend) deadSubject(topic string) string {
+	return b.subj + ".dead." + topic
+}
+
+// consumer returns the topic's consumer, creating stream and consumer on
+// first use.
+func (b *Backend) consumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
+	b.mu.Lock()
+	c, ok := b.topics[topic]
+	b.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       b.streamName(topic),
+		Subjects:   []string{b.subject(topic)},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    b.opts.Storage,
+		Replicas:   b.opts.Replicas,
+		Duplicates: b.opts.DedupWindow,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c, err = s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       "workers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.opts.LeaseTTL,
+		MaxDeliver:    -1,
+		MaxAckPending: -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.topics[topic] = c
+	b.mu.Unlock()
+	return c, nil
+}
+
+// keyID is the ID of a keyed job: derived from topic and key, so that a
+// deduplicated Enqueue returns it even after the first job completed.
+func keyID(topic, key string) string {
+	h := sha256.Sum256([]byte(topic + "\x00" + key))
+	return "k" + hex.EncodeToString(h[:12])
+}
+
+// Enqueue publishes the job; see [queue.Backend].
+func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o queue.EnqueueOptions) (string, error) {
+	if err := b.check(ctx); err != nil {
+		return "", err
+	}
+	if _, err := b.consumer(ctx, topic); err != nil {
+		return "", err
+	}
+	id := nuid.Next()
+	if o.Key != "" {
+		id = keyID(topic, o.Key)
+	}
+	m := nats.NewMsg(b.subject(topic))
+	m.Data = payload
+	m.Header.Set(hdrID, id)
+	m.Header.Set(hdrMax, strconv.Itoa(o.MaxAttempts))
+	m.Header.Set(hdrPriority, strconv.Itoa(o.Priority))
+	m.Header.Set(hdrEnqueued, strconv.FormatInt(time.Now().UnixNano(), 10))
+	if o.Key != "" {
+		m.Header.Set(hdrKey, o.Key)
+	}
+	if !o.NotBefore.IsZero() {
+		m.Header.Set(hdrNotBefore, strconv.FormatInt(o.NotBefore.UnixNano(), 10))
+	}
+	var popts []jetstream.PublishOpt
+	if o.Key != "" {
+		popts = append(popts, jetstream.WithMsgID(id))
+	}
+	if _, err := b.js.PublishMsg(ctx, m, popts...); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Lease fetches up to n jobs: at once, and if none came and wait > 0, one
+// with a long poll and then whatever else is ready without waiting.
+func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) ([]queue.Job, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	c, err := b.consumer(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	var deadline time.Time
+	if wait > 0 {
+		deadline = time.Now().Add(wait)
+	}
+	for {
+		jobs, err := b.fetch(ctx, topic, c, n, 0)
+		if err != nil || len(jobs) > 0 {
+			return jobs, err
+		}
+		if wait <= 0 {
+			// A no-wait pull can miss messages the consumer has not
+			// registered yet; ask the consumer before reporting none.
+			ci, err := c.Info(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if ci.NumPending == 0 {
+				return nil, nil
+			}
+			return b.fetch(ctx, topic, c, n, 100*time.Millisecond)
+		}
+		d := time.Until(deadline)
+		if d <= 0 {
+			return nil, nil
+		}
+		jobs, err = b.fetch(ctx, topic, c, 1, d)
+		if err != nil || len(jobs) == 0 {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if n > 1 {
+			more, err := b.fetch(ctx, topic, c, n-1, 0)
+			if err == nil {
+				jobs = append(jobs, more...)
+			}
+		}
+		return jobs, nil
+	}
+}
+
+// fetch pulls up to n messages (waiting up to wait, or not at all) and
+// turns them into jobs, deferring early ones and dead-lettering
+// exhausted ones.
+func (b *Backend) fetch(ctx context.Context, topic string, c jetstream.Consumer, n int, wait time.Duration) ([]queue.Job, error) {
+	var batch jetstream.MessageBatch
+	var err error
+	if wait <= 0 {
+		batch, err = c.FetchNoWait(n)
+	} else {
+		batch, err = c.Fetch(n, jetstream.FetchMaxWait(wait))
+	}
+	if err != nil {
+		return nil, err
+	}
+	var jobs []queue.Job
+	for m := range batch.Messages() {
+		j, ok, err := b.job(ctx, topic, m)
+		if err != nil {
+			return jobs, err
+		}
+		if ok {
+			jobs = append(jobs, j)
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return jobs, err
+	}
+	return jobs, nil
+}
+
+func (b *Backend) job(ctx context.Context, topic string, m jetstream.Msg) (queue.Job, bool, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return queue.Job{}, false, err
+	}
+	h := m.Headers()
+	j := queue.Job{
+		ID:         h.Get(hdrID),
+		Topic:      topic,
+		Payload:    m.Data(),
+		Key:        h.Get(hdrKey),
+		Attempt:    int(md.NumDelivered),
+		Token:      md.NumDelivered,
+		Receipt:    m.Reply(),
+		LeaseUntil: time.Now().Add(b.opts.LeaseTTL),
+		EnqueuedAt: md.Timestamp,
+	}
+	j.MaxAttempts, _ = strconv.Atoi(h.Get(hdrMax))
+	j.Priority, _ = strconv.Atoi(h.Get(hdrPriority))
+	if ns, err := strconv.ParseInt(h.Get(hdrEnqueued), 10, 64); err == nil {
+		j.EnqueuedAt = time.Unix(0, ns)
+	}
+	if ns, err := strconv.ParseInt(h.Get(hdrNotBefore), 10, 64); err == nil {
+		j.NotBefore = time.Unix(0, ns)
+		if d := time.Until(j.NotBefore); d > 0 {
+			return j, false, m.NakWithDelay(d)
+		}
+	}
+	if j.Attempt > 1 {
+		if e, err := b.errs.Get(ctx, j.ID); err == nil {
+			j.LastError = string(e.Value())
+		}
+	}
+	if j.MaxAttempts > 0 && j.Attempt > j.MaxAttempts {
+		// The last attempt's lease expired.
+		j.Attempt--
+		if j.LastError == "" || j.Attempt > 0 {
+			j.LastError = "lease expired"
+		}
+		return j, false, b.bury(ctx, j, m.Reply())
+	}
+	return j, true, nil
+}
+
+// bury publishes job to the dead letters, then terminates its delivery.
+func (b *Backend) bury(ctx context.Context, j queue.Job, reply string) error {
+	m := nats.NewMsg(b.deadSubject(j.Topic))
+	m.Data = j.Payload
+	m.Header.Set(hdrID, j.ID)
+	m.Header.Set(hdrMax, strconv.Itoa(j.MaxAttempts))
+	m.Header.Set(hdrPriority, strconv.Itoa(j.Priority))
+	m.Header.Set(hdrEnqueued, strconv.FormatInt(j.EnqueuedAt.UnixNano(), 10))
+	m.Header.Set(hdrAttempt, strconv.Itoa(j.Attempt))
+	m.Header.Set(hdrError, j.LastError)
+	if j.Key != "" {
+		m.Header.Set(hdrKey, j.Key)
+	}
+	if !j.NotBefore.IsZero() {
+		m.Header.Set(hdrNotBefore, strconv.FormatInt(j.NotBefore.UnixNano(), 10))
+	}
+	if _, err := b.js.PublishMsg(ctx, m); err != nil {
+		return err
+	}
+	return b.reply(ctx, reply, "+TERM")
+}
+
+// reply sends an acknowledgement to a delivery's reply subject and waits
+// for the server to confirm it.
+func (b *Backend) reply(ctx context.Context, reply, body string) error {
+	if !strings.HasPrefix(reply, "$JS.ACK.") {
+		return queue.ErrLeaseLost
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	_, err := b.nc.RequestWithContext(ctx, reply, []byte(body))
+	return err
+}
+
+// Ack sends +ACK; see the package's # Semantics for fencing.
+func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	return b.reply(ctx, job.Receipt, "+ACK")
+}
+
+// Nack sends -NAK with the delay, or dead-letters the job on its last
+// attempt.
+func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Duration, cause string) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if job.Attempt >= job.MaxAttempts {
+		job.LastError = cause
+		return b.bury(ctx, job, job.Receipt)
+	}
+	if _, err := b.errs.Put(ctx, job.ID, []byte(cause)); err != nil {
+		return err
+	}
+	body := "-NAK"
+	if retryAfter > 0 {
+		body = fmt.Sprintf(`-NAK {"delay": %d}`, retryAfter.Nanoseconds())
+	}
+	return b.reply(ctx, job.Receipt, body)
+}
+
+// Extend sends +WPI, which restarts the AckWait.
+func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) (time.Time, error) {
+	if err := b.check(ctx); err != nil {
+		return time.Time{}, err
+	}
+	if err := b.reply(ctx, job.Receipt, "+WPI"); err != nil {
+		return time.Time{}, err
+	}
+	return time.Now().Add(b.opts.LeaseTTL), nil
+}
+
+// deadMsgs reads the topic's dead letters, up to limit, with an ordered
+// consumer.
+func (b *Backend) deadMsgs(ctx context.Context, topic string, limit int) ([]jetstream.Msg, error) {
+	info, err := b.dead.Info(ctx, jetstream.WithSubjectFilter(b.deadSubject(topic)))
+	if err != nil {
+		return nil, err
+	}
+	total := int(info.State.Subjects[b.deadSubject(topic)])
+	if total == 0 {
+		return nil, nil
+	}
+	limit = min(limit, total)
+	c, err := b.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{b.deadSubject(topic)}})
+	if err != nil {
+		return nil, err
+	}
+	var out []jetstream.Msg
+	for len(out) < limit {
+		batch, err := c.Fetch(limit-len(out), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			got++
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+func deadJob(topic string, m jetstream.Msg) queue.Job {
+	h := m.Headers()
+	j := queue.Job{ID: h.Get(hdrID), Topic: topic, Payload: m.Data(), Key: h.Get(hdrKey), LastError: h.Get(hdrError)}
+	j.Attempt, _ = strconv.Atoi(h.Get(hdrAttempt))
+	j.MaxAttempts, _ = strconv.Atoi(h.Get(hdrMax))
+	j.Priority, _ = strconv.Atoi(h.Get(hdrPriority))
+	if ns, err := strconv.ParseInt(h.Get(hdrEnqueued), 10, 64); err == nil {
+		j.EnqueuedAt = time.Unix(0, ns)
+	}
+	if ns, err := strconv.ParseInt(h.Get(hdrNotBefore), 10, 64); err == nil {
+		j.NotBefore = time.Unix(0, ns)
+	}
+	return j
+}
+
+// Dead lists dead letters; see [queue.Backend].
+func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Job, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	ms, err := b.deadMsgs(ctx, topic, limit)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]queue.Job, 0, len(ms))
+	for _, m := range ms {
+		jobs = append(jobs, deadJob(topic, m))
+	}
+	return jobs, nil
+}
+
+// Requeue republishes a dead letter to its topic and deletes it from the
+// dead letters. It scans the topic's dead letters for id.
+func (b *Backend) Requeue(ctx context.Context, topic, id string) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if _, err := b.consumer(ctx, topic); err != nil {
+		return err
+	}
+	ms, err := b.deadMsgs(ctx, topic, 1<<30)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Headers().Get(hdrID) != id {
+			continue
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		j := deadJob(topic, m)
+		nm := nats.NewMsg(b.subject(topic))
+		nm.Data = j.Payload
+		for _, h := range []string{hdrID, hdrKey, hdrMax, hdrPriority, hdrEnqueued} {
+			if v := m.Headers().Get(h); v != "" {
+				nm.Header.Set(h, v)
+			}
+		}
+		if _, err := b.js.PublishMsg(ctx, nm); err != nil {
+			return err
+		}
+		return b.dead.DeleteMsg(ctx, md.Sequence.Stream)
+	}
+	return queue.ErrNotFound
+}
+
+// Stats reads the consumer's and the dead-letter stream's counters; see
+// the package's # Semantics.
+func (b *Backend) Stats(ctx context.Context, topic string) (queue.Stats, error) {
+	var s queue.Stats
+	if err := b.check(ctx); err != nil {
+		return s, err
+	}
+	c, err := b.consumer(ctx, topic)
+	if err != nil {
+		return s, err
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return s, err
+	}
+	s.Ready = int64(ci.NumPending)
+	s.Leased = int64(ci.NumAckPending)
+	info, err := b.dead.Info(ctx, jetstream.WithSubjectFilter(b.deadSubject(topic)))
+	if err != nil {
+		return s, err
+	}
+	s.Dead = int64(info.State.Subjects[b.deadSubject(topic)])
+	return s, nil
+}

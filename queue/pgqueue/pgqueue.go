@@ -1,0 +1,587 @@
+// Package pgqueue is a [queue.Backend] on PostgreSQL through pgx v5: any
+// number of worker processes on any number of machines lease from the same
+// tables, with FOR UPDATE SKIP LOCKED instead of a central dispatcher.
+//
+// # Semantics
+//
+// Every call is one statement (a keyed Enqueue: one transaction), durable
+// when it returns as far as the server's synchronous_commit promises (on
+// by default). Delivery is at least once with fencing: a lease increments
+// the row's token, and Ack, Nack and Extend update only WHERE id = $1 AND
+// token = $2 AND state = leased, so a stale holder changes nothing and
+// gets [queue.ErrLeaseLost]. A holder whose lease expired but was not
+// taken over may still Ack.
+//
+// Lease takes the topic's rows that are ready (run_at passed) or whose
+// lease expired, by priority (higher first), then run_at, then ID, skipping
+// rows other transactions hold. A row whose lease expired on its last
+// attempt goes to the dead letters ("lease expired") in the same
+// statement. Lease expiry is evaluated by the server's clock when Lease
+// runs: no sweeper is needed.
+//
+// Enqueue, Nack and Requeue send NOTIFY on the channel "<schema>_queue"
+// with the topic as payload; a long-polling Lease waits on one LISTEN
+// connection per Backend and on a timer for the topic's next due row.
+//
+// # Schema
+//
+// [Open] creates, if missing, in [Options.Schema]:
+//
+//	jobs(id bigserial PRIMARY KEY, topic text, payload bytea, key text,
+//	     state smallint,      -- 1 ready or delayed, 2 leased, 3 dead
+//	     attempt int, max_attempts int, priority int,
+//	     token bigint,        -- fencing token, +1 per lease
+//	     run_at timestamptz,  -- ready: leasable from; leased: lease
+//	                          -- expiry; dead: time of death
+//	     not_before timestamptz, enqueued_at timestamptz, last_error text)
+//	  index jobs_due  (topic, priority DESC, run_at, id) WHERE state IN (1, 2)
+//	  index jobs_dead (topic, run_at, id) WHERE state = 3
+//	keys(topic text, key text, job_id bigint,
+//	     done_at timestamptz, -- NULL while the job exists
+//	     PRIMARY KEY (topic, key))
+//
+// An acknowledged job's row is deleted; its key row stays for
+// [Options.KeyRetention] and is then deleted by a later Ack.
+package pgqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mailbricks/mailbricks/queue"
+)
+
+// Options configures a backend. A nil *Options and every zero field mean
+// the default. Options are copied by [Open].
+type Options struct {
+	// Schema is the PostgreSQL schema of the tables, created if missing:
+	// letters, digits and '_', starting with a letter or '_', at most 48
+	// bytes. The default is "mailbricks_queue".
+	Schema string
+	// KeyRetention is how long an idempotency key is remembered after its
+	// job was acknowledged. The default is 24 hours.
+	KeyRetention time.Duration
+}
+
+// Backend is the PostgreSQL [queue.Backend]. It is safe for concurrent use.
+type Backend struct {
+	pool   *pgxpool.Pool
+	opts   Options
+	s      string // quoted schema
+	chName string
+	closed atomic.Bool
+	lastGC atomic.Int64
+
+	lmu      sync.Mutex
+	lstarted bool
+	lcancel  context.CancelFunc
+	ldone    chan struct{}
+	wake     map[string]chan struct{}
+	closeCh  chan struct{}
+}
+
+var _ queue.Backend = (*Backend)(nil)
+
+var schemaRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+
+// Open applies the schema and returns a backend on pool. The caller owns
+// pool and closes it after the backend.
+func Open(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, error) {
+	b := &Backend{pool: pool, wake: map[string]chan struct{}{}, closeCh: make(chan struct{})}
+	if opts != nil {
+		b.opts = *opts
+	}
+	if b.opts.Schema == "" {
+		b.opts.Schema = "mailbricks_queue"
+	}
+	if !schemaRE.MatchString(b.opts.Schema) {
+		return nil, fmt.Errorf("%w: pgqueue: schema name %q", queue.ErrInvalid, b.opts.Schema)
+	}
+	if b.opts.KeyRetention <= 0 {
+		b.opts.KeyRetention = 24 * time.Hour
+	}
+	b.s = pgx.Identifier{b.opts.Schema}.Sanitize()
+	b.chName = b.opts.Schema + "_queue"
+	ddl := fmt.Sprintf(`
+CREATE SCHEMA IF NOT EXISTS %[1]s;
+CREATE TABLE IF NOT EXISTS %[1]s.jobs (
+	id bigserial PRIMARY KEY,
+	topic text NOT NULL,
+	payload bytea NOT NULL,
+	key text,
+	state smallint NOT NULL,
+	attempt int NOT NULL DEFAULT 0,
+	max_attempts int NOT NULL,
+	priority int NOT NULL DEFAULT 0,
+	token bigint NOT NULL DEFAULT 0,
+	run_at timestamptz NOT NULL,
+	not_before timestamptz,
+	enqueued_at timestamptz NOT NULL DEFAULT now(),
+	last_error text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON %[1]s.jobs (topic, priority DESC, run_at, id) WHERE state IN (1, 2);
+CREATE INDEX IF NOT EXISTS jobs_dead ON %[1]s.jobs (topic, run_at, id) WHERE state = 3;
+CREATE TABLE IF NOT EXISTS %[1]s.keys (
+	topic text NOT NULL,
+	key text NOT NULL,
+	job_id bigint NOT NULL,
+	done_at timestamptz,
+	PRIMARY KEY (topic, key)
+);
+CREATE INDEX IF NOT EXISTS keys_done ON %[1]s.keys (done_at) WHERE done_at IS NOT NULL;`, b.s)
+	// Concurrent Opens of one schema race on CREATE ... IF NOT EXISTS;
+	// an advisory lock serializes them.
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "pgqueue:"+b.opts.Schema); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, ddl)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgqueue: apply schema %s: %w", b.opts.Schema, err)
+	}
+	return b, nil
+}
+
+// Close stops the LISTEN connection. It does not close the pool. It is
+// idempotent; afterwards methods return [queue.ErrClosed].
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	close(b.closeCh)
+	b.lmu.Lock()
+	started, cancel, done := b.lstarted, b.lcancel, b.ldone
+	b.lmu.Unlock()
+	if started {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+func (b *Backend) check(ctx context.Context) error {
+	if b.closed.Load() {
+		return queue.ErrClosed
+	}
+	return ctx.Err()
+}
+
+func usec(d time.Duration) int64 { return d.Microseconds() }
+
+// Enqueue adds a job; see [queue.Backend].
+func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o queue.EnqueueOptions) (string, error) {
+	if err := b.check(ctx); err != nil {
+		return "", err
+	}
+	if payload == nil {
+		payload = []byte{}
+	}
+	var nb *time.Time
+	if !o.NotBefore.IsZero() {
+		nb = &o.NotBefore
+	}
+	insert := fmt.Sprintf(`WITH i AS (
+	INSERT INTO %s.jobs (topic, payload, key, state, max_attempts, priority, run_at, not_before)
+	VALUES ($1, $2, NULLIF($3, ''), 1, $4, $5, greatest(now(), $6::timestamptz), $6)
+	RETURNING id)
+SELECT id, pg_notify($7, $1) FROM i`, b.s)
+	var id int64
+	if o.Key == "" {
+		if err := b.pool.QueryRow(ctx, insert, topic, payload, "", o.MaxAttempts, o.Priority, nb, b.chName).Scan(&id, nil); err != nil {
+			return "", err
+		}
+		return strconv.FormatInt(id, 10), nil
+	}
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		// Claim the key: insert it, or take over one whose retention ended.
+		tag, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.keys (topic, key, job_id) VALUES ($1, $2, 0)
+ON CONFLICT (topic, key) DO UPDATE SET job_id = 0, done_at = NULL
+WHERE keys.done_at IS NOT NULL AND keys.done_at <= now() - $3 * interval '1 microsecond'`, b.s),
+			topic, o.Key, usec(b.opts.KeyRetention))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return tx.QueryRow(ctx, fmt.Sprintf(`SELECT job_id FROM %s.keys WHERE topic = $1 AND key = $2`, b.s), topic, o.Key).Scan(&id)
+		}
+		if err := tx.QueryRow(ctx, insert, topic, payload, o.Key, o.MaxAttempts, o.Priority, nb, b.chName).Scan(&id, nil); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s.keys SET job_id = $3 WHERE topic = $1 AND key = $2`, b.s), topic, o.Key, id)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(id, 10), nil
+}
+
+const jobCols = `j.id, j.state, j.topic, j.payload, coalesce(j.key, ''), j.attempt, j.max_attempts, j.priority, j.token, j.run_at, j.enqueued_at, j.not_before, j.last_error`
+
+func scanJob(row pgx.Row) (queue.Job, int16, error) {
+	var (
+		j     queue.Job
+		id    int64
+		state int16
+		runAt time.Time
+		tok   int64
+		nb    *time.Time
+	)
+	err := row.Scan(&id, &state, &j.Topic, &j.Payload, &j.Key, &j.Attempt, &j.MaxAttempts, &j.Priority, &tok, &runAt, &j.EnqueuedAt, &nb, &j.LastError)
+	if err != nil {
+		return j, 0, err
+	}
+	j.ID = strconv.FormatInt(id, 10)
+	j.Token = uint64(tok)
+	if nb != nil {
+		j.NotBefore = *nb
+	}
+	if state == 2 {
+		j.LeaseUntil = runAt
+	}
+	return j, state, nil
+}
+
+// Lease leases up to n jobs; see [queue.Backend].
+func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) ([]queue.Job, error) {
+	var deadline time.Time
+	if wait > 0 {
+		deadline = time.Now().Add(wait)
+		b.startListener()
+	}
+	for {
+		ch := b.waitCh(topic)
+		jobs, err := b.tryLease(ctx, topic, n, ttl)
+		if err != nil || len(jobs) > 0 || wait <= 0 {
+			return jobs, err
+		}
+		d := time.Until(deadline)
+		if d <= 0 {
+			return jobs, nil
+		}
+		var due *float64
+		err = b.pool.QueryRow(ctx, fmt.Sprintf(`SELECT extract(epoch FROM min(run_at) - now())::float8 FROM %s.jobs WHERE topic = $1 AND state IN (1, 2)`, b.s), topic).Scan(&due)
+		if err != nil {
+			return nil, err
+		}
+		if due != nil {
+			d = min(d, time.Duration(*due*float64(time.Second)))
+		}
+		d = max(d, 5*time.Millisecond)
+		t := time.NewTimer(d)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-b.closeCh:
+			t.Stop()
+			return nil, queue.ErrClosed
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+func (b *Backend) tryLease(ctx context.Context, topic string, n int, ttl time.Duration) ([]queue.Job, error) {
+	q := fmt.Sprintf(`WITH c AS (
+	SELECT id FROM %[1]s.jobs
+	WHERE topic = $1 AND state IN (1, 2) AND run_at <= now()
+	ORDER BY priority DESC, run_at, id
+	LIMIT $2
+	FOR UPDATE SKIP LOCKED)
+UPDATE %[1]s.jobs j SET
+	state = CASE WHEN j.state = 2 AND j.attempt >= j.max_attempts THEN 3 ELSE 2 END,
+	last_error = CASE WHEN j.state = 2 AND j.attempt >= j.max_attempts THEN 'lease expired' ELSE j.last_error END,
+	attempt = CASE WHEN j.state = 2 AND j.attempt >= j.max_attempts THEN j.attempt ELSE j.attempt + 1 END,
+	token = j.token + 1,
+	run_at = CASE WHEN j.state = 2 AND j.attempt >= j.max_attempts THEN now() ELSE now() + $3 * interval '1 microsecond' END
+FROM c WHERE j.id = c.id
+RETURNING %[2]s`, b.s, jobCols)
+	for {
+		if err := b.check(ctx); err != nil {
+			return nil, err
+		}
+		rows, err := b.pool.Query(ctx, q, topic, n, usec(ttl))
+		if err != nil {
+			return nil, err
+		}
+		var jobs []queue.Job
+		died := false
+		for rows.Next() {
+			j, state, err := scanJob(rows)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if state == 3 {
+				died = true
+				continue
+			}
+			jobs = append(jobs, j)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if len(jobs) > 0 || !died {
+			sort.Slice(jobs, func(i, k int) bool {
+				if jobs[i].Priority != jobs[k].Priority {
+					return jobs[i].Priority > jobs[k].Priority
+				}
+				a, _ := strconv.ParseInt(jobs[i].ID, 10, 64)
+				c, _ := strconv.ParseInt(jobs[k].ID, 10, 64)
+				return a < c
+			})
+			return jobs, nil
+		}
+	}
+}
+
+func jobID(job queue.Job) (int64, bool) {
+	id, err := strconv.ParseInt(job.ID, 10, 64)
+	return id, err == nil
+}
+
+// Ack completes the job; see [queue.Backend].
+func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	id, ok := jobID(job)
+	if !ok {
+		return queue.ErrLeaseLost
+	}
+	var n int
+	err := b.pool.QueryRow(ctx, fmt.Sprintf(`WITH d AS (
+	DELETE FROM %[1]s.jobs WHERE id = $1 AND token = $2 AND state = 2 RETURNING topic, key),
+u AS (UPDATE %[1]s.keys k SET done_at = now() FROM d WHERE k.topic = d.topic AND k.key = d.key AND k.job_id = $1)
+SELECT count(*) FROM d`, b.s), id, int64(job.Token)).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return queue.ErrLeaseLost
+	}
+	b.maybeGC(ctx)
+	return nil
+}
+
+// maybeGC deletes idempotency keys past their retention, at most once a
+// minute per Backend.
+func (b *Backend) maybeGC(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := b.lastGC.Load()
+	if now-last < int64(time.Minute) || !b.lastGC.CompareAndSwap(last, now) {
+		return
+	}
+	_, _ = b.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %s.keys WHERE done_at IS NOT NULL AND done_at <= now() - $1 * interval '1 microsecond'`, b.s), usec(b.opts.KeyRetention))
+}
+
+// Nack fails the job's attempt; see [queue.Backend].
+func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Duration, cause string) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	id, ok := jobID(job)
+	if !ok {
+		return queue.ErrLeaseLost
+	}
+	var topic string
+	err := b.pool.QueryRow(ctx, fmt.Sprintf(`WITH u AS (
+	UPDATE %s.jobs SET
+		state = CASE WHEN attempt >= max_attempts THEN 3 ELSE 1 END,
+		run_at = CASE WHEN attempt >= max_attempts THEN now() ELSE now() + $3 * interval '1 microsecond' END,
+		last_error = $4
+	WHERE id = $1 AND token = $2 AND state = 2
+	RETURNING topic)
+SELECT topic, pg_notify($5, topic) FROM u`, b.s), id, int64(job.Token), usec(retryAfter), cause, b.chName).Scan(&topic, nil)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return queue.ErrLeaseLost
+	}
+	return err
+}
+
+// Extend moves the job's lease expiry; see [queue.Backend].
+func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) (time.Time, error) {
+	if err := b.check(ctx); err != nil {
+		return time.Time{}, err
+	}
+	id, ok := jobID(job)
+	if !ok {
+		return time.Time{}, queue.ErrLeaseLost
+	}
+	var until time.Time
+	err := b.pool.QueryRow(ctx, fmt.Sprintf(`UPDATE %s.jobs SET run_at = now() + $3 * interval '1 microsecond'
+WHERE id = $1 AND token = $2 AND state = 2 RETURNING run_at`, b.s), id, int64(job.Token), usec(ttl)).Scan(&until)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, queue.ErrLeaseLost
+	}
+	return until, err
+}
+
+// Dead lists dead letters; see [queue.Backend].
+func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Job, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := b.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s.jobs j WHERE topic = $1 AND state = 3 ORDER BY run_at, id LIMIT $2`, jobCols, b.s), topic, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var jobs []queue.Job
+	for rows.Next() {
+		j, _, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, rows.Err()
+}
+
+// Requeue moves a dead letter back to the ready jobs; see [queue.Backend].
+func (b *Backend) Requeue(ctx context.Context, topic, sid string) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	id, err := strconv.ParseInt(sid, 10, 64)
+	if err != nil {
+		return queue.ErrNotFound
+	}
+	tag, err := b.pool.Exec(ctx, fmt.Sprintf(`WITH u AS (
+	UPDATE %s.jobs SET state = 1, attempt = 0, run_at = now() WHERE id = $1 AND topic = $2 AND state = 3 RETURNING topic)
+SELECT pg_notify($3, topic) FROM u`, b.s), id, topic, b.chName)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return queue.ErrNotFound
+	}
+	return nil
+}
+
+// Stats counts the topic's jobs by state with one aggregate query.
+func (b *Backend) Stats(ctx context.Context, topic string) (queue.Stats, error) {
+	var s queue.Stats
+	if err := b.check(ctx); err != nil {
+		return s, err
+	}
+	err := b.pool.QueryRow(ctx, fmt.Sprintf(`SELECT
+	count(*) FILTER (WHERE state IN (1, 2) AND run_at <= now()),
+	count(*) FILTER (WHERE state = 2 AND run_at > now()),
+	count(*) FILTER (WHERE state = 1 AND run_at > now()),
+	count(*) FILTER (WHERE state = 3)
+FROM %s.jobs WHERE topic = $1`, b.s), topic).Scan(&s.Ready, &s.Leased, &s.Delayed, &s.Dead)
+	return s, err
+}
+
+func (b *Backend) waitCh(topic string) chan struct{} {
+	b.lmu.Lock()
+	defer b.lmu.Unlock()
+	ch, ok := b.wake[topic]
+	if !ok {
+		ch = make(chan struct{})
+		b.wake[topic] = ch
+	}
+	return ch
+}
+
+// wakeUp wakes the waiters of topic, or of every topic if topic is "".
+func (b *Backend) wakeUp(topic string) {
+	b.lmu.Lock()
+	defer b.lmu.Unlock()
+	for t, ch := range b.wake {
+		if topic == "" || t == topic {
+			close(ch)
+			delete(b.wake, t)
+		}
+	}
+}
+
+// startListener starts, once, the goroutine that holds a LISTEN
+// connection and wakes waiting Leases; it reconnects after errors and
+// wakes every waiter then, since notifications may have been missed.
+func (b *Backend) startListener() {
+	b.lmu.Lock()
+	defer b.lmu.Unlock()
+	if b.lstarted || b.closed.Load() {
+		return
+	}
+	b.lstarted = true
+	ctx, cancel := context.WithCancel(context.Background())
+	b.lcancel = cancel
+	b.ldone = make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		defer close(b.ldone)
+		first := true
+		for ctx.Err() == nil {
+			err := b.listen(ctx, func() {
+				if first {
+					first = false
+					close(ready)
+				}
+			})
+			if ctx.Err() != nil {
+				break
+			}
+			_ = err
+			b.wakeUp("")
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+		if first {
+			close(ready)
+		}
+	}()
+	// Wait briefly for LISTEN, so that a notification sent right after this
+	// Lease's first attempt is not missed; the timer covers a slow start.
+	b.lmu.Unlock()
+	select {
+	case <-ready:
+	case <-time.After(2 * time.Second):
+	}
+	b.lmu.Lock()
+}
+
+func (b *Backend) listen(ctx context.Context, listening func()) error {
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.chName}.Sanitize()); err != nil {
+		return err
+	}
+	defer func() {
+		// The connection goes back to the pool: stop listening on it.
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := conn.Exec(c, "UNLISTEN *"); err != nil {
+			conn.Conn().Close(c)
+		}
+	}()
+	listening()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		b.wakeUp(n.Payload)
+	}
+}
