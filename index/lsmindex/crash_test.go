@@ -1,0 +1,112 @@
+package lsmindex_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/index/indextest"
+	"github.com/mailbricks/mailbricks/index/lsmindex"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
+)
+
+var ctx = context.Background()
+
+// modelOp applies one random write to x and to the model.
+func modelOp(t *testing.T, r *rand.Rand, x *index.Index, u mailbricks.UserID, brute *indextest.Brute, pool []*index.Document, indexed *[]mailbricks.MessageID) {
+	t.Helper()
+	switch k := r.IntN(10); {
+	case k < 5 || len(*indexed) == 0:
+		n := 1 + r.IntN(20)
+		batch := make([]*index.Document, 0, n)
+		for range n {
+			d := *pool[r.IntN(len(pool))]
+			if r.IntN(3) == 0 && len(*indexed) > 0 {
+				d.ID = (*indexed)[r.IntN(len(*indexed))] // a replacement
+			} else {
+				d.ID = mailbricks.NewMessageIDAt(d.Date)
+				*indexed = append(*indexed, d.ID)
+			}
+			batch = append(batch, &d)
+		}
+		require.NoError(t, x.IndexBatch(ctx, u, batch))
+		for _, d := range batch {
+			brute.Add(d)
+		}
+	case k < 8:
+		id := (*indexed)[r.IntN(len(*indexed))]
+		require.NoError(t, x.Delete(ctx, u, id))
+		brute.Delete(id)
+	default:
+		id := (*indexed)[r.IntN(len(*indexed))]
+		v := pool[r.IntN(len(pool))].Values
+		err := x.Update(ctx, u, id, v)
+		if brute.Update(id, v) {
+			require.NoError(t, err)
+		} else {
+			require.ErrorIs(t, err, index.ErrNotFound)
+		}
+	}
+}
+
+// TestCrash takes a crash image after every synced write and requires the
+// reopened index to answer exactly like the model of every acknowledged
+// write: synced writes survive, and the doc values, postings and
+// deleted-doc markers of one write are never torn apart.
+func TestCrash(t *testing.T) {
+	cycles := 25
+	if os.Getenv("MAILBRICKS_LONG") != "" {
+		cycles = 400
+	}
+	pool := indextest.RandomDocuments(5, 200)
+	fs := vfs.NewCrashable()
+	b, err := lsmindex.Open("db", &lsmindex.Options{FS: fs, PurgeAfter: 15})
+	require.NoError(t, err)
+	x := index.New(b, &index.Options{Now: indextest.Now})
+	defer x.Close()
+	brute := indextest.NewBrute()
+	var indexed []mailbricks.MessageID
+	r := rand.New(rand.NewPCG(9, 9))
+	const u = mailbricks.UserID("crash")
+	queries := indextest.Queries(pool, 4, 30)
+	for cycle := range cycles {
+		modelOp(t, r, x, u, brute, pool, &indexed)
+		img := fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(cycle), UnsyncedDataPercent: 50})
+		rb, err := lsmindex.Open("db", &lsmindex.Options{FS: img})
+		require.NoError(t, err, "cycle %d: the crash image must reopen", cycle)
+		rx := index.New(rb, &index.Options{Now: indextest.Now})
+		indextest.Compare(t, rx, u, brute, queries)
+		var n int
+		require.NoError(t, rb.List(ctx, u, func(mailbricks.MessageID, index.Values) error { n++; return nil }))
+		require.Equal(t, brute.Len(), n, "cycle %d: every acknowledged document and no deleted one", cycle)
+		require.NoError(t, rx.Close())
+	}
+	t.Logf("%d crash cycles", cycles)
+}
+
+// TestReopen checks that a reopened index continues where it stopped:
+// doc numbers are not reused and deletions stay deleted.
+func TestReopen(t *testing.T) {
+	fs := vfs.NewMem()
+	pool := indextest.RandomDocuments(6, 200)
+	brute := indextest.NewBrute()
+	var indexed []mailbricks.MessageID
+	r := rand.New(rand.NewPCG(1, 1))
+	const u = mailbricks.UserID("reopen")
+	for round := range 4 {
+		b, err := lsmindex.Open("db", &lsmindex.Options{FS: fs, NoSync: true, PurgeAfter: 20})
+		require.NoError(t, err)
+		x := index.New(b, &index.Options{Now: indextest.Now})
+		indextest.Compare(t, x, u, brute, indextest.Queries(pool, uint64(round), 40))
+		for range 30 {
+			modelOp(t, r, x, u, brute, pool, &indexed)
+		}
+		indextest.Compare(t, x, u, brute, indextest.Queries(pool, uint64(round+10), 40))
+		require.NoError(t, x.Close())
+	}
+}

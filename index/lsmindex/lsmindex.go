@@ -1,0 +1,703 @@
+package lsmindex
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/lsm"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
+)
+
+// MergerName is the name of the merge operator the index's lsm DB uses.
+const MergerName = "mailbricks.index.postings.v1"
+
+// Merger is the merge operator a DB passed to [New] must be opened with:
+// it concatenates postings chunks.
+var Merger = &lsm.Merger{
+	Name: MergerName,
+	Merge: func(_, older, newer []byte) ([]byte, error) {
+		out := make([]byte, 0, len(older)+len(newer))
+		return append(append(out, older...), newer...), nil
+	},
+}
+
+// Options configures [Open]. A nil *Options and every zero field mean the
+// default.
+type Options struct {
+	// FS is the file system of the DB directory. The default is
+	// vfs.Default, the operating system's.
+	FS vfs.FS
+	// NoSync makes writes return before they are on stable storage; a
+	// machine crash may then lose the last acknowledged writes (the index
+	// can be rebuilt with [index.Index.Reindex]). The default is false:
+	// every write is synced.
+	NoSync bool
+	// CacheSize is the lsm block cache size in bytes. The default is the
+	// lsm default, 64 MiB.
+	CacheSize int64
+	// MemTableSize is the lsm memtable size in bytes. The default is the
+	// lsm default, 64 MiB.
+	MemTableSize int
+	// Compression is the lsm block compression. The default is
+	// lsm.S2Compression.
+	Compression lsm.Compression
+	// PurgeAfter is the number of deleted documents of a user that makes
+	// a Delete purge them from the postings (see [Backend.Purge]); a
+	// negative value disables automatic purges. The default is 10000.
+	PurgeAfter int
+	// Logger receives lsm background events. The default discards them.
+	Logger *slog.Logger
+}
+
+// Backend is the embedded [index.Backend] on the lsm engine. It is safe for
+// concurrent use.
+type Backend struct {
+	db     *lsm.DB
+	ownDB  bool
+	wo     *lsm.WriteOptions
+	purge  int
+	mu     sync.Mutex // guards users and closed
+	users  map[mailbricks.UserID]*userState
+	closed bool
+}
+
+var _ index.Backend = (*Backend)(nil)
+
+// Open opens (creating if needed) an index in directory dir.
+func Open(dir string, opts *Options) (*Backend, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	db, err := lsm.Open(dir, &lsm.Options{
+		FS:           o.FS,
+		Merger:       Merger,
+		CacheSize:    o.CacheSize,
+		MemTableSize: o.MemTableSize,
+		Compression:  o.Compression,
+		Logger:       o.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lsmindex: open %s: %w", dir, err)
+	}
+	b := New(db, &o)
+	b.ownDB = true
+	return b, nil
+}
+
+// New returns a Backend on db, which must have been opened with [Merger]
+// as its Options.Merger and must hold no other data in the key ranges of
+// the users indexed. The Backend does not close db; the caller does,
+// after closing the Backend. Only opts.NoSync and opts.PurgeAfter are used.
+func New(db *lsm.DB, opts *Options) *Backend {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	wo := lsm.Sync
+	if o.NoSync {
+		wo = lsm.NoSync
+	}
+	purge := o.PurgeAfter
+	if purge == 0 {
+		purge = 10000
+	}
+	return &Backend{db: db, wo: wo, purge: purge, users: map[mailbricks.UserID]*userState{}}
+}
+
+// DB returns the underlying lsm DB, for flushes, compactions and metrics.
+func (b *Backend) DB() *lsm.DB { return b.db }
+
+// Close closes the backend and, if [Open] opened it, its DB. It is
+// idempotent.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	if b.ownDB {
+		return b.db.Close()
+	}
+	return nil
+}
+
+// userState is a user's doc values and doc-number bookkeeping, loaded
+// from the DB on first use and kept in memory. mu serializes writers for
+// the user (each holds it across its lsm commit, so chunks of one key are
+// appended in doc-number order) and excludes them from searches.
+type userState struct {
+	mu      sync.RWMutex
+	loaded  bool
+	next    uint32
+	docs    []docEntry   // by doc number
+	flags   []index.Flag // by doc number, a copy of docs[n].v.Flags for scans
+	dates   []int64      // by doc number, a copy of docs[n].date for scans
+	liveSet bitset       // by doc number: the live documents
+	byID    map[mailbricks.MessageID]uint32
+	deleted []uint32 // deleted doc numbers whose postings are not purged
+	live    int
+	// order holds doc numbers sorted newest first (date, then ID, both
+	// descending); it may hold dead doc numbers, which searches skip.
+	order []uint32
+}
+
+type docEntry struct {
+	id   mailbricks.MessageID
+	live bool
+	date int64
+	v    index.Values
+}
+
+// user returns the user's state, loaded, with mu held for writing if
+// write, else for reading.
+func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*userState, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, index.ErrClosed
+	}
+	s := b.users[u]
+	if s == nil {
+		s = &userState{}
+		b.users[u] = s
+	}
+	b.mu.Unlock()
+	for {
+		if write {
+			s.mu.Lock()
+		} else {
+			s.mu.RLock()
+		}
+		if s.loaded {
+			return s, nil
+		}
+		if !write {
+			s.mu.RUnlock()
+			s.mu.Lock()
+		}
+		if !s.loaded {
+			if err := b.load(u, s); err != nil {
+				s.mu.Unlock()
+				return nil, err
+			}
+		}
+		if write {
+			return s, nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+func unlock(s *userState, write bool) {
+	if write {
+		s.mu.Unlock()
+	} else {
+		s.mu.RUnlock()
+	}
+}
+
+// load reads the user's doc records, deleted markers and next doc number.
+func (b *Backend) load(u mailbricks.UserID, s *userState) error {
+	s.reset()
+	v, err := b.db.Get(tableKey(u, tagNext))
+	switch {
+	case err == nil && len(v) == 4:
+		s.next = binary.BigEndian.Uint32(v)
+	case err == nil:
+		return fmt.Errorf("lsmindex: load %s: %w: next doc number", u, errCorrupt)
+	case !errors.Is(err, lsm.ErrNotFound):
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	s.grow(s.next)
+	it, err := b.db.NewPrefixIter(tableKey(u, tagDoc))
+	if err != nil {
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) < 4 {
+			it.Close()
+			return fmt.Errorf("lsmindex: load %s: %w: doc key", u, errCorrupt)
+		}
+		n := binary.BigEndian.Uint32(k[len(k)-4:])
+		id, vals, err := decodeDoc(it.Value())
+		if err != nil || n >= s.next {
+			it.Close()
+			return fmt.Errorf("lsmindex: load %s: doc %d: %w", u, n, errCorrupt)
+		}
+		s.put(n, docEntry{id: id, live: true, date: index.UnixOrZero(vals.Date), v: vals})
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	it, err = b.db.NewPrefixIter(tableKey(u, tagDeleted))
+	if err != nil {
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		s.deleted = append(s.deleted, binary.BigEndian.Uint32(k[len(k)-4:]))
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	s.rebuildOrder()
+	s.loaded = true
+	return nil
+}
+
+// reset empties s, keeping its lock.
+func (s *userState) reset() {
+	s.loaded, s.next, s.docs, s.deleted, s.live, s.order = false, 0, nil, nil, 0, nil
+	s.flags, s.dates, s.liveSet = nil, nil, nil
+	s.byID = map[mailbricks.MessageID]uint32{}
+}
+
+// grow extends the per-doc arrays to n documents.
+func (s *userState) grow(n uint32) {
+	for uint32(len(s.docs)) < n {
+		s.docs = append(s.docs, docEntry{})
+		s.flags = append(s.flags, 0)
+		s.dates = append(s.dates, 0)
+	}
+	for uint32(len(s.liveSet)) < (n+63)/64 {
+		s.liveSet = append(s.liveSet, 0)
+	}
+}
+
+// put records live document n.
+func (s *userState) put(n uint32, e docEntry) {
+	s.docs[n] = e
+	s.flags[n] = e.v.Flags
+	s.dates[n] = e.date
+	s.liveSet.set(n)
+	s.byID[e.id] = n
+	s.live++
+}
+
+// kill marks document n deleted.
+func (s *userState) kill(n uint32) {
+	s.docs[n].live = false
+	s.liveSet.clear(n)
+	s.live--
+}
+
+// newer reports whether doc a sorts before doc b newest first.
+func (s *userState) newer(a, b uint32) bool {
+	da, db := &s.docs[a], &s.docs[b]
+	return index.Less(index.SortNewest, da.date, da.id, db.date, db.id)
+}
+
+func (s *userState) rebuildOrder() {
+	s.order = s.order[:0]
+	for n := range s.docs {
+		if s.docs[n].live {
+			s.order = append(s.order, uint32(n))
+		}
+	}
+	slices.SortFunc(s.order, func(a, b uint32) int {
+		if s.newer(a, b) {
+			return -1
+		}
+		if s.newer(b, a) {
+			return 1
+		}
+		return 0
+	})
+}
+
+// mergeOrder merges the sorted new doc numbers into order, dropping dead
+// doc numbers on the way.
+func (s *userState) mergeOrder(added []uint32) {
+	slices.SortFunc(added, func(a, b uint32) int {
+		if s.newer(a, b) {
+			return -1
+		}
+		return 1
+	})
+	out := make([]uint32, 0, len(s.order)+len(added))
+	i, j := 0, 0
+	for i < len(s.order) || j < len(added) {
+		if i < len(s.order) && !s.docs[s.order[i]].live {
+			i++
+			continue
+		}
+		if j == len(added) || (i < len(s.order) && s.newer(s.order[i], added[j])) {
+			out = append(out, s.order[i])
+			i++
+		} else {
+			out = append(out, added[j])
+			j++
+		}
+	}
+	s.order = out
+}
+
+// Index implements [index.Backend]. All documents go into one lsm batch:
+// for each (field, term) of the batch one postings chunk is appended with
+// a merge operand, so indexing never reads postings.
+func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.Document) error {
+	s, err := b.user(ctx, u, true)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	// The last document of an ID wins.
+	last := make(map[mailbricks.MessageID]int, len(docs))
+	for i, d := range docs {
+		last[d.ID] = i
+	}
+	if uint64(s.next)+uint64(len(last)) >= math.MaxUint32 {
+		return fmt.Errorf("lsmindex: user %s is out of doc numbers", u)
+	}
+	var replaced []uint32
+	for id := range last {
+		if n, ok := s.byID[id]; ok {
+			replaced = append(replaced, n)
+		}
+	}
+	slices.Sort(replaced)
+	next := s.next
+	added := make([]uint32, 0, len(last))
+	var keep []*index.Document
+	for i, d := range docs {
+		if last[d.ID] == i {
+			added = append(added, next)
+			keep = append(keep, d)
+			next++
+		}
+	}
+	// Analysis, the bulk of the work, runs on up to GOMAXPROCS workers,
+	// each over a contiguous run of the batch's documents, so each
+	// worker's chunk of a term holds smaller doc numbers than the next
+	// worker's and their concatenation is a valid postings value.
+	workers := min(runtime.GOMAXPROCS(0), 8, (len(keep)+31)/32)
+	accs := make([]map[string]*termAcc, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(keep)/workers, (w+1)*len(keep)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			accs[w] = analyze(keep[lo:hi], added[lo:hi])
+		}()
+	}
+	wg.Wait()
+	terms := make([]string, 0, len(accs[0])*2)
+	for w, m := range accs {
+		for k := range m {
+			dup := false
+			for _, earlier := range accs[:w] {
+				if _, dup = earlier[k]; dup {
+					break
+				}
+			}
+			if !dup {
+				terms = append(terms, k)
+			}
+		}
+	}
+	slices.Sort(terms)
+
+	// The batch is written in ascending key order (doc records, next doc
+	// number, postings, stored texts, deleted markers), which the memtable
+	// inserts fastest.
+	batch := b.db.NewBatch()
+	var key, rec []byte
+	for _, n := range replaced {
+		batch.Delete(docKey(key, u, tagDoc, n))
+	}
+	for i, d := range keep {
+		rec = encodeDoc(rec[:0], d.ID, &d.Values)
+		key = docKey(key, u, tagDoc, added[i])
+		batch.Set(key, rec)
+	}
+	var nb [4]byte
+	binary.BigEndian.PutUint32(nb[:], next)
+	batch.Set(tableKey(u, tagNext), nb[:])
+	var chunk []byte
+	for _, k := range terms {
+		chunk = chunk[:0]
+		for _, m := range accs {
+			if a := m[k]; a != nil {
+				chunk = a.chunk(chunk)
+			}
+		}
+		key = append(append(append(key[:0], u...), 0, tagPostings), k...)
+		batch.Merge(key, chunk)
+	}
+	for _, n := range replaced {
+		batch.Delete(docKey(key, u, tagText, n))
+	}
+	for i, d := range keep {
+		rec = encodeText(rec[:0], d.Subject, d.Body)
+		key = docKey(key, u, tagText, added[i])
+		batch.Set(key, rec)
+	}
+	for _, n := range replaced {
+		batch.Set(docKey(key, u, tagDeleted, n), nil)
+	}
+	newDocs := slices.Clone(added)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := batch.Commit(b.wo); err != nil {
+		return fmt.Errorf("lsmindex: index: %w", err)
+	}
+	// Publish to memory only after the commit.
+	for _, n := range replaced {
+		s.kill(n)
+		s.deleted = append(s.deleted, n)
+	}
+	s.grow(next)
+	for i, d := range docs {
+		if last[d.ID] != i {
+			continue
+		}
+		n := added[0]
+		added = added[1:]
+		v := d.Values
+		v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
+		v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
+		v.Keywords = slices.Clone(v.Keywords)
+		s.put(n, docEntry{id: d.ID, live: true, date: index.UnixOrZero(v.Date), v: v})
+	}
+	s.next = next
+	s.mergeOrder(newDocs)
+	return nil
+}
+
+// analyze accumulates the postings of docs, numbered nums, keyed by field
+// byte and term.
+func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
+	accs := make(map[string]*termAcc, 4096)
+	var slab []termAcc
+	var kb []byte
+	for i, d := range docs {
+		n := nums[i]
+		d.Analyze(func(f index.Field, term []byte, pos int) {
+			kb = append(append(kb[:0], byte(f)), term...)
+			a := accs[string(kb)]
+			if a == nil {
+				if len(slab) == 0 {
+					slab = make([]termAcc, 256)
+				}
+				a = &slab[0]
+				slab = slab[1:]
+				accs[string(kb)] = a
+			}
+			a.add(n, pos)
+		})
+	}
+	return accs
+}
+
+// Delete implements [index.Backend]: it removes the doc records and
+// writes deleted markers; searches filter deleted documents out until a
+// purge drops their postings.
+func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbricks.MessageID) error {
+	s, err := b.user(ctx, u, true)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	batch := b.db.NewBatch()
+	var key []byte
+	var gone []uint32
+	for _, id := range ids {
+		n, ok := s.byID[id]
+		if !ok || slices.Contains(gone, n) {
+			continue
+		}
+		gone = append(gone, n)
+		key = docKey(key, u, tagDoc, n)
+		batch.Delete(key)
+		key = docKey(key, u, tagText, n)
+		batch.Delete(key)
+		key = docKey(key, u, tagDeleted, n)
+		batch.Set(key, nil)
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := batch.Commit(b.wo); err != nil {
+		return fmt.Errorf("lsmindex: delete: %w", err)
+	}
+	for _, n := range gone {
+		delete(s.byID, s.docs[n].id)
+		s.kill(n)
+	}
+	s.deleted = append(s.deleted, gone...)
+	if b.purge > 0 && len(s.deleted) >= b.purge {
+		return b.purgeLocked(ctx, u, s)
+	}
+	return nil
+}
+
+// Update implements [index.Backend]: it rewrites the doc record only.
+func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks.MessageID, v index.Values) error {
+	s, err := b.user(ctx, u, true)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	n, ok := s.byID[id]
+	if !ok {
+		return index.ErrNotFound
+	}
+	if err := b.db.Set(docKey(nil, u, tagDoc, n), encodeDoc(nil, id, &v), b.wo); err != nil {
+		return fmt.Errorf("lsmindex: update: %w", err)
+	}
+	v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
+	v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
+	v.Keywords = slices.Clone(v.Keywords)
+	e := &s.docs[n]
+	e.v = v
+	s.flags[n] = v.Flags
+	if d := index.UnixOrZero(v.Date); d != e.date {
+		e.date = d
+		s.dates[n] = d
+		s.rebuildOrder()
+	}
+	return nil
+}
+
+// List implements [index.Backend].
+func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbricks.MessageID, index.Values) error) error {
+	s, err := b.user(ctx, u, false)
+	if err != nil {
+		return err
+	}
+	type item struct {
+		id mailbricks.MessageID
+		v  index.Values
+	}
+	items := make([]item, 0, s.live)
+	for i := range s.docs {
+		if e := &s.docs[i]; e.live {
+			items = append(items, item{e.id, e.v})
+		}
+	}
+	s.mu.RUnlock()
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(it.id, it.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteUser implements [index.Backend] with one range deletion.
+func (b *Backend) DeleteUser(ctx context.Context, u mailbricks.UserID) error {
+	s, err := b.user(ctx, u, true)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	p := userPrefix(u)
+	if err := b.db.DeleteRange(p, lsm.PrefixUpperBound(p), b.wo); err != nil {
+		return fmt.Errorf("lsmindex: delete user: %w", err)
+	}
+	s.reset()
+	s.loaded = true
+	return nil
+}
+
+// Purge drops the postings of user's deleted documents: it rewrites each
+// of the user's postings values as one chunk without them (also folding
+// the chunks of many merge operands into one) and removes the deleted
+// markers. Delete calls it when [Options].PurgeAfter deletions have
+// accumulated. Purge is safe to interrupt: a crash midway leaves markers
+// that the next purge finishes.
+func (b *Backend) Purge(ctx context.Context, u mailbricks.UserID) error {
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	s, err := b.user(ctx, u, true)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	return b.purgeLocked(ctx, u, s)
+}
+
+func (b *Backend) purgeLocked(ctx context.Context, u mailbricks.UserID, s *userState) error {
+	if len(s.deleted) == 0 {
+		return nil
+	}
+	dead := make(map[uint32]bool, len(s.deleted))
+	for _, n := range s.deleted {
+		dead[n] = true
+	}
+	drop := func(n uint32) bool { return dead[n] }
+	it, err := b.db.NewPrefixIter(tableKey(u, tagPostings))
+	if err != nil {
+		return fmt.Errorf("lsmindex: purge: %w", err)
+	}
+	batch := b.db.NewBatch()
+	var pl plist
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			it.Close()
+			return err
+		}
+		if err := decodePostings(it.Value(), true, &pl); err != nil {
+			it.Close()
+			return fmt.Errorf("lsmindex: purge: %w", err)
+		}
+		touched := false
+		for _, d := range pl.docs {
+			if dead[d] {
+				touched = true
+				break
+			}
+		}
+		if !touched {
+			continue
+		}
+		k := slices.Clone(it.Key())
+		if v := pl.rewrite(drop); v == nil {
+			batch.Delete(k)
+		} else {
+			batch.Set(k, v)
+		}
+		if batch.Len() >= 4096 {
+			if err := batch.Commit(b.wo); err != nil {
+				it.Close()
+				return fmt.Errorf("lsmindex: purge: %w", err)
+			}
+			batch = b.db.NewBatch()
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("lsmindex: purge: %w", err)
+	}
+	var key []byte
+	for _, n := range s.deleted {
+		key = docKey(key, u, tagDeleted, n)
+		batch.Delete(key)
+	}
+	if err := batch.Commit(b.wo); err != nil {
+		return fmt.Errorf("lsmindex: purge: %w", err)
+	}
+	s.deleted = nil
+	return nil
+}

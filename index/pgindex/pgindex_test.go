@@ -1,0 +1,56 @@
+package pgindex_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/index/indextest"
+	"github.com/mailbricks/mailbricks/index/pgindex"
+)
+
+// open returns a backend in a fresh schema that is dropped after the
+// test.
+func open(t *testing.T) index.Backend {
+	url := os.Getenv("MAILBRICKS_PG_URL")
+	if url == "" {
+		t.Skip("MAILBRICKS_PG_URL is not set; skipping the PostgreSQL backend tests")
+	}
+	ctx := context.Background()
+	schema := fmt.Sprintf("idx_test_%016x", rand.Uint64())
+	b, err := pgindex.Open(ctx, url, &pgindex.Options{Schema: schema, Partitions: 2})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = b.Close()
+		c, err := pgx.Connect(ctx, url)
+		if err == nil {
+			_, _ = c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+			_ = c.Close(ctx)
+		}
+	})
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	indextest.Run(t, open)
+}
+
+// TestGolden indexes part of the SpamAssassin corpus and checks every
+// operator against the brute-force evaluator, with PostgreSQL's limit of
+// 256 positions per lexeme.
+func TestGolden(t *testing.T) {
+	b := open(t)
+	n := 1500
+	if os.Getenv("MAILBRICKS_LONG") != "" {
+		n = 0
+	}
+	docs := indextest.CorpusDocuments(t, n)
+	x := index.New(b, &index.Options{Now: indextest.Now})
+	indextest.Golden(t, x, &indextest.Brute{PositionLimit: 256}, docs, 3, 400)
+}
