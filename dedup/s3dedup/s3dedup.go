@@ -247,13 +247,14 @@ func (b *Backend) remove(ctx context.Context, key string) error {
 func (b *Backend) any(ctx context.Context, prefix string) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for oi := range b.c.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, MaxKeys: 1}) {
-		if oi.Err != nil {
-			return false, oi.Err
-		}
-		return true, nil
+	oi, ok := <-b.c.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, MaxKeys: 1})
+	if !ok {
+		return false, nil
 	}
-	return false, nil
+	if oi.Err != nil {
+		return false, oi.Err
+	}
+	return true, nil
 }
 
 // Create implements [dedup.Backend.Create]: the upload is spooled to a

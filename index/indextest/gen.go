@@ -163,8 +163,7 @@ func Queries(docs []*index.Document, seed uint64, n int) []index.Query {
 		return string(rs)
 	}
 	dateOf := func() time.Time { return pick().Date }
-	var leaf func() index.Query
-	leaf = func() index.Query {
+	leaf := func() index.Query {
 		switch r.IntN(26) {
 		case 0, 1:
 			return index.Text(index.FieldAny, word(index.FieldBody))

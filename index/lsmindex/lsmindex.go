@@ -203,14 +203,6 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 	}
 }
 
-func unlock(s *userState, write bool) {
-	if write {
-		s.mu.Unlock()
-	} else {
-		s.mu.RUnlock()
-	}
-}
-
 // load reads the user's doc records, deleted markers and next doc number.
 func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	s.reset()
