@@ -243,6 +243,15 @@ func (b *Backend) read(ctx context.Context, op string, f func(tx pgx.Tx) error) 
 	return b.wrap(op, pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, f))
 }
 
+// query runs f on a connection without a transaction: for reads that are
+// one statement.
+func (b *Backend) query(ctx context.Context, op string, f func(q querier) error) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	return b.wrap(op, b.pool.run(ctx, func(c *pgx.Conn) error { return f(c) }))
+}
+
 // wireEvent is the NOTIFY payload: JSON of the event.
 type wireEvent struct {
 	K mailbox.EventKind    `json:"k"`
@@ -326,9 +335,9 @@ func (b *Backend) folderRow(ctx context.Context, q interface {
 // Folder implements [mailbox.Backend.Folder].
 func (b *Backend) Folder(ctx context.Context, user mailbricks.UserID, name string) (mailbox.Folder, error) {
 	var r folderRow
-	err := b.read(ctx, "folder", func(tx pgx.Tx) error {
+	err := b.query(ctx, "folder", func(q querier) error {
 		var err error
-		r, err = b.folderRow(ctx, tx, user, name)
+		r, err = b.folderRow(ctx, q, user, name)
 		return err
 	})
 	return r.folder(), err
@@ -595,9 +604,9 @@ func scanMsg(row pgx.CollectableRow) (mailbox.Message, error) {
 // Get implements [mailbox.Backend.Get].
 func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) (mailbox.Message, error) {
 	var msgs []mailbox.Message
-	err := b.read(ctx, "get", func(tx pgx.Tx) error {
+	err := b.query(ctx, "get", func(q querier) error {
 		var err error
-		msgs, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.id = $2`, string(user), [16]byte(id))
+		msgs, err = b.messages(ctx, q, `WHERE m.user_id = $1 AND m.id = $2`, string(user), [16]byte(id))
 		return err
 	})
 	if err != nil {
@@ -612,8 +621,8 @@ func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks
 // Skeleton implements [mailbox.Backend.Skeleton].
 func (b *Backend) Skeleton(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) ([]byte, error) {
 	var skel []byte
-	err := b.read(ctx, "skeleton", func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT skeleton FROM `+b.t("messages")+` WHERE user_id = $1 AND id = $2`, string(user), [16]byte(id)).Scan(&skel)
+	err := b.query(ctx, "skeleton", func(q querier) error {
+		err := q.QueryRow(ctx, `SELECT skeleton FROM `+b.t("messages")+` WHERE user_id = $1 AND id = $2`, string(user), [16]byte(id)).Scan(&skel)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: message %s", mailbox.ErrNotFound, id)
 		}
@@ -622,24 +631,30 @@ func (b *Backend) Skeleton(ctx context.Context, user mailbricks.UserID, id mailb
 	return skel, err
 }
 
-// List implements [mailbox.Backend.List].
+// List implements [mailbox.Backend.List]. It is one statement, the folder
+// lookup folded in, so the common call is one round trip; only an empty
+// page pays a second query to tell an empty folder from a missing one.
 func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder string, q mailbox.ListQuery) ([]mailbox.Message, error) {
+	before := [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	if !q.Before.IsZero() {
+		before = q.Before
+	}
 	var out []mailbox.Message
-	err := b.read(ctx, "list", func(tx pgx.Tx) error {
-		f, err := b.folderRow(ctx, tx, user, folder)
-		if err != nil {
+	err := b.query(ctx, "list", func(c querier) error {
+		var err error
+		if q.Unread {
+			out, err = b.messages(ctx, c, `WHERE m.user_id = $1 AND f.name = $2 AND m.id IN (
+				SELECT id FROM `+b.t("unread")+` WHERE user_id = $1 AND id < $3
+				AND folder_id = (SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2)
+				ORDER BY id DESC LIMIT $4) ORDER BY m.id DESC`, string(user), folder, before, q.Limit)
+		} else {
+			out, err = b.messages(ctx, c, `WHERE m.user_id = $1 AND f.name = $2 AND m.id < $3 ORDER BY m.id DESC LIMIT $4`,
+				string(user), folder, before, q.Limit)
+		}
+		if err != nil || len(out) > 0 {
 			return err
 		}
-		before := [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-		if !q.Before.IsZero() {
-			before = q.Before
-		}
-		if q.Unread {
-			out, err = b.messages(ctx, tx, `JOIN (SELECT id FROM `+b.t("unread")+` WHERE user_id = $1 AND folder_id = $2 AND id < $3
-				ORDER BY id DESC LIMIT $4) u ON u.id = m.id WHERE m.user_id = $1 ORDER BY m.id DESC`, string(user), f.id, before, q.Limit)
-		} else {
-			out, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.folder_id = $2 AND m.id < $3 ORDER BY m.id DESC LIMIT $4`, string(user), f.id, before, q.Limit)
-		}
+		_, err = b.folderRow(ctx, c, user, folder)
 		return err
 	})
 	return out, err

@@ -46,6 +46,28 @@ func (p *connPool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, err
 	return &pooledTx{Tx: tx, p: p, conn: conn}, nil
 }
 
+// run runs f on an idle or new connection outside an explicit
+// transaction, for reads that are a single statement (PostgreSQL runs each
+// statement on one snapshot): one round trip instead of three.
+func (p *connPool) run(ctx context.Context, f func(*pgx.Conn) error) error {
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	conn, err := p.get(ctx)
+	if err != nil {
+		<-p.sem
+		return err
+	}
+	err = f(conn)
+	// A statement that failed outside a transaction leaves the connection
+	// usable; one that pgx had to abandon (a cancelled context) is closed,
+	// and put drops closed connections.
+	p.put(conn, false)
+	return err
+}
+
 func (p *connPool) get(ctx context.Context) (*pgx.Conn, error) {
 	p.mu.Lock()
 	if p.done {
