@@ -4,7 +4,8 @@
 //
 // # Semantics
 //
-// Every call is one statement (a keyed Enqueue: one transaction), durable
+// Every call is one statement (a keyed Enqueue: one transaction;
+// concurrent Acks: one statement for the batch), durable
 // when it returns as far as the server's synchronous_commit promises (on
 // by default). Delivery is at least once with fencing: a lease increments
 // the row's token, and Ack, Nack and Extend update only WHERE id = $1 AND
@@ -56,6 +57,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailbricks/mailbricks/queue"
@@ -88,6 +90,10 @@ type Backend struct {
 	ldone    chan struct{}
 	wake     map[string]chan struct{}
 	closeCh  chan struct{}
+
+	amu      sync.Mutex
+	apending []*ackReq
+	arunning bool
 }
 
 var _ queue.Backend = (*Backend)(nil)
@@ -355,6 +361,12 @@ func jobID(job queue.Job) (int64, bool) {
 }
 
 // Ack completes the job; see [queue.Backend].
+//
+// Concurrent Acks on one Backend are group-committed: while one statement
+// runs, the Acks that arrive queue up and the next statement deletes them
+// all (at most maxAckBatch) in one transaction, so N workers acknowledging
+// at once pay one commit, not N. Each Ack still returns only after its own
+// deletion is committed, and fencing is per job as before.
 func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
 	if err := b.check(ctx); err != nil {
 		return err
@@ -363,19 +375,135 @@ func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
 	if !ok {
 		return queue.ErrLeaseLost
 	}
-	var n int
-	err := b.pool.QueryRow(ctx, fmt.Sprintf(`WITH d AS (
-	DELETE FROM %[1]s.jobs WHERE id = $1 AND token = $2 AND state = 2 RETURNING topic, key),
-u AS (UPDATE %[1]s.keys k SET done_at = now() FROM d WHERE k.topic = d.topic AND k.key = d.key AND k.job_id = $1)
-SELECT count(*) FROM d`, b.s), id, int64(job.Token)).Scan(&n)
-	if err != nil {
+	r := &ackReq{id: id, token: int64(job.Token), done: make(chan error, 1)}
+	b.amu.Lock()
+	b.apending = append(b.apending, r)
+	if !b.arunning {
+		b.arunning = true
+		go b.flushAcks()
+	}
+	b.amu.Unlock()
+	select {
+	case err := <-r.done:
+		if err == nil {
+			b.maybeGC(ctx)
+		}
 		return err
+	case <-ctx.Done():
+		// The deletion may still commit; as with any statement whose
+		// caller gave up, the outcome is unknown to this caller.
+		return ctx.Err()
 	}
-	if n == 0 {
-		return queue.ErrLeaseLost
+}
+
+// maxAckBatch bounds the jobs one Ack statement deletes.
+const maxAckBatch = 512
+
+// jt is a job ID with a fencing token.
+type jt struct{ id, token int64 }
+
+// ackReq is one Ack waiting for its batch.
+type ackReq struct {
+	id, token int64
+	done      chan error
+}
+
+// flushAcks runs Ack batches until none is pending. One runs per Backend
+// at a time.
+func (b *Backend) flushAcks() {
+	for {
+		b.amu.Lock()
+		batch := b.apending
+		if len(batch) > maxAckBatch {
+			batch = batch[:maxAckBatch:maxAckBatch]
+			b.apending = append([]*ackReq(nil), b.apending[maxAckBatch:]...)
+		} else {
+			b.apending = nil
+		}
+		if len(batch) == 0 {
+			b.arunning = false
+			b.amu.Unlock()
+			return
+		}
+		b.amu.Unlock()
+		b.ackBatch(batch)
 	}
-	b.maybeGC(ctx)
-	return nil
+}
+
+// ackBatch deletes the batch's jobs in one statement and answers each
+// request. A job acknowledged twice in one batch with the same token is
+// committed once: the first request gets the outcome and the others
+// ErrLeaseLost, as if they had come after it.
+func (b *Backend) ackBatch(batch []*ackReq) {
+	first := make(map[jt]*ackReq, len(batch))
+	var ids, tokens []int64
+	for _, r := range batch {
+		k := jt{r.id, r.token}
+		if _, dup := first[k]; dup {
+			r.done <- queue.ErrLeaseLost
+			continue
+		}
+		first[k] = r
+		ids = append(ids, r.id)
+		tokens = append(tokens, r.token)
+	}
+	// Callers may give up (their ctx) but the batch is shared, so it runs
+	// to completion on its own context; the pool's connection and
+	// statement timeouts bound it.
+	ctx := context.Background()
+	deleted, err := b.ackStatement(ctx, ids, tokens)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "40P01" && len(ids) > 1 {
+		// A deadlock with another process's batch over the same rows
+		// (both acking a job, one of them stale): the server rolled this
+		// batch back; retry job by job, which cannot deadlock.
+		deleted, err = map[jt]bool{}, nil
+		for i := range ids {
+			d, e := b.ackStatement(ctx, ids[i:i+1], tokens[i:i+1])
+			if e != nil {
+				err = e
+				break
+			}
+			for k := range d {
+				deleted[k] = true
+			}
+		}
+	}
+	for k, r := range first {
+		switch {
+		case deleted[k]:
+			r.done <- nil
+		case err != nil:
+			r.done <- err
+		default:
+			r.done <- queue.ErrLeaseLost
+		}
+	}
+}
+
+// ackStatement deletes the leased jobs among (ids[i], tokens[i]) and marks
+// their keys done, returning the (ID, token) pairs deleted.
+func (b *Backend) ackStatement(ctx context.Context, ids, tokens []int64) (map[jt]bool, error) {
+	rows, err := b.pool.Query(ctx, fmt.Sprintf(`WITH a AS (
+	SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS a(id, token) ORDER BY id),
+d AS (
+	DELETE FROM %[1]s.jobs j USING a WHERE j.id = a.id AND j.token = a.token AND j.state = 2
+	RETURNING j.id, j.token, j.topic, j.key),
+u AS (UPDATE %[1]s.keys k SET done_at = now() FROM d WHERE k.topic = d.topic AND k.key = d.key AND k.job_id = d.id)
+SELECT id, token FROM d`, b.s), ids, tokens)
+	if err != nil {
+		return nil, err
+	}
+	deleted := make(map[jt]bool, len(ids))
+	for rows.Next() {
+		var k jt
+		if err := rows.Scan(&k.id, &k.token); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		deleted[k] = true
+	}
+	return deleted, rows.Err()
 }
 
 // maybeGC deletes idempotency keys past their retention, at most once a

@@ -2,14 +2,19 @@ package pgqueue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks/queue"
 	"github.com/mailbricks/mailbricks/queue/internal/killtest"
@@ -77,4 +82,61 @@ func TestKill(t *testing.T) {
 		cycles = 100
 	}
 	killtest.Run(t, cycles, newSchema(t, p))
+}
+
+// TestAckBatch acknowledges many jobs at once, so that Acks share batches:
+// each job acknowledged twice with its token and once with a stale token
+// must commit exactly once, and the stale and repeated Acks must fail
+// with ErrLeaseLost without touching the other jobs.
+func TestAckBatch(t *testing.T) {
+	p := pool(t)
+	ctx := context.Background()
+	b, err := pgqueue.Open(ctx, p, &pgqueue.Options{Schema: newSchema(t, p)})
+	require.NoError(t, err)
+	defer b.Close()
+	const n = 64
+	for i := range n {
+		_, err := b.Enqueue(ctx, "t", []byte{byte(i)}, queue.EnqueueOptions{MaxAttempts: 3})
+		require.NoError(t, err)
+	}
+	jobs, err := b.Lease(ctx, "t", n, time.Minute, 0)
+	require.NoError(t, err)
+	require.Len(t, jobs, n)
+
+	keep := jobs[n-8:] // these are only acked with a stale token
+	var wg sync.WaitGroup
+	var okCount, lostCount atomic.Int32
+	try := func(j queue.Job) {
+		defer wg.Done()
+		switch err := b.Ack(ctx, j); {
+		case err == nil:
+			okCount.Add(1)
+		case errors.Is(err, queue.ErrLeaseLost):
+			lostCount.Add(1)
+		default:
+			t.Error(err)
+		}
+	}
+	for i, j := range jobs {
+		stale := j
+		stale.Token--
+		if i >= n-8 {
+			wg.Add(1)
+			go try(stale)
+			continue
+		}
+		wg.Add(3)
+		go try(j)
+		go try(stale)
+		go try(j)
+	}
+	wg.Wait()
+	assert.Equal(t, int32(n-8), okCount.Load())
+	assert.Equal(t, int32(2*(n-8)+8), lostCount.Load())
+	st, err := b.Stats(ctx, "t")
+	require.NoError(t, err)
+	assert.Equal(t, int64(8), st.Leased)
+	for _, j := range keep {
+		require.NoError(t, b.Ack(ctx, j))
+	}
 }
