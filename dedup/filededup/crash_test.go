@@ -33,7 +33,7 @@ func long() bool { return os.Getenv("MAILBRICKS_LONG") != "" }
 func TestCrash(t *testing.T) {
 	cycles := 6
 	if long() {
-		cycles = 150
+		cycles = 5000
 	}
 	for c := range cycles {
 		crashCycle(t, uint64(c))

@@ -61,7 +61,7 @@ func modelOp(t *testing.T, r *rand.Rand, x *index.Index, u mailbricks.UserID, br
 func TestCrash(t *testing.T) {
 	cycles := 25
 	if os.Getenv("MAILBRICKS_LONG") != "" {
-		cycles = 400
+		cycles = 4000
 	}
 	pool := indextest.RandomDocuments(5, 200)
 	fs := vfs.NewCrashable()

@@ -119,9 +119,9 @@ func rec(folder string, i int, seen bool) *mailbox.Record {
 // image reopens consistent (checkConsistent) and holds every message whose
 // Append had returned before the image was taken.
 func TestCrash(t *testing.T) {
-	cycles := 4
+	cycles := 16
 	if os.Getenv("MAILBRICKS_LONG") == "1" {
-		cycles = 40
+		cycles = 5000
 	}
 	user := mailbricks.UserID("crash@example.com")
 	for cycle := 0; cycle < cycles; cycle++ {

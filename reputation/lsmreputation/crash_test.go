@@ -61,9 +61,9 @@ func TestReopen(t *testing.T) {
 // at least what the last completed Flush wrote and at most everything
 // added.
 func TestCrash(t *testing.T) {
-	cycles := 4
+	cycles := 16
 	if os.Getenv("MAILBRICKS_LONG") == "1" {
-		cycles = 100
+		cycles = 5000
 	}
 	ctx := context.Background()
 	exp := time.Now().Add(24 * time.Hour)
