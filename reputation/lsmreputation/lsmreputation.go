@@ -48,6 +48,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"sync"
@@ -135,16 +136,13 @@ type state struct {
 	version int64
 }
 
-func fnv(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
-}
+// shardSeed seeds the shard hash; shards exist only in memory, so the
+// seed may differ between processes.
+var shardSeed = maphash.MakeSeed()
 
-func (b *Backend) shard(key string) *shard { return &b.shards[fnv(key)%nShards] }
+func (b *Backend) shard(key string) *shard {
+	return &b.shards[maphash.String(shardSeed, key)%nShards]
+}
 
 // merger adds counter values; see the package doc's Keys.
 var merger = &lsm.Merger{
