@@ -692,13 +692,12 @@ func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder strin
 		}
 		// The tables are denormalized: each entry holds the message
 		// record, so a page costs one range read, not a read per message.
-		rec, err := decodeRecord(best.it.Value())
-		if err != nil {
+		out = append(out, mailbox.Message{})
+		m := &out[len(out)-1]
+		if _, err := decodeRecordInto(best.it.Value(), m); err != nil {
 			return nil, b.wrap("list", fmt.Errorf("corrupt table entry for message %s: %w", undesc(best.it.Key()[best.off:]), err))
 		}
-		m := rec.Message
 		m.Folder = folder
-		out = append(out, m)
 		best.ok = best.it.Next()
 	}
 	for _, c := range cs {

@@ -101,7 +101,11 @@ func encodeRecord(r *msgRec) []byte {
 }
 
 type recReader struct {
-	b   []byte
+	b []byte
+	// s, if not empty, is a string copy of b as it was at the start, so
+	// that str returns substrings of one allocation instead of one
+	// allocation per field.
+	s   string
 	err error
 }
 
@@ -131,7 +135,14 @@ func (r *recReader) bytes(n uint64) []byte {
 	return v
 }
 
-func (r *recReader) str() string { return string(r.bytes(r.uv())) }
+func (r *recReader) str() string {
+	v := r.bytes(r.uv())
+	if r.s == "" || len(v) == 0 {
+		return string(v)
+	}
+	off := len(r.s) - len(r.b) - len(v)
+	return r.s[off : off+len(v)]
+}
 
 func (r *recReader) strs() []string {
 	n := r.uv()
@@ -162,14 +173,21 @@ func (r *recReader) time() time.Time {
 
 func decodeRecord(b []byte) (msgRec, error) {
 	var rec msgRec
+	fid, err := decodeRecordInto(b, &rec.Message)
+	rec.FID = fid
+	return rec, err
+}
+
+// decodeRecordInto decodes b into *m, which must be zero, and returns the
+// record's folder ID; List decodes straight into its result slice.
+func decodeRecordInto(b []byte, m *mailbox.Message) (uint32, error) {
 	if len(b) < 1+4+32 || b[0] != recordVersion {
-		return rec, errBadRecord
+		return 0, errBadRecord
 	}
-	rec.FID = binary.BigEndian.Uint32(b[1:5])
-	m := &rec.Message
+	fid := binary.BigEndian.Uint32(b[1:5])
 	copy(m.ID[:], b[5:21])
 	copy(m.ThreadID[:], b[21:37])
-	r := &recReader{b: b[37:]}
+	r := &recReader{b: b[37:], s: string(b[37:])}
 	m.UID = uint32(r.uv())
 	m.ModSeq = r.uv()
 	m.Size = int64(r.uv())
@@ -182,7 +200,7 @@ func decodeRecord(b []byte) (msgRec, error) {
 	for _, as := range []*[]mailbox.Address{&m.From, &m.Sender, &m.ReplyTo, &m.To, &m.Cc, &m.Bcc} {
 		n := r.uv()
 		if r.err != nil || n > uint64(len(r.b)) {
-			return rec, errBadRecord
+			return 0, errBadRecord
 		}
 		if n > 0 {
 			*as = make([]mailbox.Address, n)
@@ -200,7 +218,7 @@ func decodeRecord(b []byte) (msgRec, error) {
 	m.Snippet = r.str()
 	m.ParseError = r.str()
 	if r.err != nil {
-		return rec, r.err
+		return 0, r.err
 	}
-	return rec, nil
+	return fid, nil
 }
