@@ -419,8 +419,9 @@ func (u *upload) Commit(ctx context.Context, ref dedup.Ref, expires time.Time) (
 	case serr != nil && !errors.Is(serr, fs.ErrNotExist):
 		return serr
 	}
-	// Publish: the file's data and the records become durable together,
-	// then the name.
+	// Publish: the file's data, the records and the blob's shard
+	// directory become durable together (three independent syncs, run
+	// side by side), then the name.
 	synced := make(chan error, 1)
 	go func() {
 		err := u.f.Sync()
@@ -429,15 +430,21 @@ func (u *upload) Commit(ctx context.Context, ref dedup.Ref, expires time.Time) (
 		}
 		synced <- err
 	}()
+	var sharded chan error
+	if !b.shards[binary.BigEndian.Uint16(h[:2])].Load() {
+		sharded = make(chan error, 1)
+		go func() { sharded <- b.ensureShard(h) }()
+	}
 	cerr := batch.Commit(lsm.Sync)
-	if err := <-synced; err != nil {
-		return err
+	serrs := <-synced
+	if sharded != nil {
+		serrs = errors.Join(serrs, <-sharded)
+	}
+	if serrs != nil {
+		return serrs
 	}
 	if cerr != nil {
 		return cerr
-	}
-	if err := b.ensureShard(h); err != nil {
-		return err
 	}
 	if serr == nil {
 		// A stored copy of the wrong length is damaged; the new bytes
