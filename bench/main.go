@@ -34,6 +34,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -98,12 +99,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c config
-	var implList, child string
+	var implList, child, cpuProfile string
 	fs.BoolVar(&c.Quick, "quick", false, "short run (CI): fewer keys and operations")
 	fs.IntVar(&c.Keys, "keys", 0, "number of keys to fill (0: the suite's default)")
 	fs.StringVar(&c.Dir, "dir", "", "parent of the temporary data directories (default: the system temp dir)")
 	fs.StringVar(&implList, "impls", strings.Join(s.Impls(), ","), "comma-separated implementations to run")
 	fs.StringVar(&child, "child", "", "internal: run one implementation in this process")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write each implementation's CPU profile to this path with \".<impl>\" appended")
 	s.Flags(fs)
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
 		if err == nil {
@@ -122,6 +124,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	if child != "" {
+		if cpuProfile != "" {
+			f, err := os.Create(cpuProfile + "." + child)
+			if err == nil {
+				err = pprof.StartCPUProfile(f)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "%s: %s: cpu profile: %v\n", name, child, err)
+				return 1
+			}
+			defer func() {
+				pprof.StopCPUProfile()
+				f.Close()
+			}()
+		}
 		r := &reporter{suite: name, impl: child, w: stdout}
 		if err := s.Run(child, &c, r); err != nil {
 			fmt.Fprintf(stderr, "%s: %s: %v\n", name, child, err)

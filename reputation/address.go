@@ -32,27 +32,62 @@ import (
 // label, or with spaces or control characters, returns an error matching
 // [ErrInvalidAddress].
 func NormalizeAddress(addr string) (string, error) {
-	// Fast path, for the sending path's common case: one scan finds an
-	// address that is already normal.
-	at, clean := -1, true
-	for i := 0; i < len(addr) && clean; i++ {
-		switch c := addr[i]; {
-		case c == '@':
-			clean = at < 0
+	// Fast path, for the sending path's common case: one scan, one table
+	// load per byte, finds an address that is already normal.
+	at, localDot := -1, false
+	for i := 0; i < len(addr); i++ {
+		switch addrClass[addr[i]] {
+		case classPlain:
+		case classAt:
+			if at >= 0 {
+				return normalizeSlow(addr)
+			}
 			at = i
-		case c == '.' && at >= 0 && (addr[i-1] == '.' || addr[i-1] == '@'):
-			clean = false
-		case c >= 'A' && c <= 'Z', c == '+', c <= ' ', c >= 0x7f, c == '<', c == '>', c == '"':
-			clean = false
+		case classDot:
+			if at < 0 {
+				localDot = true
+			} else if addr[i-1] == '.' || addr[i-1] == '@' {
+				return normalizeSlow(addr)
+			}
+		default:
+			return normalizeSlow(addr)
 		}
 	}
-	if clean && at > 0 && at < len(addr)-1 && addr[len(addr)-1] != '.' {
-		if d := addr[at+1:]; d != "gmail.com" && d != "googlemail.com" {
+	if at > 0 && at < len(addr)-1 && addr[len(addr)-1] != '.' {
+		switch addr[at+1:] {
+		case "googlemail.com":
+		case "gmail.com":
+			if !localDot {
+				return addr, nil
+			}
+		default:
 			return addr, nil
 		}
 	}
 	return normalizeSlow(addr)
 }
+
+// Byte classes of NormalizeAddress's fast path.
+const (
+	classPlain = iota
+	classAt
+	classDot
+	classSlow // needs the slow path: upper case, '+', space, control, 8-bit, '<', '>', '"'
+)
+
+var addrClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == '@':
+			t[c] = classAt
+		case c == '.':
+			t[c] = classDot
+		case c >= 'A' && c <= 'Z', c == '+', c <= ' ', c >= 0x7f, c == '<', c == '>', c == '"':
+			t[c] = classSlow
+		}
+	}
+	return t
+}()
 
 func normalizeSlow(addr string) (string, error) {
 	a := addr

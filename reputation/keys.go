@@ -43,6 +43,7 @@ type keyShard struct {
 	mu sync.RWMutex
 	m  map[string]map[string]*pairKeys // provider → IP → keys
 	n  int
+	_  [24]byte // one shard per 64-byte cache line: no false sharing
 }
 
 const keyShardMax = 1 << 14

@@ -141,6 +141,7 @@ type providerCache struct {
 type cacheShard struct {
 	mu sync.RWMutex
 	m  map[string]cacheEntry
+	_  [32]byte // one shard per 64-byte cache line: no false sharing
 }
 
 type cacheEntry struct {

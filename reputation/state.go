@@ -59,8 +59,11 @@ func (s ipState) encode() []byte {
 	return append(b, s.reason...)
 }
 
+// errBadIPState is built once: decodeIPState runs on the sending path.
+var errBadIPState = fmt.Errorf("%w: IP state record", ErrMalformed)
+
 func decodeIPState(b []byte) (ipState, error) {
-	bad := fmt.Errorf("%w: IP state record", ErrMalformed)
+	bad := errBadIPState
 	if len(b) < 2 || b[0] != 1 || (b[1] != statusWarming && b[1] != statusActive) {
 		return ipState{}, bad
 	}

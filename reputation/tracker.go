@@ -180,8 +180,8 @@ func (t *Tracker) Decide(ctx context.Context, s Send) (Decision, error) {
 		return Decision{}, err
 	}
 
-	var orderBuf [16]int
-	order := rendezvous(to, pl, orderBuf[:0])
+	var scoreBuf [16]float64
+	scores := rendezvous(to, pl, scoreBuf[:0])
 	rate, burst, p := t.limits(prov)
 	retry := time.Duration(math.MaxInt64)
 	var reasons []string
@@ -193,7 +193,16 @@ func (t *Tracker) Decide(ctx context.Context, s Send) (Decision, error) {
 			retry = after
 		}
 	}
-	for _, i := range order {
+	for range scores {
+		// The next IP in rendezvous order: a selection, not a sort, since
+		// the first IP nearly always takes the message.
+		i := 0
+		for j, sc := range scores {
+			if sc < scores[i] {
+				i = j
+			}
+		}
+		scores[i] = math.Inf(1)
 		ip := pl.ips[i]
 		st, _, err := t.loadState(ctx, ip, prov, now)
 		if err != nil {
@@ -284,14 +293,13 @@ func fnv64(s string) uint64 {
 	return h
 }
 
-// rendezvous appends to order the indexes of p's IPs sorted by weighted
-// rendezvous (highest random weight) hashing of addr: each IP scores
-// -ln(u)/weight for a hash u of (addr, IP) uniform in (0, 1), lowest
-// first. An IP's chance to come first is its share of the total weight,
-// and removing an IP moves only the recipients it had.
-func rendezvous(addr string, p *pool, order []int) []int {
-	var scoreBuf [16]float64
-	scores := scoreBuf[:0]
+// rendezvous appends to scores the weighted rendezvous (highest random
+// weight) hashing score of addr at each of p's IPs, in p's order; the
+// lowest score comes first. Each IP scores -ln(u)/weight for a hash u of
+// (addr, IP) uniform in (0, 1), so an IP's chance to come first is its
+// share of the total weight, and removing an IP moves only the recipients
+// it had. Scores are finite.
+func rendezvous(addr string, p *pool, scores []float64) []float64 {
 	base := fnv64(addr)
 	for i, ip := range p.ips {
 		h := mix64(base ^ p.seeds[i])
@@ -304,16 +312,9 @@ func rendezvous(addr string, p *pool, order []int) []int {
 			u := (float64(h>>11) + 0.5) / (1 << 53)
 			sc = -math.Log(u) / float64(ip.Weight)
 		}
-		k := len(order)
-		order = append(order, i)
 		scores = append(scores, sc)
-		for k > 0 && scores[k-1] > sc {
-			scores[k], order[k] = scores[k-1], order[k-1]
-			k--
-		}
-		scores[k], order[k] = sc, i
 	}
-	return order
+	return scores
 }
 
 // mix64 is the splitmix64 finalizer; FNV's low bits mix poorly.

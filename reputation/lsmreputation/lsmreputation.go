@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -97,14 +98,21 @@ type shard struct {
 	buckets  map[string]*tokenBucket
 	reserves map[string]*reserve
 	series   map[string]*series
-	states   map[string]state
-	sup      map[string]reputation.Suppression
-	dirtyC   []cellRef
-	dirtyR   map[string]struct{}
+	// states is replaced, never changed, once Open returns: GetState, on
+	// the sending path for every IP tried and every delivery, reads it
+	// without a lock, and SetState, a synced write that is rare next to
+	// reads, copies it under writeMu.
+	states atomic.Pointer[map[string]state]
+	sup    map[string]reputation.Suppression
+	dirtyC []cellRef
+	dirtyR map[string]struct{}
 	// writeMu orders the shard's synced writes (states, suppressions)
 	// with their map updates; it is not held by readers, and shards
 	// write in parallel, so their fdatasyncs are shared (group commit).
 	writeMu sync.Mutex
+	// The padding keeps two shards off one 64-byte cache line, so cores
+	// locking neighbouring shards do not invalidate each other's.
+	_ [40]byte
 }
 
 type tokenBucket struct {
@@ -183,7 +191,7 @@ func Open(dir string, o *Options) (*Backend, error) {
 		s.buckets = map[string]*tokenBucket{}
 		s.reserves = map[string]*reserve{}
 		s.series = map[string]*series{}
-		s.states = map[string]state{}
+		s.states.Store(&map[string]state{})
 		s.sup = map[string]reputation.Suppression{}
 		s.dirtyR = map[string]struct{}{}
 	}
@@ -241,7 +249,7 @@ func (b *Backend) load() error {
 			if len(v) < 8 {
 				return errors.Join(fmt.Errorf("lsmreputation: load: %w: state %q", reputation.ErrMalformed, k), it.Close())
 			}
-			b.shard(string(rest)).states[string(rest)] = state{bytes.Clone(v[8:]), int64(binary.LittleEndian.Uint64(v))}
+			(*b.shard(string(rest)).states.Load())[string(rest)] = state{bytes.Clone(v[8:]), int64(binary.LittleEndian.Uint64(v))}
 		case 'x':
 			var s reputation.Suppression
 			if err := s.UnmarshalBinary(v); err != nil {
@@ -536,10 +544,7 @@ func (b *Backend) GetState(ctx context.Context, key string) ([]byte, int64, erro
 	if b.closed.Load() {
 		return nil, 0, reputation.ErrClosed
 	}
-	s := b.shard(key)
-	s.mu.Lock()
-	st, ok := s.states[key]
-	s.mu.Unlock()
+	st, ok := (*b.shard(key).states.Load())[key]
 	if !ok {
 		return nil, 0, nil
 	}
@@ -559,9 +564,7 @@ func (b *Backend) SetState(ctx context.Context, key string, value []byte, versio
 	if b.closed.Load() {
 		return false, reputation.ErrClosed
 	}
-	s.mu.Lock()
-	cur := s.states[key]
-	s.mu.Unlock()
+	cur := (*s.states.Load())[key]
 	if cur.version != version {
 		return false, nil
 	}
@@ -576,13 +579,14 @@ func (b *Backend) SetState(ctx context.Context, key string, value []byte, versio
 	if err != nil {
 		return false, fmt.Errorf("lsmreputation: set state %q: %w", key, err)
 	}
-	s.mu.Lock()
+	old := *s.states.Load()
+	next := maps.Clone(old)
 	if value == nil {
-		delete(s.states, key)
+		delete(next, key)
 	} else {
-		s.states[key] = state{bytes.Clone(value), version + 1}
+		next[key] = state{bytes.Clone(value), version + 1}
 	}
-	s.mu.Unlock()
+	s.states.Store(&next)
 	return true, nil
 }
 
