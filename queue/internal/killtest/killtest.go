@@ -5,7 +5,8 @@
 //
 // Effects files, written by the children (each line one write(2) on an
 // O_APPEND file followed by fsync, so a kill leaves whole lines, except
-// perhaps a torn last one, which the reader drops):
+// perhaps a torn last one, which the next child cuts off before it
+// appends and the reader drops at the end):
 //
 //	enq:     "<jobID>\n" after Enqueue returned (the job is acknowledged)
 //	effects: "<jobID> <token> <incarnation>\n" by the handler, before it
@@ -86,7 +87,18 @@ type syncFile struct {
 	f  *os.File
 }
 
+// openSync opens path for appending lines, first cutting off a torn last
+// line left by the killed child before: Linux may cut a write(2) short at
+// a page boundary of the file when SIGKILL arrives, and the next child's
+// first line would otherwise be glued to the torn one.
 func openSync(path string) (*syncFile, error) {
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 && data[len(data)-1] != '\n' {
+		if err := os.Truncate(path, int64(bytes.LastIndexByte(data, '\n')+1)); err != nil {
+			return nil, err
+		}
+	} else if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
