@@ -92,18 +92,40 @@ type syncFile struct {
 // a page boundary of the file when SIGKILL arrives, and the next child's
 // first line would otherwise be glued to the torn one.
 func openSync(path string) (*syncFile, error) {
-	if data, err := os.ReadFile(path); err == nil && len(data) > 0 && data[len(data)-1] != '\n' {
-		if err := os.Truncate(path, int64(bytes.LastIndexByte(data, '\n')+1)); err != nil {
-			return nil, err
-		}
-	} else if err != nil && !os.IsNotExist(err) {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
+	if err := cutTornLine(f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return &syncFile{f: f}, nil
+}
+
+// cutTornLine truncates f after its last newline, reading only its tail:
+// the files grow to tens of megabytes and every child opens them.
+func cutTornLine(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	tail := make([]byte, min(size, 4096))
+	for end := size; end > 0; end -= int64(len(tail)) {
+		start := max(0, end-int64(len(tail)))
+		buf := tail[:end-start]
+		if _, err := f.ReadAt(buf, start); err != nil {
+			return err
+		}
+		if end == size && buf[len(buf)-1] == '\n' {
+			return nil // whole lines
+		}
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			return f.Truncate(start + int64(i) + 1)
+		}
+	}
+	return f.Truncate(0)
 }
 
 func (s *syncFile) line(l string) error {

@@ -1,6 +1,7 @@
 package killtest
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -25,4 +26,18 @@ func TestOpenSyncCutsTornLine(t *testing.T) {
 	require.NoError(t, f.line("fourth"))
 	require.NoError(t, f.f.Close())
 	require.Equal(t, [][]string{{"first"}, {"third"}, {"fourth"}}, readLines(t, path))
+
+	// A torn tail longer than one read of the tail, and a file that is
+	// all torn line.
+	require.NoError(t, os.WriteFile(path, append([]byte("kept\n"), bytes.Repeat([]byte("x"), 10000)...), 0o644))
+	f, err = openSync(path)
+	require.NoError(t, err)
+	require.NoError(t, f.f.Close())
+	require.Equal(t, [][]string{{"kept"}}, readLines(t, path))
+	require.NoError(t, os.WriteFile(path, []byte("torn"), 0o644))
+	f, err = openSync(path)
+	require.NoError(t, err)
+	require.NoError(t, f.line("fresh"))
+	require.NoError(t, f.f.Close())
+	require.Equal(t, [][]string{{"fresh"}}, readLines(t, path))
 }
