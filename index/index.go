@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -185,6 +187,10 @@ type Index struct {
 	b      Backend
 	opts   Options
 	closed atomic.Bool
+	// patchLocks serialize Patch per user (striped by a hash of the
+	// user), so concurrent patches in one process never lose an update.
+	patchLocks [64]sync.Mutex
+	seed       maphash.Seed
 }
 
 // New returns an Index over b. The Index owns b: [Index.Close] closes it.
@@ -211,7 +217,7 @@ func New(b Backend, opts *Options) *Index {
 	if o.SnippetLen <= 0 {
 		o.SnippetLen = 160
 	}
-	return &Index{b: b, opts: o}
+	return &Index{b: b, opts: o, seed: maphash.MakeSeed()}
 }
 
 // Backend returns the index's backend, for backend-specific calls.
@@ -276,6 +282,131 @@ func (x *Index) Update(ctx context.Context, user mailbricks.UserID, id mailbrick
 		return fmt.Errorf("index: update %s of %s: %w", id, user, err)
 	}
 	return nil
+}
+
+// GetBackend is the optional capability of a [Backend] to read one
+// document's [Values] directly. [Index.Get] uses it when the backend has it
+// and otherwise finds the document through [Backend.List].
+type GetBackend interface {
+	Backend
+	// Get returns the Values of document id as indexed or last updated
+	// (dates to the second, in UTC). If id is not indexed for user it
+	// must return an error matching [ErrNotFound].
+	Get(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) (Values, error)
+}
+
+// errFound stops a List scan once the wanted document was seen.
+var errFound = errors.New("index: found")
+
+// Get returns the [Values] of an indexed document. If it is not indexed
+// for user the error matches [ErrNotFound]. A backend without
+// [GetBackend] is scanned, which costs a pass over the user's documents.
+func (x *Index) Get(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) (Values, error) {
+	if err := x.check(user); err != nil {
+		return Values{}, err
+	}
+	if gb, ok := x.b.(GetBackend); ok {
+		v, err := gb.Get(ctx, user, id)
+		if err != nil {
+			return Values{}, fmt.Errorf("index: get %s of %s: %w", id, user, err)
+		}
+		return v, nil
+	}
+	var out Values
+	err := x.b.List(ctx, user, func(got mailbricks.MessageID, v Values) error {
+		if got == id {
+			out = v
+			return errFound
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errFound):
+		return out, nil
+	case err != nil:
+		return Values{}, fmt.Errorf("index: get %s of %s: %w", id, user, err)
+	}
+	return Values{}, fmt.Errorf("index: get %s of %s: %w", id, user, ErrNotFound)
+}
+
+// Patch is a partial change of a document's [Values] for [Index.Patch]:
+// nil pointers and zero flag sets leave the value as it is.
+type Patch struct {
+	// Folder, if not nil, replaces Values.Folder.
+	Folder *string
+	// SetFlags are added to and ClearFlags removed from Values.Flags,
+	// in that order.
+	SetFlags, ClearFlags Flag
+	// Keywords, if not nil, replaces Values.Keywords. AddKeywords and
+	// RemoveKeywords are then applied, in that order; the result has no
+	// duplicates and keeps the order of first appearance.
+	Keywords                    *[]string
+	AddKeywords, RemoveKeywords []string
+	// UID and ModSeq, if not nil, replace Values.UID and Values.ModSeq.
+	UID    *uint32
+	ModSeq *uint64
+	// Thread, if not nil, replaces Values.Thread.
+	Thread *string
+}
+
+// Apply returns v changed by p. v is not modified.
+func (p *Patch) Apply(v Values) Values {
+	if p.Folder != nil {
+		v.Folder = *p.Folder
+	}
+	v.Flags = (v.Flags | p.SetFlags) &^ p.ClearFlags
+	kw := v.Keywords
+	if p.Keywords != nil {
+		kw = *p.Keywords
+	}
+	if p.Keywords != nil || len(p.AddKeywords) > 0 || len(p.RemoveKeywords) > 0 {
+		out := make([]string, 0, len(kw)+len(p.AddKeywords))
+		for _, k := range slices.Concat(kw, p.AddKeywords) {
+			if !slices.Contains(out, k) && !slices.Contains(p.RemoveKeywords, k) {
+				out = append(out, k)
+			}
+		}
+		v.Keywords = out
+	}
+	if p.UID != nil {
+		v.UID = *p.UID
+	}
+	if p.ModSeq != nil {
+		v.ModSeq = *p.ModSeq
+	}
+	if p.Thread != nil {
+		v.Thread = *p.Thread
+	}
+	return v
+}
+
+// Patch changes some [Values] of an indexed document and leaves the rest
+// (Size, Date, the attachment flag, …) as they are, so a caller that knows
+// only what changed (a flag, the folder) never drops what it did not
+// know. It returns the Values as stored. If the document is not indexed
+// for user the error matches [ErrNotFound].
+//
+// Patch reads the document's Values and writes them back changed, holding
+// a lock per user so that patches in this process do not lose each
+// other's changes. Patches of one document from several processes at once
+// may: writers that know a message's whole state (as mailbox.Store does)
+// use [Index.Update] instead.
+func (x *Index) Patch(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID, p Patch) (Values, error) {
+	if err := x.check(user); err != nil {
+		return Values{}, err
+	}
+	mu := &x.patchLocks[maphash.String(x.seed, string(user))%uint64(len(x.patchLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	v, err := x.Get(ctx, user, id)
+	if err != nil {
+		return Values{}, err
+	}
+	v = p.Apply(v)
+	if err := x.Update(ctx, user, id, v); err != nil {
+		return Values{}, err
+	}
+	return v, nil
 }
 
 // SearchString parses q with [Parse] and searches with it.

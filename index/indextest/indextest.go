@@ -42,6 +42,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) index.Backend) {
 	t.Run("ReplaceSameID", func(t *testing.T) { testReplace(t, open(t)) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, open(t)) })
 	t.Run("Update", func(t *testing.T) { testUpdate(t, open(t)) })
+	t.Run("GetPatch", func(t *testing.T) { testGetPatch(t, open(t)) })
 	t.Run("Paging", func(t *testing.T) { testPaging(t, open(t)) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
 	t.Run("ValuesRoundTrip", func(t *testing.T) { testValues(t, open(t)) })

@@ -70,7 +70,7 @@ type Backend struct {
 	closed bool
 }
 
-var _ index.Backend = (*Backend)(nil)
+var _ index.GetBackend = (*Backend)(nil)
 
 // Open opens (creating if needed) an index in directory dir.
 func Open(dir string, opts *Options) (*Backend, error) {
@@ -567,6 +567,22 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 		s.rebuildOrder()
 	}
 	return nil
+}
+
+// Get implements [index.GetBackend].
+func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.MessageID) (index.Values, error) {
+	s, err := b.user(ctx, u, false)
+	if err != nil {
+		return index.Values{}, err
+	}
+	defer s.mu.RUnlock()
+	n, ok := s.byID[id]
+	if !ok || !s.docs[n].live {
+		return index.Values{}, index.ErrNotFound
+	}
+	v := s.docs[n].v
+	v.Keywords = slices.Clone(v.Keywords)
+	return v, nil
 }
 
 // List implements [index.Backend].
