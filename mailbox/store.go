@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/dedup"
+	"github.com/mailbricks/mailbricks/index"
 )
 
 // Options configures a [Store]. A nil *Options and every zero field mean
@@ -44,6 +47,12 @@ type Options struct {
 	// that could not be unlinked after an expunge. The default discards
 	// them.
 	Logger *slog.Logger
+	// Index, if not nil, is kept current with the store: each method that
+	// commits a change applies it to the index before it returns (see
+	// [ErrIndex] for what happens when that fails, and [Store.Reindex]).
+	// The Store does not own it: close it after the Store. The default is
+	// nil: no index.
+	Index *index.Index
 }
 
 func (o *Options) withDefaults() Options {
@@ -83,6 +92,7 @@ type Store struct {
 	blobs  *dedup.Store
 	opts   Options
 	lim    parseLimits
+	idx    *index.Index
 	closed atomic.Bool
 }
 
@@ -93,7 +103,7 @@ func New(b Backend, blobs *dedup.Store, opts *Options) *Store {
 		panic("mailbox: New with a nil Backend or dedup.Store")
 	}
 	o := opts.withDefaults()
-	return &Store{b: b, blobs: blobs, opts: o, lim: parseLimits{
+	return &Store{b: b, blobs: blobs, opts: o, idx: o.Index, lim: parseLimits{
 		maxHeaderBytes: o.MaxHeaderBytes, maxParts: o.MaxParts,
 		maxDepth: o.MaxDepth, snippetLen: o.SnippetLen,
 	}}
@@ -242,7 +252,35 @@ func (s *Store) RenameFolder(ctx context.Context, user mailbricks.UserID, from, 
 	case len(to) > len(from) && to[:len(from)+1] == from+Delimiter:
 		return fmt.Errorf("%w: cannot move %q below itself", ErrInvalidFolder, from)
 	}
-	return s.b.RenameFolder(ctx, user, from, to)
+	if err := s.b.RenameFolder(ctx, user, from, to); err != nil {
+		return err
+	}
+	return s.indexRenamed(ctx, user, to)
+}
+
+// indexRenamed updates the folder of every message in folder to and the
+// folders below it, after a rename.
+func (s *Store) indexRenamed(ctx context.Context, user mailbricks.UserID, to string) error {
+	if s.idx == nil {
+		return nil
+	}
+	fs, err := s.b.Folders(ctx, user)
+	if err != nil {
+		return fmt.Errorf("%w: rename: %w", ErrIndex, err)
+	}
+	for _, f := range fs {
+		if f.Name != to && !strings.HasPrefix(f.Name, to+Delimiter) {
+			continue
+		}
+		msgs, err := s.b.FetchUIDs(ctx, user, f.Name, 1, 0)
+		if err != nil {
+			return fmt.Errorf("%w: rename: %w", ErrIndex, err)
+		}
+		if err := s.indexUpdate(ctx, user, "rename", msgs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeleteFolder expunges a folder's messages and deletes it. Folders below
@@ -323,7 +361,7 @@ func (s *Store) Append(ctx context.Context, user mailbricks.UserID, folder strin
 	if o.Key != "" {
 		m, err := s.b.LookupKey(ctx, user, o.Key)
 		if err == nil {
-			return m, nil
+			return m, s.indexExisting(ctx, user, &m)
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return Message{}, err
@@ -371,6 +409,12 @@ func (s *Store) Append(ctx context.Context, user mailbricks.UserID, folder strin
 	}
 	if err != nil {
 		return Message{}, err
+	}
+	if existed {
+		return m, s.indexExisting(ctx, user, &m)
+	}
+	if s.idx != nil {
+		return m, s.indexNew(ctx, user, &m, raw)
 	}
 	return m, nil
 }
@@ -551,6 +595,40 @@ func (s *Store) Scan(ctx context.Context, user mailbricks.UserID, after mailbric
 	return s.b.Scan(ctx, user, after, limit)
 }
 
+// Messages returns an iterator over all of user's messages in every
+// folder, by increasing ID (oldest first), reading them in pages of 1000
+// with [Store.Scan]. Messages appended or expunged during the iteration may
+// or may not be seen. An error ends the iteration, yielded with a zero
+// Message.
+//
+//	for m, err := range store.Messages(ctx, user) {
+//		if err != nil {
+//			return err
+//		}
+//		…
+//	}
+func (s *Store) Messages(ctx context.Context, user mailbricks.UserID) iter.Seq2[Message, error] {
+	return func(yield func(Message, error) bool) {
+		var after mailbricks.MessageID
+		for {
+			page, err := s.Scan(ctx, user, after, 1000)
+			if err != nil {
+				yield(Message{}, err)
+				return
+			}
+			for _, m := range page {
+				if !yield(m, nil) {
+					return
+				}
+			}
+			if len(page) < 1000 {
+				return
+			}
+			after = page[len(page)-1].ID
+		}
+	}
+}
+
 // Thread returns the messages of the thread message id belongs to, oldest
 // first.
 func (s *Store) Thread(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) ([]Message, error) {
@@ -590,7 +668,11 @@ func (s *Store) SetFlags(ctx context.Context, user mailbricks.UserID, ids []mail
 	if len(ids) == 0 {
 		return FlagResult{}, nil
 	}
-	return s.b.SetFlags(ctx, user, ids, ch)
+	res, err := s.b.SetFlags(ctx, user, ids, ch)
+	if err != nil {
+		return res, err
+	}
+	return res, s.indexUpdate(ctx, user, "set flags", res.Updated)
 }
 
 // MarkRead marks messages read: each moves from the unread table to the
@@ -622,7 +704,18 @@ func (s *Store) Move(ctx context.Context, user mailbricks.UserID, ids []mailbric
 		out, err = s.b.Move(ctx, user, ids, dest)
 		return err
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	return out, s.indexGetUpdate(ctx, user, "move", mapIDs(out))
+}
+
+func mapIDs(ms []UIDMap) []mailbricks.MessageID {
+	out := make([]mailbricks.MessageID, len(ms))
+	for i := range ms {
+		out[i] = ms[i].ID
+	}
+	return out
 }
 
 // Copy copies messages to folder dest in one transaction: each copy is a
@@ -686,7 +779,10 @@ func (s *Store) Copy(ctx context.Context, user mailbricks.UserID, ids []mailbric
 		}
 	}
 	undo(keep)
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	return out, s.indexGetUpdate(ctx, user, "copy", mapIDs(out))
 }
 
 // Delete moves messages to Trash; messages already in Trash are expunged.
@@ -767,7 +863,11 @@ func (s *Store) expunge(ctx context.Context, user mailbricks.UserID, ids []mailb
 		}
 		s.unlink(ctx, BlobOwner(user, r.ID), refs)
 	}
-	return out, nil
+	gone := make([]mailbricks.MessageID, len(removed))
+	for i := range removed {
+		gone[i] = removed[i].ID
+	}
+	return out, s.indexDelete(ctx, user, gone)
 }
 
 // Changes returns what changed in a folder after MODSEQ since: messages

@@ -106,6 +106,9 @@ type Options struct {
 	// MetaOptions are passed to lsm.Open for the meta DB; its FS field is
 	// ignored. The default is nil: lsm's defaults.
 	MetaOptions *lsm.Options
+	// Store configures the [dedup.Store] that [OpenStore] returns. The
+	// default is nil: dedup's defaults.
+	Store *dedup.Options
 }
 
 // Backend is the file-system [dedup.Backend]. It is safe for concurrent

@@ -56,6 +56,9 @@ type Options struct {
 	PurgeAfter int
 	// Logger receives lsm background events. The default discards them.
 	Logger *slog.Logger
+	// Index configures the [index.Index] that [OpenIndex] returns. The
+	// default is nil: index's defaults.
+	Index *index.Options
 }
 
 // Backend is the embedded [index.Backend] on the lsm engine. It is safe for

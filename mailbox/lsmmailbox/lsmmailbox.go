@@ -48,6 +48,9 @@ type Options struct {
 	// machine crash may lose the last writes (the store stays
 	// consistent). The default is false: every write is synced.
 	NoSync bool
+	// Store configures the [mailbox.Store] that [OpenStore] returns, its
+	// Index among others. The default is nil: mailbox's defaults.
+	Store *mailbox.Options
 }
 
 // Merger is the lsm merge operator the backend's DB uses: it sums the

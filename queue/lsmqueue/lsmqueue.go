@@ -64,6 +64,9 @@ type Options struct {
 	// LSM tunes the engine; its FS and Merger are ignored. The default is
 	// the engine's defaults.
 	LSM *lsm.Options
+	// Queue configures the [queue.Queue] that [OpenQueue] returns. The
+	// default is nil: queue's defaults.
+	Queue *queue.Options
 }
 
 // Backend is the lsm-backed [queue.Backend]. It is safe for concurrent use.

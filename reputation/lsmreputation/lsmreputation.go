@@ -73,6 +73,9 @@ type Options struct {
 	FlushInterval time.Duration
 	// Logger receives background errors. The default discards them.
 	Logger *slog.Logger
+	// Tracker configures the [reputation.Tracker] that [OpenTracker]
+	// returns. The default is nil: reputation's defaults (no IP pools).
+	Tracker *reputation.Options
 }
 
 // Backend is the lsm-backed [reputation.Backend]. It is safe for

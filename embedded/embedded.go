@@ -1,0 +1,185 @@
+// Package embedded opens every mailbricks block in one local directory,
+// with nothing to install: a mailbox store whose search index follows it,
+// a deduplicating blob store for bodies and attachments, a work queue and
+// sender reputation state, each on its embedded backend, with one call and
+// one Close.
+//
+//	mail, err := embedded.Open("/var/lib/mail", nil)
+//	if err != nil { … }
+//	defer mail.Close()
+//	m, err := mail.Mailbox.Append(ctx, user, mailbox.Inbox, body, nil)
+//	res, err := mail.Index.SearchString(ctx, user, "from:alice has:attachment", nil)
+//
+// # Layout
+//
+// The directory holds one subdirectory per block: mailbox (lsmmailbox),
+// index (lsmindex), blobs (filededup), queue (lsmqueue) and reputation
+// (lsmreputation). Each is an independent lsm database (blobs: files plus
+// an lsm database of links), so a block can later be moved to a server
+// backend alone: open that block's server backend and the others from
+// their subdirectories with the per-block constructors
+// ([lsmmailbox.OpenStore], [lsmindex.OpenIndex], [filededup.OpenStore],
+// [lsmqueue.OpenQueue], [lsmreputation.OpenTracker]) that Open uses.
+//
+// Separate databases rather than one shared lsm database: measured on 2
+// cores with synced writes, 8 writers each committing a mailbox-shaped and
+// an index-shaped batch, two databases committed 1.17-1.27x as many
+// operations per second as one shared database (593-644 against 748-817
+// microseconds per operation, two runs side by side): the two logs sync in
+// parallel, while a shared log serializes both blocks' syncs. Separate
+// databases also keep each block's key encoding, merge operator and
+// compaction its own.
+// BenchmarkSharedDB in this package repeats the measurement.
+//
+// # Closing
+//
+// [Blocks.Close] closes in dependency order (mailbox, which writes to the
+// index and the blob store, first; blobs last), so callers need not know
+// it. Each block may also be used and closed on its own.
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/mailbricks/mailbricks/dedup"
+	"github.com/mailbricks/mailbricks/dedup/filededup"
+	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/index/lsmindex"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
+	"github.com/mailbricks/mailbricks/mailbox"
+	"github.com/mailbricks/mailbricks/mailbox/lsmmailbox"
+	"github.com/mailbricks/mailbricks/queue"
+	"github.com/mailbricks/mailbricks/queue/lsmqueue"
+	"github.com/mailbricks/mailbricks/reputation"
+	"github.com/mailbricks/mailbricks/reputation/lsmreputation"
+)
+
+// Options configures [Open]. A nil *Options and every zero field mean the
+// default. Options are copied by Open.
+type Options struct {
+	// FS is the file system the directory is on; tests pass vfs.NewMem()
+	// for a store in memory. The default is nil: the operating system.
+	FS vfs.FS
+	// NoSync acknowledges mailbox and index writes before they are synced
+	// to disk: faster, and a machine crash may lose the last acknowledged
+	// writes (the stores stay consistent). The default is false: every
+	// acknowledged write is durable.
+	NoSync bool
+	// Logger receives background events and failures that do not fail a
+	// call. The default is nil: they are discarded.
+	Logger *slog.Logger
+	// Mailbox configures the mailbox store; its Index and Logger are set
+	// by Open. The default is nil: mailbox's defaults.
+	Mailbox *mailbox.Options
+	// Index configures the search index. The default is nil: index's
+	// defaults.
+	Index *index.Options
+	// Blobs configures the blob store. The default is nil: dedup's
+	// defaults.
+	Blobs *dedup.Options
+	// Queue configures the work queue. The default is nil: queue's
+	// defaults.
+	Queue *queue.Options
+	// Reputation configures the reputation tracker (IP pools, warm-up,
+	// rates). The default is nil: reputation's defaults, with no IP pools.
+	Reputation *reputation.Options
+}
+
+// Blocks are the blocks [Open] opened, ready to use. Each field is safe
+// for concurrent use; the Index is kept current by the Mailbox.
+type Blocks struct {
+	// Mailbox stores users' mail; every change it commits is applied to
+	// Index before the call returns.
+	Mailbox *mailbox.Store
+	// Index searches users' mail (Gmail-style queries).
+	Index *index.Index
+	// Blobs holds message bodies and attachments, each distinct part
+	// once.
+	Blobs *dedup.Store
+	// Queue is a durable work queue (incoming and outgoing mail jobs).
+	Queue *queue.Queue
+	// Reputation decides sending IPs and rates and keeps the
+	// suppression list.
+	Reputation *reputation.Tracker
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) every block in dir; see the package doc
+// for the layout. On error nothing stays open.
+func Open(dir string, opts *Options) (*Blocks, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if o.FS == nil {
+		if err := vfs.Default.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("embedded: open %s: %w", dir, err)
+		}
+	} else if err := o.FS.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded: open %s: %w", dir, err)
+	}
+	b := &Blocks{}
+	fail := func(err error) (*Blocks, error) {
+		return nil, errors.Join(fmt.Errorf("embedded: open %s: %w", dir, err), b.Close())
+	}
+	var err error
+	if b.Blobs, err = filededup.OpenStore(filepath.Join(dir, "blobs"), &filededup.Options{FS: o.FS, Store: o.Blobs}); err != nil {
+		return fail(err)
+	}
+	if b.Index, err = lsmindex.OpenIndex(filepath.Join(dir, "index"), &lsmindex.Options{FS: o.FS, NoSync: o.NoSync, Logger: logger, Index: o.Index}); err != nil {
+		return fail(err)
+	}
+	var mo mailbox.Options
+	if o.Mailbox != nil {
+		mo = *o.Mailbox
+	}
+	mo.Index = b.Index
+	if mo.Logger == nil {
+		mo.Logger = logger
+	}
+	if b.Mailbox, err = lsmmailbox.OpenStore(filepath.Join(dir, "mailbox"), b.Blobs, &lsmmailbox.Options{FS: o.FS, NoSync: o.NoSync, Store: &mo}); err != nil {
+		return fail(err)
+	}
+	if b.Queue, err = lsmqueue.OpenQueue(filepath.Join(dir, "queue"), &lsmqueue.Options{FS: o.FS, Queue: o.Queue}); err != nil {
+		return fail(err)
+	}
+	if b.Reputation, err = lsmreputation.OpenTracker(filepath.Join(dir, "reputation"), &lsmreputation.Options{FS: o.FS, Logger: logger, Tracker: o.Reputation}); err != nil {
+		return fail(err)
+	}
+	return b, nil
+}
+
+// Close closes every block, mailbox first and blobs last, and returns
+// their errors joined. It is idempotent.
+func (b *Blocks) Close() error {
+	b.closeOnce.Do(func() {
+		var errs []error
+		if b.Mailbox != nil {
+			errs = append(errs, b.Mailbox.Close())
+		}
+		if b.Index != nil {
+			errs = append(errs, b.Index.Close())
+		}
+		if b.Queue != nil {
+			errs = append(errs, b.Queue.Close())
+		}
+		if b.Reputation != nil {
+			errs = append(errs, b.Reputation.Close())
+		}
+		if b.Blobs != nil {
+			errs = append(errs, b.Blobs.Close())
+		}
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
+}
