@@ -16,11 +16,26 @@
 // [dedup.Store]. [Store.Append] parses the message with go-message under
 // size, part-count and depth limits, extracts the metadata (addresses,
 // subject, date, Message-ID, references, attachments, a snippet), threads
-// it, and stores its body through [dedup.Split], so that attachments are
-// kept once across all users; [Store.Open] returns the bytes exactly as
-// appended. Malformed messages are stored byte for byte with
+// it, and stores its body through [dedup.Split]: each part body over
+// [dedup.SplitOptions].MinSize (16 KiB by default) becomes a blob kept
+// once across all users, however many mailboxes hold it. Smaller parts
+// (the text of most messages, signatures, small inline images) stay
+// inline in the message's skeleton: a blob costs a file, a link record
+// and an extra read on every open, which outweighs the bytes saved on a
+// part of a few KiB, while attachments worth sharing (documents, photos,
+// newsletters' images) are far larger. [Store.Open] returns the bytes
+// exactly as appended. Malformed messages are stored byte for byte with
 // [Message.ParseError] set, never rejected. [AppendOptions.Key] makes
 // Append idempotent, so a redelivered queue job stores its message once.
+//
+// With [Options.Index] set, the Store keeps a search index
+// ([github.com/mailbricks/mailbricks/index]) current: a message is
+// searchable when Append returns, and flag, folder and expunge changes
+// reach the index before their call returns (see [ErrIndex] and
+// [Store.Reindex] for failures). The shortest setup is one call to
+// [github.com/mailbricks/mailbricks/embedded.Open], which opens mailbox,
+// blobs and index in one directory with the index attached; one block
+// alone opens with lsmmailbox.OpenStore.
 //
 // For an IMAP server: [Store.Folder] gives what SELECT reports,
 // [Store.FetchUIDs] reads UID ranges, [Store.SetFlags] with UNCHANGEDSINCE

@@ -54,11 +54,19 @@ var systemFlags = []string{FlagAnswered, FlagDeleted, FlagDraft, FlagFlagged, Fl
 // MaxKeywordLen is the maximum length of a keyword in bytes.
 const MaxKeywordLen = 128
 
+// MaxFlags is the maximum number of flags and keywords a message can
+// carry. [CanonicalFlags] refuses more, and a [Store.SetFlags] that would
+// leave a message with more fails with [ErrInvalidArgument] and changes
+// nothing. Gmail allows some 500 labels per message; IMAP clients use a
+// handful.
+const MaxFlags = 256
+
 // CanonicalFlags validates flags and returns them canonicalized: system
 // flags in their canonical case (`\seen` becomes `\Seen`), duplicates
 // removed, sorted. A flag that is neither a system flag nor a keyword (1 to
 // [MaxKeywordLen] printable ASCII characters other than the IMAP atom
-// specials `(){ %*"\]`) yields an error wrapping [ErrInvalidArgument].
+// specials `(){ %*"\]`), or more than [MaxFlags] of them, yields an error
+// wrapping [ErrInvalidArgument].
 func CanonicalFlags(flags []string) ([]string, error) {
 	out := make([]string, 0, len(flags))
 	for _, f := range flags {
@@ -69,7 +77,11 @@ func CanonicalFlags(flags []string) ([]string, error) {
 		out = append(out, c)
 	}
 	slices.Sort(out)
-	return slices.Compact(out), nil
+	out = slices.Compact(out)
+	if len(out) > MaxFlags {
+		return nil, fmt.Errorf("%w: %d flags, more than %d", ErrInvalidArgument, len(out), MaxFlags)
+	}
+	return out, nil
 }
 
 func canonicalFlag(f string) (string, error) {
