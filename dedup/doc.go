@@ -31,6 +31,11 @@
 //
 // # Backends
 //
+// The one-call setup opens the embedded default in a directory and returns
+// a ready Store:
+//
+//	blobs, err := filededup.OpenStore("/var/lib/mail/blobs", nil)
+//
 //   - dedup/filededup: the embedded default; a directory of files sharded
 //     by hash prefix, links and the candidate log on the lsm engine.
 //   - dedup/s3dedup: any S3-compatible server through minio-go, with

@@ -47,6 +47,15 @@
 //
 // # Backends
 //
+// The one-call setup opens the embedded default in a directory and returns
+// a ready Index:
+//
+//	idx, err := lsmindex.OpenIndex("/var/lib/mail/index", nil)
+//
+// To keep it current with a mailbox, pass it as the mailbox Store's
+// Options.Index (package embedded does both in one call); to build one by
+// hand, [DocumentFromMessage] turns a raw message into a [Document].
+//
 //   - index/lsmindex: the embedded default, on the lsm engine: postings
 //     appended with merge operands (no read before write), doc values in
 //     memory per user, prefix queries by range scan.

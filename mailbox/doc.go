@@ -47,6 +47,13 @@
 //
 // # Backends
 //
+// The one-call setup opens the embedded default in a directory and returns
+// a ready Store (blobs from filededup.OpenStore, index optional):
+//
+//	store, err := lsmmailbox.OpenStore("/var/lib/mail/mailbox", blobs, &lsmmailbox.Options{Store: &mailbox.Options{Index: idx}})
+//
+// or, for mailbox, blobs and index together, embedded.Open("/var/lib/mail", nil).
+//
 //   - [github.com/mailbricks/mailbricks/mailbox/lsmmailbox]: embedded, on
 //     the lsm engine (the default).
 //   - [github.com/mailbricks/mailbricks/mailbox/pgmailbox]: PostgreSQL, with

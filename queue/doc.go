@@ -43,6 +43,11 @@
 //
 // # Backends
 //
+// The one-call setup opens the embedded default in a directory and returns
+// a ready Queue:
+//
+//	q, err := lsmqueue.OpenQueue("/var/lib/mail/queue", nil)
+//
 // A [Queue] runs over a [Backend]:
 //
 //   - queue/lsmqueue, the embedded default, on the lsm engine: one DB

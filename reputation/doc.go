@@ -53,6 +53,11 @@
 //
 // # Backends
 //
+// The one-call setup opens the embedded default in a directory and returns
+// a ready Tracker:
+//
+//	t, err := lsmreputation.OpenTracker("/var/lib/mail/reputation", &lsmreputation.Options{Tracker: &reputation.Options{Pools: pools}})
+//
 // The embedded default is lsmreputation, on the lsm engine, for one
 // sending machine. redisreputation keeps the state in Redis, so many
 // sending machines share one view of every limit and pause.
