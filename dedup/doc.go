@@ -34,13 +34,15 @@
 // The one-call setup opens the embedded default in a directory and returns
 // a ready Store:
 //
-//		blobs, err := filededup.OpenStore("/var/lib/mail/blobs", nil)
+//	blobs, err := filededup.OpenStore("/var/lib/mail/blobs", nil)
 //
-//	  - dedup/filededup: the embedded default; a directory of files sharded
-//	    by hash prefix, links and the candidate log on the lsm engine.
-//	  - dedup/s3dedup: any S3-compatible server through minio-go, with
-//	    If-None-Match create-if-absent; several processes may share a
-//	    bucket.
+// The backends:
+//
+//   - dedup/filededup: the embedded default; a directory of files sharded
+//     by hash prefix, links and the candidate log on the lsm engine.
+//   - dedup/s3dedup: any S3-compatible server through minio-go, with
+//     If-None-Match create-if-absent; several processes may share a
+//     bucket.
 //
 // # Errors
 //
