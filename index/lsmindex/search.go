@@ -245,14 +245,14 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 		}
 		acc := newBitset(e.s.next)
 		if len(q.Terms) == 1 && !q.Prefix {
-			for _, f := range index.Fields {
+			for _, f := range index.ContentFields {
 				if err := e.termInto(f, q.Terms[0], acc); err != nil {
 					return nil, err
 				}
 			}
 			return acc, nil
 		}
-		for _, f := range index.Fields {
+		for _, f := range index.ContentFields {
 			s, err := e.text(f, q.Terms, q.Prefix)
 			if err != nil {
 				return nil, err
