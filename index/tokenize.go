@@ -1,6 +1,7 @@
 package index
 
 import (
+	"errors"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -79,6 +80,12 @@ import (
 // Version 1 was the analysis before UAX #29 segmentation; version 2 is
 // the current one.
 const AnalyzerVersion = 2
+
+// ErrStale means a user's index was built by another [AnalyzerVersion]
+// than this package's, so searches could miss documents; rebuild it with
+// [Index.Reindex]. Backends that record the version return it from
+// Search; writes still succeed.
+var ErrStale = errors.New("index: index built by another analyzer version; rebuild it with Index.Reindex")
 
 // MaxTermLen is the longest term in bytes; longer terms are cut.
 const MaxTermLen = 64

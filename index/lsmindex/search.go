@@ -98,6 +98,9 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 		return nil, err
 	}
 	defer s.mu.RUnlock()
+	if s.stale && s.live > 0 {
+		return nil, fmt.Errorf("lsmindex: search %s: analyzer version %d, want %d: %w", u, max(s.analyzer, 1), index.AnalyzerVersion, index.ErrStale)
+	}
 	snap := b.db.NewSnapshot()
 	defer snap.Close()
 	e := &evaluator{ctx: ctx, db: b.db, snap: snap, u: u, s: s}
