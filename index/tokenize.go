@@ -9,6 +9,7 @@ import (
 	"github.com/rivo/uniseg"
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
+	"golang.org/x/text/unicode/rangetable"
 )
 
 // The tokenizer turns text into terms. It is the one analysis every
@@ -257,14 +258,18 @@ func isRunScript(r rune) bool {
 		// but part of Japanese words.
 		return true
 	}
-	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul,
-		unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar)
+	return unicode.Is(runScripts, r)
 }
 
+// runScripts are the scripts written without spaces between words.
+var runScripts = rangetable.Merge(unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul,
+	unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar)
+
 // isAttached reports whether r belongs to the character before it: a
-// combining mark, a variation selector or a zero-width joiner.
+// combining mark, a variation selector, a zero-width joiner, or a
+// halfwidth kana voicing mark (a letter that folds to a combining mark).
 func isAttached(r rune) bool {
-	return unicode.Is(unicode.M, r) || r == '\u200D'
+	return unicode.Is(unicode.M, r) || r == '\u200D' || r == '\uFF9E' || r == '\uFF9F'
 }
 
 // segment cuts a non-ASCII UAX #29 segment s[a:b] into pieces: runs of
@@ -391,23 +396,52 @@ func (t *tokenizer) run(s string, pos, limit int, fn emitFunc) int {
 		return pos
 	}
 	for k := 0; k+1 < len(rs) && pos < limit; k++ {
-		t.emitFolded(s[rs[k].start:rs[k+1].end], pos, rs[k].start, rs[k+1].end, fn)
+		w := s[rs[k].start:rs[k+1].end]
+		if len(w) <= MaxTermLen && isFoldedRun(w) {
+			fn(append(t.buf[:0], w...), pos, rs[k].start, rs[k+1].end)
+		} else {
+			t.emitFolded(w, pos, rs[k].start, rs[k+1].end, fn)
+		}
 		pos++
 	}
 	return pos
+}
+
+// isFoldedRun reports whether w, characters of a run, is its own folded
+// form, the common case, which skips the cost of folding: its characters
+// are all of the scripts without spaces (none has case or diacritics) and
+// it is in NFKC.
+func isFoldedRun(w string) bool {
+	for i, r := range w {
+		if !unicode.Is(runScripts, r) || i == 0 && isAttached(r) {
+			return false
+		}
+	}
+	return norm.NFKC.IsNormalString(w)
 }
 
 // word emits the folded word w (found at byte offset off) and, with
 // expand, its address parts.
 func (t *tokenizer) word(w string, pos, off int, expand bool, fn emitFunc) {
 	t.emitFolded(w, pos, off, off+len(w), fn)
-	if !expand || !strings.ContainsAny(w, ".@") {
+	if !expand || !hasJoiner(w) {
 		return
 	}
 	t.parts = addressParts(w, t.parts[:0])
 	for _, p := range t.parts {
 		t.emitFolded(p, pos, off, off+len(w), fn)
 	}
+}
+
+// hasJoiner reports whether w has a '.' or '@' (a byte loop: words are
+// short, and strings.ContainsAny costs more than the rest of the word).
+func hasJoiner(w string) bool {
+	for i := 0; i < len(w); i++ {
+		if w[i] == '.' || w[i] == '@' {
+			return true
+		}
+	}
+	return false
 }
 
 // addressParts appends the parts of an address-like word (without the word
@@ -510,7 +544,7 @@ func appendFoldedSlow(dst []byte, w string) []byte {
 			// hyphen, joiners) are invisible inside a word.
 			continue
 		default:
-			strip = r < utf8.RuneSelf || unicode.In(r, diacriticBases...)
+			strip = r < utf8.RuneSelf || unicode.Is(diacriticBases, r)
 		}
 		b = utf8.AppendRune(b, r)
 	}
@@ -522,9 +556,8 @@ func appendFoldedSlow(dst []byte, w string) []byte {
 
 // diacriticBases are the scripts whose nonspacing marks are diacritics,
 // dropped by folding (see the block comment at the top of the file).
-var diacriticBases = []*unicode.RangeTable{
-	unicode.Latin, unicode.Greek, unicode.Cyrillic, unicode.Common, unicode.Hebrew, unicode.Arabic,
-}
+var diacriticBases = rangetable.Merge(unicode.Latin, unicode.Greek, unicode.Cyrillic, unicode.Common,
+	unicode.Hebrew, unicode.Arabic)
 
 // Token is one term of a text with its position and the byte offsets of
 // the word it came from.

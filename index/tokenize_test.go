@@ -19,13 +19,33 @@ func terms(s string) []string {
 var englishText = strings.Repeat("Hi Bob, the quarterly report is attached: revenue grew 3.14% to $1,000,000 "+
 	"and we'll send the final figures to alice.smith@example.com before Friday. Thanks! ", 20)
 
+var benchTexts = []struct{ name, text string }{
+	{"English", englishText},
+	{"German", strings.Repeat("Grüße aus Köln, die Straße ist für Fußgänger gesperrt. ", 30)},
+	{"Japanese", strings.Repeat("東京都の会議は来週の月曜日に開かれます。カタカナーです。", 30)},
+	{"Thai", strings.Repeat("สวัสดีครับ ยินดีต้อนรับสู่ประเทศไทย ", 30)},
+}
+
+// BenchmarkTokenize measures the indexing path: terms handed to a
+// callback, as Document.Analyze does.
 func BenchmarkTokenize(b *testing.B) {
-	for _, bc := range []struct{ name, text string }{
-		{"English", englishText},
-		{"German", strings.Repeat("Grüße aus Köln, die Straße ist für Fußgänger gesperrt. ", 30)},
-		{"Japanese", strings.Repeat("東京都の会議は来週の月曜日に開かれます。カタカナーです。", 30)},
-		{"Thai", strings.Repeat("สวัสดีครับ ยินดีต้อนรับสู่ประเทศไทย ", 30)},
-	} {
+	for _, bc := range benchTexts {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bc.text)))
+			b.ReportAllocs()
+			var t tokenizer
+			n := 0
+			for b.Loop() {
+				t.tokenize(bc.text, 0, MaxFieldPositions, true, func([]byte, int, int, int) { n++ })
+			}
+		})
+	}
+}
+
+// BenchmarkTokenizeTokens measures [Tokenize], which also allocates each
+// token.
+func BenchmarkTokenizeTokens(b *testing.B) {
+	for _, bc := range benchTexts {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(bc.text)))
 			b.ReportAllocs()
@@ -97,6 +117,8 @@ func TestTokenizeNoLetterLost(t *testing.T) {
 	require.NotEqual(t, QueryTerms("कुल"), QueryTerms("कल"), "Hindi: the vowel sign u is a letter")
 	require.NotEqual(t, QueryTerms("ครับ"), QueryTerms("ครบ"), "Thai: the vowel sign is a letter")
 	require.Equal(t, []string{"ครั", "รับ"}, QueryTerms("ครับ"), "a Thai query word is the phrase of its bigrams")
+	require.NotEqual(t, QueryTerms("ガギ"), QueryTerms("カキ"), "Japanese: the voicing mark is part of the kana")
+	require.Equal(t, QueryTerms("ガギ"), QueryTerms("ｶﾞｷﾞ"), "halfwidth kana fold to fullwidth")
 	require.Equal(t, QueryTerms("cafe"), QueryTerms("café"), "Latin diacritics fold")
 }
 
@@ -175,4 +197,38 @@ func FuzzTokenizeASCIIFastPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFoldedRunFastPath checks that the shortcut of bigrams already in
+// folded form agrees with folding: for every character of the scripts
+// without spaces, alone and with each mark of its block after it.
+func TestFoldedRunFastPath(t *testing.T) {
+	check := func(w string) {
+		if isFoldedRun(w) {
+			require.Equal(t, w, string(appendFoldedSlow(nil, w)), "folding %q (%U)", w, []rune(w))
+		}
+	}
+	n := 0
+	for _, r16 := range runScripts.R16 {
+		for r := rune(r16.Lo); r <= rune(r16.Hi); r += rune(r16.Stride) {
+			check(string(r))
+			n++
+			if r < 0x1100 || (0x1780 <= r && r < 0x1800) {
+				// Thai, Lao, Myanmar, Khmer: with each mark of the
+				// block.
+				for m := r &^ 0x7F; m < r&^0x7F+0x80; m++ {
+					if isAttached(m) {
+						check(string(r) + string(m))
+					}
+				}
+			}
+		}
+	}
+	for _, r32 := range runScripts.R32 {
+		for r := rune(r32.Lo); r <= rune(r32.Hi); r += rune(r32.Stride) {
+			check(string(r))
+			n++
+		}
+	}
+	require.Greater(t, n, 90000, "every character of the scripts is checked")
 }
