@@ -401,6 +401,9 @@ func encodeCursor(s Sort, p Position) string {
 }
 
 func decodeCursor(c string, s Sort) (Position, error) {
+	if len(c) > 64 { // a cursor is 35 bytes; do not decode a caller's megabytes
+		return Position{}, ErrBadCursor
+	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err != nil || len(b) != 26 || b[0] != 1 {
 		return Position{}, ErrBadCursor

@@ -29,7 +29,8 @@ func (e *ParseError) Is(target error) bool { return target == ErrBadQuery }
 
 // Parse parses a query in the Gmail-style query language:
 //
-//	word             the word in any field
+//	word             the word in any content field (not header field
+//	                 names or the further headers: see [ContentFields])
 //	"exact phrase"   the words at consecutive positions
 //	prefix*          any word that starts with prefix
 //	from: to: cc: bcc: subject: filename:

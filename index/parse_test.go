@@ -229,6 +229,8 @@ func TestSnippet(t *testing.T) {
 	require.Equal(t, "Quarterly", s[hl[0][0]:hl[0][1]])
 	require.Equal(t, "report", s[hl[1][0]:hl[1][1]])
 	require.NotContains(t, s, "\n")
+	s, hl = makeSnippet("ok สวัสดีครับ ok", []hlTerm{{term: "สวั"}, {term: "วัส"}, {term: "สดี"}}, 100)
+	require.Equal(t, [][2]int{{3, 3 + len("สวัสดี")}}, hl, "the bigrams of a run highlight as one range")
 	s, hl = makeSnippet("short body", nil, 100)
 	require.Equal(t, "short body", s)
 	require.Empty(t, hl)
