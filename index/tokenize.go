@@ -109,7 +109,6 @@ type tokenizer struct {
 	// state of the current chunk, see piece.
 	wordStart, wordEnd int
 	inWord, joiner     bool
-	joinerEnd          int
 	inRun              bool
 }
 
@@ -354,7 +353,7 @@ func (t *tokenizer) piece(s string, kind, a, b, pos, limit int, expand bool, fn 
 		return pos
 	case pieceJoiner:
 		if t.inWord && !t.joiner {
-			t.joiner, t.joinerEnd = true, b
+			t.joiner = true
 			return pos
 		}
 	case pieceRun:
