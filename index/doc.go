@@ -27,10 +27,27 @@
 // # Tokens
 //
 // [Tokenize] is the one analyzer every backend shares: Unicode word
-// segmentation, case and diacritic folding, CJK bigrams and address-aware
-// tokens (see the block comment in tokenize.go). There is no stemming: a
-// word matches the same word, folded. Text criteria match whole words and
-// phrases, not substrings: IMAP SUBJECT "port" does not match "report".
+// segmentation (UAX #29), case and diacritic folding that never drops a
+// letter, character bigrams for scripts written without spaces (Chinese,
+// Japanese, Korean, Thai, Lao, Khmer, Myanmar) and address-aware tokens
+// (see the block comment in tokenize.go). There is no stemming: a word
+// matches the same word, folded. Text criteria match whole words and
+// phrases, not substrings: IMAP SUBJECT "port" does not match "report";
+// in the space-less scripts any substring of two characters or more
+// matches. [AnalyzerVersion] names the analysis; backends that store terms
+// record it and report [ErrStale] for a user indexed by another version.
+//
+// Plain words and prefixes (and IMAP TEXT) search the [ContentFields]:
+// addresses and names, subject, body and attachment file names, not the
+// further headers, whose values IMAP HEADER ([HeaderText]) finds.
+//
+// # Limits
+//
+// Every list a caller controls is bounded: queries by [MaxQueryLen],
+// [MaxQueryTerms], [MaxQueryDepth] and [MaxQueryUIDRanges] (also for
+// structured queries given to [Index.Search]), documents by
+// [MaxDocumentAddresses], [MaxDocumentFilenames], [MaxDocumentHeaders] and
+// [MaxKeywords].
 //
 // # Queries
 //
@@ -67,7 +84,7 @@
 // # Errors
 //
 // [ErrNotFound] (Update of a message that is not indexed), [ErrClosed],
-// [ErrBadQuery] (every *ParseError matches it), [ErrBadCursor],
+// [ErrBadQuery] (every *ParseError matches it), [ErrStale], [ErrBadCursor],
 // [ErrMalformed] (DocumentFromMessage on input that is not a message) and
 // [ErrInvalidDocument]. Users are validated with [mailbricks.UserID.Validate]
 // (errors wrap [mailbricks.ErrInvalidUser]).

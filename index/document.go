@@ -10,8 +10,10 @@ import (
 // Field names a searchable part of a message.
 type Field uint8
 
-// The fields. [FieldAny] is only for queries: it matches a term in any
-// field, like IMAP's TEXT and an unqualified Gmail word.
+// The fields. [FieldAny] is only for queries: it matches a term in any of
+// the [ContentFields], like IMAP's TEXT and an unqualified Gmail word.
+// [FieldHeader] holds the terms of [Document].Headers for IMAP HEADER
+// searches ([HeaderText]); FieldAny does not search it.
 const (
 	FieldAny Field = iota
 	FieldFrom
@@ -37,8 +39,17 @@ func (f Field) String() string {
 	return "field(" + itoa(int(f)) + ")"
 }
 
-// Fields lists the document fields, the ones [FieldAny] searches.
+// Fields lists the document fields.
 var Fields = []Field{FieldFrom, FieldTo, FieldCc, FieldBcc, FieldSubject, FieldBody, FieldFilename, FieldHeader}
+
+// ContentFields lists the fields [FieldAny] searches: a message's content
+// (addresses and display names, subject, body, attachment file names).
+// [FieldHeader] is not among them: its terms are "name:value" pairs, so a
+// plain prefix such as "rep*" would match every message with a Reply-To
+// header, and a plain word is meant for what the message says, not for
+// its header fields. The values of the further headers (List-Id,
+// Message-ID, …) are found with [HeaderText] (IMAP HEADER) only.
+var ContentFields = []Field{FieldFrom, FieldTo, FieldCc, FieldBcc, FieldSubject, FieldBody, FieldFilename}
 
 // Flag is a set of message flags (IMAP system flags, plus whether the
 // message has an attachment).

@@ -29,7 +29,9 @@ var (
 	ErrBadCursor = errors.New("index: bad cursor")
 	// ErrMalformed means a message could not be parsed at all.
 	ErrMalformed = errors.New("index: malformed message")
-	// ErrInvalidDocument means a document cannot be indexed (a zero ID).
+	// ErrInvalidDocument means a document cannot be indexed: a zero ID,
+	// or a list over its limit ([MaxKeywords] and the other document
+	// limits).
 	ErrInvalidDocument = errors.New("index: invalid document")
 )
 
@@ -246,8 +248,8 @@ func (x *Index) IndexBatch(ctx context.Context, user mailbricks.UserID, docs []*
 		return nil
 	}
 	for _, d := range docs {
-		if d == nil || d.ID.IsZero() {
-			return fmt.Errorf("%w: nil document or zero ID", ErrInvalidDocument)
+		if err := validateDocument(d); err != nil {
+			return err
 		}
 	}
 	if err := x.b.Index(ctx, user, docs); err != nil {
@@ -276,6 +278,9 @@ func (x *Index) Delete(ctx context.Context, user mailbricks.UserID, ids ...mailb
 // indexed for user the error matches [ErrNotFound].
 func (x *Index) Update(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID, v Values) error {
 	if err := x.check(user); err != nil {
+		return err
+	}
+	if err := validateValues(&v); err != nil {
 		return err
 	}
 	if err := x.b.Update(ctx, user, id, v); err != nil {
@@ -432,7 +437,7 @@ func (x *Index) Search(ctx context.Context, user mailbricks.UserID, q Query, opt
 	if o.Sort > SortOldest {
 		return nil, fmt.Errorf("%w: unknown sort %d", ErrBadQuery, o.Sort)
 	}
-	if err := validate(q, 0); err != nil {
+	if err := validate(q); err != nil {
 		return nil, err
 	}
 	req := &Request{Query: q.Resolve(x.opts.Now()), Limit: o.Limit, Sort: o.Sort, WithText: !o.NoSnippets}
@@ -470,10 +475,16 @@ func (x *Index) Search(ctx context.Context, user mailbricks.UserID, q Query, opt
 	return res, nil
 }
 
-// validate rejects queries a backend cannot evaluate.
-func validate(q Query, depth int) error {
-	if depth > 1000 {
-		return fmt.Errorf("%w: nested deeper than 1000", ErrBadQuery)
+// validate rejects queries a backend cannot evaluate and queries over
+// the limits (see [MaxQueryLen] and the other query limits).
+func validate(q Query) error {
+	var c queryCost
+	return validateNode(&q, 0, &c)
+}
+
+func validateNode(q *Query, depth int, c *queryCost) error {
+	if err := c.add(q); err != nil {
+		return err
 	}
 	switch q.Kind {
 	case KindAll, KindFlag, KindKeyword, KindFolder, KindThread, KindUID, KindNewer, KindOlder:
@@ -491,8 +502,11 @@ func validate(q Query, depth int) error {
 		}
 		fallthrough
 	case KindAnd, KindOr:
-		for _, s := range q.Sub {
-			if err := validate(s, depth+1); err != nil {
+		if len(q.Sub) > 0 && depth >= MaxQueryDepth {
+			return fmt.Errorf("%w: nested deeper than %d", ErrBadQuery, MaxQueryDepth)
+		}
+		for i := range q.Sub {
+			if err := validateNode(&q.Sub[i], depth+1, c); err != nil {
 				return err
 			}
 		}
@@ -518,6 +532,9 @@ func encodeCursor(s Sort, p Position) string {
 }
 
 func decodeCursor(c string, s Sort) (Position, error) {
+	if len(c) > 64 { // a cursor is 35 bytes; do not decode a caller's megabytes
+		return Position{}, ErrBadCursor
+	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err != nil || len(b) != 26 || b[0] != 1 {
 		return Position{}, ErrBadCursor

@@ -27,12 +27,10 @@ func (e *ParseError) Error() string {
 // Is makes errors.Is(err, ErrBadQuery) true for a *ParseError.
 func (e *ParseError) Is(target error) bool { return target == ErrBadQuery }
 
-// maxQueryDepth bounds parenthesis nesting.
-const maxQueryDepth = 64
-
 // Parse parses a query in the Gmail-style query language:
 //
-//	word             the word in any field
+//	word             the word in any content field (not header field
+//	                 names or the further headers: see [ContentFields])
 //	"exact phrase"   the words at consecutive positions
 //	prefix*          any word that starts with prefix
 //	from: to: cc: bcc: subject: filename:
@@ -50,8 +48,14 @@ const maxQueryDepth = 64
 //	( ... )          grouping; AND may be written
 //
 // An empty query matches everything. Errors are *[ParseError] values that
-// also match [ErrBadQuery].
+// also match [ErrBadQuery]. A query longer than [MaxQueryLen] bytes, with
+// more than [MaxQueryTerms] terms or nested deeper than [MaxQueryDepth]
+// is refused with the position where it crosses the limit; a query Parse
+// accepts is within every query limit.
 func Parse(s string) (Query, error) {
+	if len(s) > MaxQueryLen {
+		return Query{}, &ParseError{Pos: MaxQueryLen, Msg: fmt.Sprintf("query longer than %d bytes", MaxQueryLen)}
+	}
 	p := &parser{s: s}
 	p.next()
 	q, err := p.parseOr(0, FieldAny)
@@ -99,10 +103,28 @@ func (t qtok) describe() string {
 }
 
 type parser struct {
-	s   string
-	i   int
-	tok qtok
-	err *ParseError
+	s     string
+	i     int
+	tok   qtok
+	err   *ParseError
+	terms int // terms of the leaves made so far, for MaxQueryTerms
+}
+
+// leaf counts n terms of a leaf made at pos against MaxQueryTerms.
+func (p *parser) leaf(pos, n int) error {
+	p.terms += n
+	if p.terms > MaxQueryTerms {
+		return p.errorf(pos, "more than %d terms", MaxQueryTerms)
+	}
+	return nil
+}
+
+// text makes the leaf of a word or phrase at pos.
+func (p *parser) text(q Query, pos int) (Query, error) {
+	if err := p.leaf(pos, textTerms(q.Text)); err != nil {
+		return Query{}, err
+	}
+	return q, nil
 }
 
 func (p *parser) errorf(pos int, format string, args ...any) *ParseError {
@@ -191,11 +213,13 @@ func (p *parser) next() {
 }
 
 // parseOr parses a sequence of OR-groups joined by implicit AND, up to ")"
-// or the end.
+// or the end. depth is the number of And, Or and Not nodes above the
+// result; its AND and OR nodes add up to two.
 func (p *parser) parseOr(depth int, field Field) (Query, error) {
-	if depth > maxQueryDepth {
-		return Query{}, p.errorf(p.tok.pos, "parentheses nested deeper than %d", maxQueryDepth)
+	if depth+2 > MaxQueryDepth {
+		return Query{}, p.errorf(p.tok.pos, "nested deeper than %d", MaxQueryDepth)
 	}
+	start := p.tok.pos
 	var and []Query
 	for {
 		if p.err != nil {
@@ -205,6 +229,9 @@ func (p *parser) parseOr(depth int, field Field) (Query, error) {
 		case tkEOF, tkRParen:
 			switch len(and) {
 			case 0:
+				if err := p.leaf(start, 1); err != nil {
+					return Query{}, err
+				}
 				return All(), nil
 			case 1:
 				return and[0], nil
@@ -222,7 +249,7 @@ func (p *parser) parseOr(depth int, field Field) (Query, error) {
 			}
 			continue
 		}
-		q, err := p.parseUnary(depth, field)
+		q, err := p.parseUnary(depth+2, field)
 		if err != nil {
 			return Query{}, err
 		}
@@ -235,7 +262,7 @@ func (p *parser) parseOr(depth int, field Field) (Query, error) {
 			if p.tok.kind == tkEOF || p.tok.kind == tkRParen || p.tok.kind == tkOr || p.tok.kind == tkAnd {
 				return Query{}, p.errorf(p.tok.pos, "OR needs a term after it")
 			}
-			q, err := p.parseUnary(depth, field)
+			q, err := p.parseUnary(depth+2, field)
 			if err != nil {
 				return Query{}, err
 			}
@@ -249,6 +276,8 @@ func (p *parser) parseOr(depth int, field Field) (Query, error) {
 	}
 }
 
+// parseUnary parses a term, a negation or a group; depth is the number of
+// And, Or and Not nodes above the result.
 func (p *parser) parseUnary(depth int, field Field) (Query, error) {
 	if p.err != nil {
 		return Query{}, p.err
@@ -256,6 +285,9 @@ func (p *parser) parseUnary(depth int, field Field) (Query, error) {
 	switch p.tok.kind {
 	case tkMinus:
 		pos := p.tok.pos
+		if depth >= MaxQueryDepth {
+			return Query{}, p.errorf(pos, "nested deeper than %d", MaxQueryDepth)
+		}
 		p.next()
 		if p.tok.kind == tkEOF || p.tok.kind == tkRParen || p.tok.kind == tkOr || p.tok.kind == tkAnd {
 			return Query{}, p.errorf(pos, "nothing to negate after -")
@@ -268,7 +300,7 @@ func (p *parser) parseUnary(depth int, field Field) (Query, error) {
 	case tkLParen:
 		pos := p.tok.pos
 		p.next()
-		q, err := p.parseOr(depth+1, field)
+		q, err := p.parseOr(depth, field)
 		if err != nil {
 			return Query{}, err
 		}
@@ -282,11 +314,11 @@ func (p *parser) parseUnary(depth int, field Field) (Query, error) {
 	case tkWord:
 		t := p.tok
 		p.next()
-		return wordQuery(field, t.text), nil
+		return p.text(wordQuery(field, t.text), t.pos)
 	case tkPhrase:
 		t := p.tok
 		p.next()
-		return Text(field, t.text), nil
+		return p.text(Text(field, t.text), t.pos)
 	case tkOp:
 		return p.parseOp(depth, field)
 	}
@@ -324,13 +356,13 @@ func (p *parser) parseOp(depth int, _ Field) (Query, error) {
 		case tkWord:
 			t := p.tok
 			p.next()
-			return wordQuery(f, t.text), nil
+			return p.text(wordQuery(f, t.text), t.pos)
 		case tkPhrase:
 			t := p.tok
 			p.next()
-			return Text(f, t.text), nil
+			return p.text(Text(f, t.text), t.pos)
 		case tkLParen:
-			return p.parseUnary(depth+1, f)
+			return p.parseUnary(depth, f)
 		}
 		return Query{}, p.errorf(p.tok.pos, "%s: needs a word, phrase or group", op.text)
 	}
@@ -339,6 +371,9 @@ func (p *parser) parseOp(depth int, _ Field) (Query, error) {
 	}
 	v := p.tok
 	p.next()
+	if err := p.leaf(op.pos, 1); err != nil {
+		return Query{}, err
+	}
 	val := strings.ToLower(v.text)
 	switch op.text {
 	case "has":

@@ -84,15 +84,30 @@ func TestParseErrors(t *testing.T) {
 		{"larger:99999999999999G", 7, "too large"},
 		{"-(", 1, "unclosed"},
 		{"a -)", 2, "nothing to negate"},
-		{"x " + strings.Repeat("(", 100), 67, "nested deeper"},
+		// A group may add two levels (an AND of ORs): 32 parentheses.
+		{"x " + strings.Repeat("(", 100), 34, "nested deeper"},
+		{strings.Repeat("-", 10000), 62, "nested deeper"},
+		{strings.Repeat("-", 10000) + "a", 62, "nested deeper"},
+		{strings.Repeat("a ", 10000), MaxQueryLen, "longer than 16384 bytes"},
+		{strings.Repeat("a ", 1000), 2 * MaxQueryTerms, "more than 256 terms"},
+		{strings.Repeat("- ", 1000), 2 * MaxQueryTerms, "more than 256 terms"},
+		{strings.Repeat("()", 1000), 2*MaxQueryTerms + 1, "more than 256 terms"}, // at the empty group
+		{strings.Repeat("is:read ", 300), 8 * MaxQueryTerms, "more than 256 terms"},
+		{`"` + strings.Repeat("a ", 300) + `"`, 0, "more than 256 terms"},
+		{strings.Repeat("東京", 200), 0, "more than 256 terms"},
+		{strings.Repeat("a", MaxQueryLen+1), MaxQueryLen, "longer than 16384 bytes"},
 	}
 	for _, c := range cases {
 		_, err := Parse(c.in)
 		var pe *ParseError
-		require.True(t, errors.As(err, &pe), "Parse(%q) must fail with a *ParseError, got %v", c.in, err)
+		require.True(t, errors.As(err, &pe), "Parse(%.80q) must fail with a *ParseError, got %v", c.in, err)
 		require.ErrorIs(t, err, ErrBadQuery)
-		require.Equal(t, c.pos, pe.Pos, "Parse(%q): error position (%v)", c.in, err)
-		require.Contains(t, pe.Msg, c.msg, "Parse(%q)", c.in)
+		in := c.in
+		if len(in) > 80 {
+			in = in[:80] + "…"
+		}
+		require.Equal(t, c.pos, pe.Pos, "Parse(%q): error position (%v)", in, err)
+		require.Contains(t, pe.Msg, c.msg, "Parse(%q)", in)
 	}
 }
 
@@ -115,7 +130,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if err := validate(q, 0); err != nil {
+		if err := validate(q); err != nil {
 			t.Fatalf("Parse(%q) returned an invalid query: %v", s, err)
 		}
 		r := q.Resolve(time.Unix(1700000000, 0))
@@ -214,6 +229,8 @@ func TestSnippet(t *testing.T) {
 	require.Equal(t, "Quarterly", s[hl[0][0]:hl[0][1]])
 	require.Equal(t, "report", s[hl[1][0]:hl[1][1]])
 	require.NotContains(t, s, "\n")
+	s, hl = makeSnippet("ok สวัสดีครับ ok", []hlTerm{{term: "สวั"}, {term: "วัส"}, {term: "สดี"}}, 100)
+	require.Equal(t, [][2]int{{3, 3 + len("สวัสดี")}}, hl, "the bigrams of a run highlight as one range")
 	s, hl = makeSnippet("short body", nil, 100)
 	require.Equal(t, "short body", s)
 	require.Empty(t, hl)

@@ -112,7 +112,8 @@ func Or(qs ...Query) Query { return Query{Kind: KindOr, Sub: qs} }
 func Not(q Query) Query { return Query{Kind: KindNot, Sub: []Query{q}} }
 
 // Text matches documents whose field f holds the words of s as a phrase
-// (IMAP FROM, TO, CC, BCC, SUBJECT, BODY; TEXT is FieldAny).
+// (IMAP FROM, TO, CC, BCC, SUBJECT, BODY; TEXT is FieldAny, which searches
+// the [ContentFields]).
 func Text(f Field, s string) Query { return Query{Kind: KindText, Field: f, Text: s} }
 
 // Prefix is like [Text] with the last word taken as a prefix.

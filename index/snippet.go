@@ -61,7 +61,11 @@ func makeSnippet(body string, terms []hlTerm, n int) (string, [][2]int) {
 					if first < 0 {
 						first = start
 					}
-					if len(matches) == 0 || matches[len(matches)-1].start != start {
+					// Overlapping matches (the bigrams of a run, an
+					// address and its parts) make one range.
+					if k := len(matches) - 1; k >= 0 && start < matches[k].end {
+						matches[k].end = max(matches[k].end, end)
+					} else {
 						matches = append(matches, match{start, end})
 					}
 					return

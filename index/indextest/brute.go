@@ -118,7 +118,7 @@ func (d *bruteDoc) match(q index.Query) bool {
 		if q.Field != index.FieldAny {
 			return d.phrase(q.Field, q.Terms, q.Prefix)
 		}
-		for _, f := range index.Fields {
+		for _, f := range index.ContentFields {
 			if d.phrase(f, q.Terms, q.Prefix) {
 				return true
 			}

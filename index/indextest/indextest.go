@@ -51,6 +51,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) index.Backend) {
 	t.Run("Errors", func(t *testing.T) { testErrors(t, open(t)) })
 	t.Run("RandomModel", func(t *testing.T) { testModel(t, open(t)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, open(t)) })
+	t.Run("HeaderNamesNotContent", func(t *testing.T) { testHeaderNames(t, open(t)) })
+	t.Run("Scripts", func(t *testing.T) { testScripts(t, open(t)) })
 }
 
 const user = mailbricks.UserID("alice@example.com")

@@ -41,6 +41,16 @@
 // phrases check positions only for the documents every word of the phrase
 // is in; a prefix is a range scan of the term dictionary.
 //
+// # Analyzer version
+//
+// The user's postings hold terms of one [index.AnalyzerVersion], which is
+// recorded with the user's first documents. A user whose live documents
+// were indexed by another version (an index written before the version
+// was recorded counts as version 1) is stale: Search returns an error
+// matching [index.ErrStale] until [index.Index.Reindex] rebuilds the user;
+// writes, List and the other users are unaffected, so users can be
+// rebuilt one at a time while the service runs.
+//
 // # Semantics
 //
 // All writes of one user are serialized; a write is visible to every

@@ -11,6 +11,7 @@ package lsmindex
 //	user 0x00 'T' docnum            stored text (subject, body) for snippets
 //	user 0x00 'X' docnum            deleted-doc marker, empty value
 //	user 0x00 'N'                   next doc number
+//	user 0x00 'A'                   analyzer version
 //
 // field is one byte, the [index.Field] value (1 to 8); term is the folded
 // term's UTF-8 bytes, not terminated: the key ends with it, so a prefix
@@ -55,6 +56,12 @@ package lsmindex
 // Stored text value: uvarint len, subject bytes, then the body bytes to
 // the end of the value.
 //
+// Analyzer version value: uvarint, the [index.AnalyzerVersion] of the
+// tokenizer that wrote the user's postings. It is written with the first
+// documents of a user (and again after [Backend.DeleteUser]); a user with
+// documents and no such key was indexed by version 1, which did not
+// record it.
+//
 // Next doc number value: uint32 big-endian. Doc numbers are allocated per
 // user in increasing order and never reused, so postings written for a
 // deleted document can never be mistaken for a later one.
@@ -74,6 +81,7 @@ const (
 	tagText     = 'T'
 	tagDeleted  = 'X'
 	tagNext     = 'N'
+	tagAnalyzer = 'A'
 )
 
 var errCorrupt = errors.New("lsmindex: corrupt record")

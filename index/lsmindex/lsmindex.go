@@ -151,6 +151,11 @@ type userState struct {
 	byID    map[mailbricks.MessageID]uint32
 	deleted []uint32 // deleted doc numbers whose postings are not purged
 	live    int
+	// analyzer is the analyzer version recorded for the user, 0 if none;
+	// stale is set when the user has live documents analyzed by another
+	// version than index.AnalyzerVersion (see Backend.Search).
+	analyzer uint64
+	stale    bool
 	// order holds doc numbers sorted newest first (date, then ID, both
 	// descending); it may hold dead doc numbers, which searches skip.
 	order []uint32
@@ -251,6 +256,18 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
+	v, err = b.db.Get(tableKey(u, tagAnalyzer))
+	switch {
+	case err == nil:
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
+			return fmt.Errorf("lsmindex: load %s: %w: analyzer version", u, errCorrupt)
+		}
+		s.analyzer = n
+	case !errors.Is(err, lsm.ErrNotFound):
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	s.stale = s.live > 0 && s.analyzer != index.AnalyzerVersion
 	s.rebuildOrder()
 	s.loaded = true
 	return nil
@@ -259,6 +276,7 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 // reset empties s, keeping its lock.
 func (s *userState) reset() {
 	s.loaded, s.next, s.docs, s.deleted, s.live, s.order = false, 0, nil, nil, 0, nil
+	s.analyzer, s.stale = 0, false
 	s.flags, s.dates, s.liveSet = nil, nil, nil
 	s.byID = map[mailbricks.MessageID]uint32{}
 }
@@ -422,6 +440,16 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		key = docKey(key, u, tagDoc, added[i])
 		batch.Set(key, rec)
 	}
+	// A user's first documents (or the first after all were deleted)
+	// record the analyzer version; a stale user's stays as it is until
+	// a rebuild.
+	if s.live == 0 {
+		s.stale = false
+	}
+	recordAnalyzer := s.analyzer != index.AnalyzerVersion && !s.stale
+	if recordAnalyzer {
+		batch.Set(tableKey(u, tagAnalyzer), binary.AppendUvarint(nil, index.AnalyzerVersion))
+	}
 	var nb [4]byte
 	binary.BigEndian.PutUint32(nb[:], next)
 	batch.Set(tableKey(u, tagNext), nb[:])
@@ -455,6 +483,9 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		return fmt.Errorf("lsmindex: index: %w", err)
 	}
 	// Publish to memory only after the commit.
+	if recordAnalyzer {
+		s.analyzer = index.AnalyzerVersion
+	}
 	for _, n := range replaced {
 		s.kill(n)
 		s.deleted = append(s.deleted, n)

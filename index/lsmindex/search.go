@@ -98,6 +98,9 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 		return nil, err
 	}
 	defer s.mu.RUnlock()
+	if s.stale && s.live > 0 {
+		return nil, fmt.Errorf("lsmindex: search %s: analyzer version %d, want %d: %w", u, max(s.analyzer, 1), index.AnalyzerVersion, index.ErrStale)
+	}
 	snap := b.db.NewSnapshot()
 	defer snap.Close()
 	e := &evaluator{ctx: ctx, db: b.db, snap: snap, u: u, s: s}
@@ -245,14 +248,14 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 		}
 		acc := newBitset(e.s.next)
 		if len(q.Terms) == 1 && !q.Prefix {
-			for _, f := range index.Fields {
+			for _, f := range index.ContentFields {
 				if err := e.termInto(f, q.Terms[0], acc); err != nil {
 					return nil, err
 				}
 			}
 			return acc, nil
 		}
-		for _, f := range index.Fields {
+		for _, f := range index.ContentFields {
 			s, err := e.text(f, q.Terms, q.Prefix)
 			if err != nil {
 				return nil, err

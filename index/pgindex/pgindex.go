@@ -475,7 +475,7 @@ func tsquery(q index.Query) string {
 	var sb strings.Builder
 	fields := []index.Field{q.Field}
 	if q.Field == index.FieldAny {
-		fields = index.Fields
+		fields = index.ContentFields
 	}
 	for i, f := range fields {
 		if i > 0 {
