@@ -377,15 +377,30 @@ func (p *parser) fillHeader() {
 	m.References = msgIDs(get(m.Header, "References"))
 }
 
-// addrs parses an address field. An address that cannot be parsed is
-// skipped; a field where none can be is kept as one Address with only a
-// Name, so its text stays visible and searchable.
+// addrs parses an address field (see [AddressList]) and notes an error.
 func (p *parser) addrs(key string) []Address {
 	raw := get(p.m.Header, key)
 	if strings.TrimSpace(raw) == "" {
 		return nil
 	}
-	v := preclean(raw, p.m.Charset)
+	l, err := AddressList(raw, p.m.Charset)
+	if err != nil {
+		p.note("%s: %v", key, err)
+	}
+	return l
+}
+
+// AddressList parses the raw value of an address field (From, To, …)
+// under the header decoding policy, with charset as the first guess for
+// raw 8-bit text. An address that cannot be parsed is skipped; when none
+// can be, the field's decoded text is returned as one Address with only a
+// Name, so it stays visible and searchable, with the parse error. It
+// returns at most [MaxAddresses] addresses.
+func AddressList(raw, charset string) ([]Address, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	v := preclean(raw, charset)
 	ap := mail.AddressParser{WordDecoder: wordDecoder}
 	list, err := ap.ParseList(v)
 	if err != nil {
@@ -400,20 +415,19 @@ func (p *parser) addrs(key string) []Address {
 		}
 	}
 	if len(list) == 0 {
-		p.note("%s: %v", key, err)
-		if s := DecodeHeader(raw, p.m.Charset); s != "" {
-			return []Address{{Name: s}}
+		if s := DecodeHeader(raw, charset); s != "" {
+			return []Address{{Name: s}}, err
 		}
-		return nil
+		return nil, err
 	}
 	out := make([]Address, 0, min(len(list), MaxAddresses))
 	for _, a := range list {
 		if len(out) >= MaxAddresses {
 			break
 		}
-		out = append(out, Address{Name: clean(fixUTF8([]byte(a.Name)), MaxValueBytes), Addr: clean(a.Address, MaxValueBytes)})
+		out = append(out, Address{Name: clean(a.Name, MaxValueBytes), Addr: clean(a.Address, MaxValueBytes)})
 	}
-	return out
+	return out, nil
 }
 
 // msgIDs returns the message IDs in v: the text inside each <…>, or, if
@@ -669,6 +683,41 @@ func (p *parser) decodeTransfer(cte string, body []byte, max int64) (out []byte,
 		return out[:max], true
 	}
 	return out, false
+}
+
+// TransferReader returns a reader that undoes the Content-Transfer-Encoding
+// cte of r, as leniently as [Parse] does: base64 skips characters outside
+// its alphabet, quoted-printable keeps a bare "=", and an unknown encoding
+// (reported by known) reads r unchanged.
+func TransferReader(cte string, r io.Reader) (dec io.Reader, known bool) {
+	switch strings.ToLower(strings.TrimSpace(cte)) {
+	case "quoted-printable":
+		return quotedprintable.NewReader(r), true
+	case "base64":
+		return base64.NewDecoder(base64.StdEncoding, base64Filter{r}), true
+	case "", "7bit", "8bit", "binary":
+		return r, true
+	}
+	return r, false
+}
+
+// base64Filter drops every byte outside the base64 alphabet and padding.
+type base64Filter struct{ r io.Reader }
+
+func (f base64Filter) Read(p []byte) (int, error) {
+	for {
+		n, err := f.r.Read(p)
+		j := 0
+		for _, c := range p[:n] {
+			if ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') || c == '+' || c == '/' || c == '=' {
+				p[j] = c
+				j++
+			}
+		}
+		if j > 0 || err != nil {
+			return j, err
+		}
+	}
 }
 
 // decodeBase64 decodes base64 leniently: characters outside the alphabet
