@@ -60,7 +60,7 @@ func preclean(v, charset string) string {
 }
 
 func isCtlOrSpace(r rune) bool {
-	return r != ' ' && (unicode.IsControl(r) || unicode.IsSpace(r)) || r == utf8.RuneError
+	return r != ' ' && (unicode.IsControl(r) || unicode.IsSpace(r))
 }
 
 // clean applies steps 3 and 4 of the policy (with step 2's fallback for
