@@ -107,11 +107,7 @@ func fixUTF8(b []byte) string {
 	for len(b) > 0 {
 		r, n := utf8.DecodeRune(b)
 		if r == utf8.RuneError && n <= 1 {
-			d, _ := fallback.NewDecoder().Bytes(b[:1])
-			if len(d) == 0 || !utf8.Valid(d) {
-				d = []byte("\uFFFD")
-			}
-			sb.Write(d)
+			sb.WriteRune(fallback.DecodeByte(b[0]))
 			b = b[1:]
 			continue
 		}

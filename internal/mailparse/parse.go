@@ -89,10 +89,12 @@ type Address struct {
 	Addr string
 }
 
-// Field is a raw header field: its name as written and its unfolded,
-// undecoded value.
+// Field is a raw header field.
 type Field struct {
-	Name, Value string
+	// Name is the field name as written.
+	Name string
+	// Value is the value, unfolded and trimmed but not decoded.
+	Value string
 }
 
 // TextKind says where a [Text] came from.
@@ -108,9 +110,12 @@ const (
 	KindOther
 )
 
-// Text is the decoded text of one part: valid UTF-8, without NUL bytes.
+// Text is the decoded text of one part.
 type Text struct {
+	// Kind is the part's kind of text.
 	Kind TextKind
+	// Text is the text: valid UTF-8 without NUL bytes, HTML reduced to
+	// text ([HTMLToText]).
 	Text string
 }
 
@@ -154,14 +159,7 @@ type Message struct {
 func (m *Message) ParseError() string { return strings.Join(m.Notes, "; ") }
 
 // Get returns the raw value of the first field named name (any case).
-func (m *Message) Get(name string) string {
-	for _, f := range m.Header {
-		if strings.EqualFold(f.Name, name) {
-			return f.Value
-		}
-	}
-	return ""
-}
+func (m *Message) Get(name string) string { return get(m.Header, name) }
 
 // HeaderValues returns the decoded values ([DecodeHeader]) of the fields
 // named name, in order, at most [MaxHeaderValues].
