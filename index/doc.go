@@ -10,7 +10,7 @@
 //
 //	b, err := lsmindex.Open(dir, nil)
 //	x := index.New(b, nil)
-//	doc, err := index.DocumentFromMessage(id, raw, index.Values{Date: received, Folder: "INBOX"})
+//	doc, err := index.DocumentFromMessage(id, bytes.NewReader(raw), index.Values{Date: received, Folder: "INBOX"})
 //	err = x.Index(ctx, user, doc)
 //	res, err := x.SearchString(ctx, user, `from:alice "quarterly report" has:attachment`, nil)
 //
@@ -20,8 +20,10 @@
 // the decoded text of every text part (HTML reduced to text), attachment
 // file names and a few headers — and its [Values]: dates, size, folder,
 // flags, keywords, thread, IMAP UID and MODSEQ. [DocumentFromMessage]
-// builds one from a raw RFC 5322 message with go-message (RFC 2045–2047
-// decoding, charsets through go-message/charset). [Index.Update] changes
+// builds one from a raw RFC 5322 message read from an io.Reader, with the
+// parser and header-decoding policy mailbox uses too (RFC 2045–2047
+// decoding, charsets set up explicitly, no global side effects).
+// [Index.Update] changes
 // Values without indexing the text again.
 //
 // # Tokens
@@ -85,8 +87,9 @@
 //
 // [ErrNotFound] (Update of a message that is not indexed), [ErrClosed],
 // [ErrBadQuery] (every *ParseError matches it), [ErrStale], [ErrBadCursor],
-// [ErrMalformed] (DocumentFromMessage on input that is not a message) and
-// [ErrInvalidDocument]. Users are validated with [mailbricks.UserID.Validate]
+// [ErrMalformed] (kept for compatibility: DocumentFromMessage indexes any
+// input as far as it can be read) and [ErrInvalidDocument] (also
+// DocumentFromMessage with a nil reader). Users are validated with [mailbricks.UserID.Validate]
 // (errors wrap [mailbricks.ErrInvalidUser]).
 //
 // # Implementing a Backend

@@ -1,300 +1,113 @@
 package index
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"html"
 	"io"
-	"mime"
-	"strings"
-
-	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // decoders for non-UTF-8 charsets
-	"github.com/emersion/go-message/mail"
 
 	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/internal/mailparse"
 )
 
 // IndexedHeaders are the headers, besides the address fields and Subject,
 // that [DocumentFromMessage] copies into [Document.Headers].
 var IndexedHeaders = []string{"Message-Id", "In-Reply-To", "References", "Reply-To", "Sender", "List-Id", "Return-Path", "X-Mailer"}
 
-// maxPartBytes bounds the decoded text read from one part, so a huge
-// attachment mislabelled as text cannot blow up the index.
-const maxPartBytes = 4 << 20
+// Bounds of [DocumentFromMessage].
+const (
+	// MaxMessageBytes bounds the part of a message DocumentFromMessage
+	// parses; the rest is only counted for [Values.Size].
+	MaxMessageBytes = 64 << 20
+	// MaxHeaders bounds the [Document.Headers] DocumentFromMessage keeps.
+	MaxHeaders = 100
+)
 
-// maxDepth bounds MIME nesting.
-const maxDepth = 16
-
-// DocumentFromMessage parses a raw RFC 5322 message and returns its
+// DocumentFromMessage reads a raw RFC 5322 message from r and returns its
 // [Document] with the given ID and values.
 //
-// It decodes headers (RFC 2047) and text parts (transfer encodings and
-// charsets, through go-message), reduces HTML to text, prefers text/plain
-// in a multipart/alternative, collects attachment file names and sets
-// [FlagAttachment] when there is an attachment. If v.Size is 0 it becomes
-// the message's length; if v.SentDate is zero it becomes the Date header's
-// time. A part that cannot be decoded (an unknown charset, a broken
-// transfer encoding) is indexed as far as it could be read. If the header
-// itself cannot be parsed, the error wraps [ErrMalformed].
+// It parses the message once with the module's message parser, the one
+// mailbox uses too, so both decode a message the same way: header fields
+// are decoded (RFC 2047 encoded words; raw UTF-8 kept; other raw 8-bit
+// text decoded with the declared charset, else as windows-1252), control
+// characters become spaces, and every subject, name, address, header value
+// and file name is valid UTF-8 of at most 4 KiB; text parts are decoded
+// (transfer encodings, charsets), HTML is reduced to text ([HTMLToText]),
+// a multipart/alternative keeps its text/plain version, attachment file
+// names are collected and [FlagAttachment] is set when there is an
+// attachment. A leading mbox "From " line is skipped. If v.Size is 0 it
+// becomes the message's length; if v.SentDate is zero it becomes the Date
+// header's time.
+//
+// Malformed input is indexed as far as it can be read: DocumentFromMessage
+// accepts every message mailbox stores. It reads at most [MaxMessageBytes]
+// of r for parsing, at most 1000 addresses per field, [MaxHeaders] headers,
+// 256 file names, 4 MiB of text per part and 16 MiB in all. It fails only
+// when r is nil (an error matching [ErrInvalidDocument]) or reading r
+// fails.
 func DocumentFromMessage(id mailbricks.MessageID, r io.Reader, v Values) (*Document, error) {
-	cr := &countingReader{r: r}
-	br := bufio.NewReader(cr)
-	e, err := message.Read(br)
-	if e == nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	if r == nil {
+		return nil, fmt.Errorf("%w: DocumentFromMessage with a nil reader", ErrInvalidDocument)
 	}
+	raw, err := io.ReadAll(io.LimitReader(r, MaxMessageBytes))
+	if err != nil {
+		return nil, fmt.Errorf("index: reading message: %w", err)
+	}
+	size := int64(len(raw))
+	if size == MaxMessageBytes {
+		n, err := io.Copy(io.Discard, r)
+		if err != nil {
+			return nil, fmt.Errorf("index: reading message: %w", err)
+		}
+		size += n
+	}
+	p := mailparse.Parse(raw, nil)
+	if v.Size == 0 {
+		v.Size = size
+	}
+	return documentFromParsed(id, p, v), nil
+}
+
+// documentFromParsed builds a Document from a parsed message. mailbox
+// builds its documents from its own parse the same way (its test checks
+// that the two agree).
+func documentFromParsed(id mailbricks.MessageID, p *mailparse.Message, v Values) *Document {
 	d := &Document{ID: id, Values: v}
-	h := mail.Header{Header: e.Header}
-	d.From = addresses(h, "From")
-	d.To = addresses(h, "To")
-	d.Cc = addresses(h, "Cc")
-	d.Bcc = addresses(h, "Bcc")
-	if s, err := h.Subject(); err == nil {
-		d.Subject = s
-	} else {
-		d.Subject = h.Get("Subject")
-	}
+	d.From = addresses(p.From)
+	d.To = addresses(p.To)
+	d.Cc = addresses(p.Cc)
+	d.Bcc = addresses(p.Bcc)
+	d.Subject = p.Subject
 	for _, name := range IndexedHeaders {
-		for _, val := range h.Values(name) {
-			if dec, err := (&mime.WordDecoder{CharsetReader: charsetReader}).DecodeHeader(val); err == nil {
-				val = dec
+		for _, val := range p.HeaderValues(name) {
+			if len(d.Headers) < MaxHeaders {
+				d.Headers = append(d.Headers, Header{Name: name, Value: val})
 			}
-			d.Headers = append(d.Headers, Header{Name: name, Value: val})
 		}
 	}
 	if d.SentDate.IsZero() {
-		if t, err := h.Date(); err == nil {
-			d.SentDate = t
-		}
+		d.SentDate = p.Date
 	}
-	var p parts
-	p.walk(e, 0)
-	d.Body = strings.Join(p.texts, "\n\n")
-	d.Filenames = p.files
-	if p.attachment {
+	d.Body = p.Body()
+	d.Filenames = p.Filenames
+	if p.HasAttachment {
 		d.Flags |= FlagAttachment
 	}
-	// Drain what the walk left so Size counts the whole message.
-	_, _ = io.Copy(io.Discard, br)
-	if d.Size == 0 {
-		d.Size = cr.n
-	}
-	return d, nil
+	return d
 }
 
-func charsetReader(charset string, input io.Reader) (io.Reader, error) {
-	return message.CharsetReader(charset, input)
-}
-
-func addresses(h mail.Header, key string) []Address {
-	list, err := h.AddressList(key)
-	if err != nil {
-		// An unparsable list is still searchable as text.
-		if raw := h.Get(key); raw != "" {
-			return []Address{{Name: raw}}
-		}
+func addresses(l []mailparse.Address) []Address {
+	if l == nil {
 		return nil
 	}
-	out := make([]Address, 0, len(list))
-	for _, a := range list {
-		out = append(out, Address{Name: a.Name, Addr: a.Address})
+	out := make([]Address, len(l))
+	for i, a := range l {
+		out[i] = Address(a)
 	}
 	return out
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// parts collects the text and attachments of a MIME tree.
-type parts struct {
-	texts      []string
-	files      []string
-	attachment bool
-}
-
-func (p *parts) walk(e *message.Entity, depth int) {
-	mt, params, _ := e.Header.ContentType()
-	if mt == "" {
-		mt = "text/plain"
-	}
-	if mr := e.MultipartReader(); mr != nil {
-		if depth >= maxDepth {
-			return
-		}
-		if mt == "multipart/alternative" {
-			p.alternative(mr, depth)
-			return
-		}
-		for {
-			child, err := mr.NextPart()
-			if err != nil {
-				return
-			}
-			p.walk(child, depth+1)
-		}
-	}
-	disp, dparams, _ := e.Header.ContentDisposition()
-	name := dparams["filename"]
-	if name == "" {
-		name = params["name"]
-	}
-	if name != "" {
-		if dec, err := (&mime.WordDecoder{CharsetReader: charsetReader}).DecodeHeader(name); err == nil {
-			name = dec
-		}
-		p.files = append(p.files, name)
-	}
-	if disp == "attachment" || name != "" {
-		p.attachment = true
-		return
-	}
-	switch {
-	case mt == "text/html":
-		if s := readText(e.Body); s != "" {
-			p.texts = append(p.texts, HTMLToText(s))
-		}
-	case strings.HasPrefix(mt, "text/"):
-		if s := readText(e.Body); s != "" {
-			p.texts = append(p.texts, s)
-		}
-	case mt == "message/rfc822":
-		if depth >= maxDepth {
-			return
-		}
-		if inner, err := message.Read(e.Body); inner != nil {
-			_ = err
-			p.walk(inner, depth+1)
-		}
-	default:
-		if depth > 0 {
-			p.attachment = true
-		}
-	}
-}
-
-// alternative keeps the text/plain version of a multipart/alternative,
-// or the HTML one reduced to text, or else every part.
-func (p *parts) alternative(mr message.MultipartReader, depth int) {
-	var plain, htm string
-	var others []*parts
-	for {
-		child, err := mr.NextPart()
-		if err != nil {
-			break
-		}
-		mt, _, _ := child.Header.ContentType()
-		switch mt {
-		case "text/plain", "":
-			plain += readText(child.Body)
-		case "text/html":
-			htm += readText(child.Body)
-		default:
-			var q parts
-			q.walk(child, depth+1)
-			others = append(others, &q)
-		}
-	}
-	switch {
-	case plain != "":
-		p.texts = append(p.texts, plain)
-	case htm != "":
-		p.texts = append(p.texts, HTMLToText(htm))
-	default:
-		for _, q := range others {
-			p.texts = append(p.texts, q.texts...)
-		}
-	}
-	for _, q := range others {
-		p.files = append(p.files, q.files...)
-		p.attachment = p.attachment || q.attachment
-	}
-}
-
-// readText reads a decoded part body, keeping what could be read when the
-// decoding fails midway.
-func readText(r io.Reader) string {
-	var b strings.Builder
-	_, err := io.Copy(&b, io.LimitReader(r, maxPartBytes))
-	if err != nil && !errors.Is(err, io.EOF) && b.Len() == 0 {
-		return ""
-	}
-	return b.String()
-}
-
-// HTMLToText reduces an HTML document to its text: tags are dropped (block
-// tags become line breaks), script and style contents and comments are
-// skipped, and character references are decoded. It is lenient: any input
-// gives some text.
-func HTMLToText(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) / 2)
-	text := func(t string) {
-		if strings.IndexByte(t, '&') >= 0 {
-			t = html.UnescapeString(t)
-		}
-		b.WriteString(t)
-	}
-	for i := 0; i < len(s); {
-		lt := strings.IndexByte(s[i:], '<')
-		if lt < 0 {
-			text(s[i:])
-			break
-		}
-		text(s[i : i+lt])
-		i += lt
-		if strings.HasPrefix(s[i:], "<!--") {
-			end := strings.Index(s[i+4:], "-->")
-			if end < 0 {
-				break
-			}
-			i += 4 + end + 3
-			continue
-		}
-		gt := strings.IndexByte(s[i:], '>')
-		if gt < 0 {
-			text(s[i:])
-			break
-		}
-		tag := strings.ToLower(tagName(s[i+1 : i+gt]))
-		i += gt + 1
-		switch tag {
-		case "script", "style":
-			end := strings.Index(strings.ToLower(s[i:]), "</"+tag)
-			if end < 0 {
-				i = len(s)
-				continue
-			}
-			i += end
-		case "br", "p", "/p", "div", "/div", "tr", "/tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "/h1", "/h2", "/h3", "/h4", "/h5", "/h6", "table", "/table", "blockquote", "/blockquote":
-			b.WriteByte('\n')
-		case "td", "th":
-			b.WriteByte(' ')
-		}
-	}
-	return b.String()
-}
-
-// tagName returns the element name of the inside of a tag ("/p", "br").
-func tagName(s string) string {
-	s = strings.TrimSpace(s)
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case ' ', '\t', '\n', '\r', '/', '>':
-			if i == 0 && s[i] == '/' {
-				continue
-			}
-			return s[:i]
-		}
-	}
-	return s
-}
+// HTMLToText reduces an HTML document to its text with the tokenizer of
+// golang.org/x/net/html: tags and comments are dropped (block elements
+// become line breaks), the contents of script, style, template and head
+// are skipped, and character references are decoded. It is lenient: any
+// input gives some text. It is the function mailbox's snippets use too.
+func HTMLToText(s string) string { return mailparse.HTMLToText(s) }

@@ -83,8 +83,51 @@ func TestDocumentFromMessageLenient(t *testing.T) {
 	_, err = DocumentFromMessage(mailbricks.NewMessageID(), strings.NewReader(raw), Values{})
 	require.NoError(t, err)
 
+	// Not a message at all: indexed as far as it goes, never rejected
+	// (mailbox stores it).
 	_, err = DocumentFromMessage(mailbricks.NewMessageID(), strings.NewReader("\x00\x01 not a header line\r\n"), Values{})
-	if err != nil {
-		require.True(t, errors.Is(err, ErrMalformed))
+	require.NoError(t, err)
+}
+
+func TestDocumentFromMessageNilReader(t *testing.T) {
+	_, err := DocumentFromMessage(mailbricks.NewMessageID(), nil, Values{})
+	require.True(t, errors.Is(err, ErrInvalidDocument), "a nil reader must be an error, got %v", err)
+}
+
+func TestDocumentFromMessagePolicy(t *testing.T) {
+	doc := func(t *testing.T, raw string) *Document {
+		d, err := DocumentFromMessage(mailbricks.NewMessageID(), strings.NewReader(raw), Values{})
+		require.NoError(t, err)
+		return d
 	}
+	t.Run("NUL", func(t *testing.T) {
+		d := doc(t, "Subject: nul\x00here\r\nFrom: \"Ann\x00Lee\" <ann@example.com>\r\nX-Mailer: m\x00x\r\n\r\nbody\x00text\r\n")
+		require.Equal(t, "nul here", d.Subject)
+		require.Equal(t, []Address{{Name: "Ann Lee", Addr: "ann@example.com"}}, d.From)
+		require.Equal(t, []Header{{Name: "X-Mailer", Value: "m x"}}, d.Headers)
+		require.Equal(t, "bodytext\r\n", d.Body)
+	})
+	t.Run("encoded CR LF", func(t *testing.T) {
+		d := doc(t, "Subject: =?utf-8?q?a=0D=0Ab?=\r\n\r\n")
+		require.Equal(t, "a b", d.Subject, "CR and LF from encoded words must not reach the subject")
+	})
+	t.Run("raw latin-1", func(t *testing.T) {
+		d := doc(t, "Subject: Gr\xfc\xdfe\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Disposition: inline; filename=\"K\xf6ln.txt\"\r\n\r\nK\xf6lsch\r\n")
+		require.Equal(t, "Grüße", d.Subject, "raw latin-1 must become valid UTF-8, not stay invalid")
+		require.Equal(t, "Kölsch\r\n", d.Body)
+		require.Equal(t, []string{"Köln.txt"}, d.Filenames)
+	})
+	t.Run("mbox From line", func(t *testing.T) {
+		raw := "From alice@example.com Mon Jan  1 00:00:00 2024\r\nSubject: mbox\r\n\r\nhello\r\n"
+		d := doc(t, raw)
+		require.Equal(t, "mbox", d.Subject, "a leading mbox From line is skipped, not rejected")
+		require.Equal(t, int64(len(raw)), d.Size)
+	})
+	t.Run("1 MB header", func(t *testing.T) {
+		d := doc(t, "Subject: "+strings.Repeat("long ", 200000)+"\r\nX-Mailer: "+strings.Repeat("m", 1<<20)+"\r\n\r\nbody")
+		require.LessOrEqual(t, len(d.Subject), 4096)
+		for _, h := range d.Headers {
+			require.LessOrEqual(t, len(h.Value), 4096)
+		}
+	})
 }

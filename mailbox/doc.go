@@ -13,8 +13,9 @@
 // table whose cost follows the page, not the mailbox.
 //
 // Users call a [Store], made by [New] over a [Backend] and a
-// [dedup.Store]. [Store.Append] parses the message with go-message under
-// size, part-count and depth limits, extracts the metadata (addresses,
+// [dedup.Store]. [Store.Append] parses the message once, with the parser
+// and header-decoding policy package index uses too, under size, header,
+// part-count and depth limits, extracts the metadata (addresses,
 // subject, date, Message-ID, references, attachments, a snippet), threads
 // it, and stores its body through [dedup.Split]: each part body over
 // [dedup.SplitOptions].MinSize (16 KiB by default) becomes a blob kept

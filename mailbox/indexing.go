@@ -4,7 +4,8 @@ package mailbox
 //
 // With Options.Index set, every Store method that commits a change also
 // applies it to the index before it returns: Append indexes the message
-// (built from the parse Append made for the metadata), SetFlags, Move and
+// (its document built from the one parse Append made for the metadata, so
+// the two agree on every decoded string), SetFlags, Move and
 // RenameFolder replace the Values of the messages they changed with their
 // whole new state (never a read-modify-write: the mailbox knows every
 // value, so a flag change cannot drop the attachment flag or the size),
@@ -21,7 +22,6 @@ package mailbox
 // index.Index.Repair with the Store as the index.Source.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +29,7 @@ import (
 
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/internal/mailparse"
 )
 
 // ErrIndex is returned, wrapped with the cause, when a change was committed
@@ -91,13 +92,9 @@ func document(m *Message, raw io.Reader) (*index.Document, error) {
 	return index.DocumentFromMessage(m.ID, raw, IndexValues(m))
 }
 
-// indexNew indexes a message just appended from raw.
-func (s *Store) indexNew(ctx context.Context, user mailbricks.UserID, m *Message, raw []byte) error {
-	doc, err := document(m, bytes.NewReader(raw))
-	if err == nil {
-		err = s.idx.Index(ctx, user, doc)
-	}
-	if err != nil {
+// indexNew indexes a message just appended, from the parse Append made.
+func (s *Store) indexNew(ctx context.Context, user mailbricks.UserID, m *Message, parsed *mailparse.Message) error {
+	if err := s.idx.Index(ctx, user, indexDocument(m.ID, parsed, IndexValues(m))); err != nil {
 		return fmt.Errorf("%w: append %s: %w", ErrIndex, m.ID, err)
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/dedup"
 	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/internal/mailparse"
 )
 
 // Options configures a [Store]. A nil *Options and every zero field mean
@@ -91,7 +92,7 @@ type Store struct {
 	b      Backend
 	blobs  *dedup.Store
 	opts   Options
-	lim    parseLimits
+	lim    mailparse.Limits
 	idx    *index.Index
 	closed atomic.Bool
 }
@@ -103,9 +104,8 @@ func New(b Backend, blobs *dedup.Store, opts *Options) *Store {
 		panic("mailbox: New with a nil Backend or dedup.Store")
 	}
 	o := opts.withDefaults()
-	return &Store{b: b, blobs: blobs, opts: o, idx: o.Index, lim: parseLimits{
-		maxHeaderBytes: o.MaxHeaderBytes, maxParts: o.MaxParts,
-		maxDepth: o.MaxDepth, snippetLen: o.SnippetLen,
+	return &Store{b: b, blobs: blobs, opts: o, idx: o.Index, lim: mailparse.Limits{
+		MaxHeaderBytes: o.MaxHeaderBytes, MaxParts: o.MaxParts, MaxDepth: o.MaxDepth,
 	}}
 }
 
@@ -341,8 +341,12 @@ const MaxKeyLen = 512
 // parts become blobs shared with every other copy of them). A message that
 // cannot be parsed is stored all the same, byte for byte, with
 // [Message.ParseError] set. A special-use folder is created on first use;
-// any other missing folder is [ErrNoFolder].
+// any other missing folder is [ErrNoFolder]. A nil r is
+// [ErrInvalidArgument].
 func (s *Store) Append(ctx context.Context, user mailbricks.UserID, folder string, r io.Reader, opts *AppendOptions) (Message, error) {
+	if r == nil {
+		return Message{}, fmt.Errorf("%w: append with a nil message reader", ErrInvalidArgument)
+	}
 	folder, err := s.checkFolder(user, folder)
 	if err != nil {
 		return Message{}, err
@@ -384,7 +388,10 @@ func (s *Store) Append(ctx context.Context, user mailbricks.UserID, folder strin
 	}
 	rec.InternalDate = rec.InternalDate.UTC().Truncate(time.Second)
 	rec.Size = int64(len(raw))
-	parseMetadata(raw, s.lim, &rec.Message)
+	// One parse per message: its result also yields the message's
+	// index.Document (indexDocument) without a second parse.
+	parsed := mailparse.Parse(raw, &s.lim)
+	fillMetadata(parsed, s.opts.SnippetLen, &rec.Message)
 	if err := s.thread(ctx, user, rec); err != nil {
 		return Message{}, err
 	}
@@ -414,7 +421,7 @@ func (s *Store) Append(ctx context.Context, user mailbricks.UserID, folder strin
 		return m, s.indexExisting(ctx, user, &m)
 	}
 	if s.idx != nil {
-		return m, s.indexNew(ctx, user, &m, raw)
+		return m, s.indexNew(ctx, user, &m, parsed)
 	}
 	return m, nil
 }

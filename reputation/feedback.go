@@ -36,13 +36,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/mail"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/mailbricks/mailbricks/internal/mailparse"
 )
 
 const (
@@ -97,13 +99,26 @@ func malformed(f string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(f, a...))
 }
 
+// parseReport reads the report with go-message's textproto layer only
+// (headers and multipart framing), and undoes transfer encodings and
+// charsets itself through internal/mailparse: go-message's higher layer
+// would decode charsets through its package-level CharsetReader, which is
+// set or not depending on what else a binary links, so the same report
+// would parse differently from one program to another.
 func parseReport(r io.Reader, want string) ([]Outcome, error) {
-	e, err := message.ReadWithOptions(r, &message.ReadOptions{MaxHeaderBytes: maxHeaderBytes})
-	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+	lr := &io.LimitedReader{R: r, N: maxHeaderBytes}
+	br := bufio.NewReader(lr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		if lr.N <= 0 {
+			return nil, malformed("header longer than %d bytes", maxHeaderBytes)
+		}
 		return nil, malformed("%v", err)
 	}
-	mt, params, err := e.Header.ContentType()
-	if err != nil || mt != "multipart/report" {
+	// The rest of the buffer, then what the limit kept back.
+	body := io.MultiReader(br, r)
+	mt, params, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	if mt != "multipart/report" {
 		return nil, fmt.Errorf("%w: content type %q", ErrNotReport, mt)
 	}
 	rt := strings.ToLower(params["report-type"])
@@ -113,27 +128,28 @@ func parseReport(r io.Reader, want string) ([]Outcome, error) {
 	if rt != "delivery-status" && rt != "feedback-report" {
 		return nil, fmt.Errorf("%w: report-type %q", ErrNotReport, rt)
 	}
-	mr := e.MultipartReader()
-	if mr == nil {
+	if params["boundary"] == "" {
 		return nil, malformed("multipart/report without parts")
 	}
+	mr := textproto.NewMultipartReader(body, params["boundary"])
 	var groups []textproto.Header
 	var orig *textproto.Header
+	var origCharset string
 	for {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err != nil && (p == nil || (!message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err))) {
+		if err != nil {
 			return nil, malformed("%v", err)
 		}
-		pt, _, _ := p.Header.ContentType()
+		pt, pparams, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
 		switch pt {
 		case "message/delivery-status", "message/global-delivery-status", "message/feedback-report":
 			if groups != nil {
 				continue
 			}
-			if groups, err = readGroups(p.Body); err != nil {
+			if groups, err = readGroups(partBody(p, pparams)); err != nil {
 				return nil, err
 			}
 			if groups == nil {
@@ -143,12 +159,15 @@ func parseReport(r io.Reader, want string) ([]Outcome, error) {
 			if orig != nil {
 				continue
 			}
-			h, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(p.Body, maxHeaderBytes)))
+			h, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(partBody(p, pparams), maxHeaderBytes)))
 			if err != nil && !errors.Is(err, io.EOF) {
 				// A broken original is no reason to drop the report.
 				h = textproto.Header{}
 			}
 			orig = &h
+			if _, op, err := mime.ParseMediaType(h.Get("Content-Type")); err == nil {
+				origCharset = op["charset"]
+			}
 		}
 	}
 	if groups == nil {
@@ -156,12 +175,24 @@ func parseReport(r io.Reader, want string) ([]Outcome, error) {
 	}
 	var msgID string
 	if orig != nil {
-		msgID = strings.Trim(strings.TrimSpace(orig.Get("Message-Id")), "<>")
+		msgID = strings.Trim(mailparse.DecodeHeader(orig.Get("Message-Id"), ""), "<>")
 	}
 	if rt == "delivery-status" {
 		return dsnOutcomes(groups, msgID)
 	}
-	return arfOutcomes(groups, orig, msgID)
+	return arfOutcomes(groups, orig, origCharset, msgID)
+}
+
+// partBody returns a part's body with its transfer encoding undone and, if
+// it declares a charset mailparse knows, converted to UTF-8.
+func partBody(p *textproto.Part, params map[string]string) io.Reader {
+	r, _ := mailparse.TransferReader(p.Header.Get("Content-Transfer-Encoding"), p)
+	if cs := params["charset"]; cs != "" {
+		if dec, err := mailparse.CharsetReader(cs, r); err == nil {
+			return dec
+		}
+	}
+	return r
 }
 
 // readGroups reads the header-shaped field groups of a report part.
@@ -225,8 +256,10 @@ func stripComment(v string) string {
 	return strings.TrimSpace(v)
 }
 
+// cleanAddress returns the address in v as valid UTF-8 without control
+// characters (raw 8-bit decoded under the module's header policy).
 func cleanAddress(v string) string {
-	v = strings.TrimSpace(v)
+	v = mailparse.DecodeHeader(v, "")
 	if a, err := mail.ParseAddress(v); err == nil {
 		return a.Address
 	}
@@ -251,7 +284,9 @@ func dsnOutcomes(groups []textproto.Header, msgID string) ([]Outcome, error) {
 			return nil, malformed("recipient group without Final-Recipient or Action")
 		}
 		o := Outcome{Recipient: cleanAddress(rcpt), Enhanced: stripComment(g.Get("Status")), MessageID: msgID, EnvelopeID: envID}
-		if dt, diag := typedValue(g.Get("Diagnostic-Code")); dt == "smtp" || dt == "" {
+		// Diagnostic text may hold raw 8-bit or encoded words: decode it
+		// under the module's header policy so Text is clean UTF-8.
+		if dt, diag := typedValue(mailparse.DecodeHeader(g.Get("Diagnostic-Code"), "")); dt == "smtp" || dt == "" {
 			o.Code, o.Text = splitReply(diag)
 		} else {
 			o.Text = diag
@@ -297,7 +332,7 @@ func splitReply(s string) (int, string) {
 	return 0, s
 }
 
-func arfOutcomes(groups []textproto.Header, orig *textproto.Header, msgID string) ([]Outcome, error) {
+func arfOutcomes(groups []textproto.Header, orig *textproto.Header, origCharset, msgID string) ([]Outcome, error) {
 	if len(groups) == 0 {
 		return nil, malformed("feedback-report without fields")
 	}
@@ -325,9 +360,12 @@ func arfOutcomes(groups []textproto.Header, orig *textproto.Header, msgID string
 		}
 	}
 	if len(rcpts) == 0 && orig != nil {
-		if l, err := mail.ParseAddressList(orig.Get("To")); err == nil {
-			for _, a := range l {
-				rcpts = append(rcpts, a.Address)
+		// The original's To may hold raw 8-bit display names: decode them
+		// under the module's header policy rather than fail the list.
+		l, _ := mailparse.AddressList(orig.Get("To"), origCharset)
+		for _, a := range l {
+			if a.Addr != "" && len(rcpts) < maxRecipients {
+				rcpts = append(rcpts, a.Addr)
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -346,6 +347,8 @@ func Malformed() [][]byte {
 		[]byte("Subject: =?bogus?Q?=ZZ?=\r\nDate: not a date\r\nFrom: <<<@>>>\r\n\r\nx"),
 		[]byte("Subject: " + strings.Repeat("long ", 100000) + "\r\n\r\nhuge header"),
 		nested(100),
+		[]byte("Subject: nul\x00in =?utf-8?q?a=0D=0A=00b?=\r\nFrom: \"Ann\x00\" <ann@example.com>\r\nMessage-Id: <a\x00b@x>\r\n\r\nbody\x00"),
+		[]byte("Subject: Gr\xfc\xdfe\r\nFrom: J\xfcrgen <j@example.de>\r\n\r\nK\xf6ln"),
 	}
 }
 
@@ -366,6 +369,14 @@ func testMalformed(t *testing.T, s *mailbox.Store) {
 		m, err := s.Append(ctx, alice, mailbox.Inbox, bytes.NewReader(raw), nil)
 		require.NoError(t, err, "malformed message %d must be stored, not rejected", i)
 		require.Equal(t, raw, openAll(t, s, alice, m.ID), "malformed message %d must read back byte for byte", i)
+		meta := []string{m.Subject, m.Snippet, m.MessageIDHeader}
+		for _, a := range m.From {
+			meta = append(meta, a.Name, a.Addr)
+		}
+		for _, v := range meta {
+			require.True(t, utf8.ValidString(v) && !strings.ContainsAny(v, "\x00\r\n"),
+				"metadata of malformed message %d must be valid UTF-8 without NUL, CR or LF: %q", i, v)
+		}
 	}
 	m, err := s.Append(ctx, alice, mailbox.Inbox, bytes.NewReader(nested(100)), nil)
 	require.NoError(t, err)
