@@ -51,11 +51,15 @@ var Fields = []Field{FieldFrom, FieldTo, FieldCc, FieldBcc, FieldSubject, FieldB
 // Message-ID, …) are found with [HeaderText] (IMAP HEADER) only.
 var ContentFields = []Field{FieldFrom, FieldTo, FieldCc, FieldBcc, FieldSubject, FieldBody, FieldFilename}
 
-// Flag is a set of message flags (IMAP system flags, plus whether the
-// message has an attachment).
+// Flag is a set of message flags as bits: the IMAP system flags, plus
+// whether the message has an attachment. These are not IMAP flag strings:
+// mailbox.FlagSeen is the string `\Seen`, index.FlagSeen its bit here.
+// mailbox.IndexFlags and mailbox.IndexValues convert a mailbox message's
+// flags and state, and a mailbox Store with an index attached does it
+// itself.
 type Flag uint16
 
-// The flags.
+// The flag bits.
 const (
 	FlagSeen Flag = 1 << iota
 	FlagAnswered
