@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks/mailbox"
@@ -26,6 +27,14 @@ func pgURL(t *testing.T) string {
 	return url
 }
 
+// newPool returns a pool on MAILBRICKS_PG_URL, closed when the test ends.
+func newPool(t *testing.T, url string) *pgxpool.Pool {
+	p, err := pgxpool.New(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	return p
+}
+
 // dropSchema drops a test's schema when the test ends.
 func dropSchema(t *testing.T, url, schema string) {
 	t.Cleanup(func() {
@@ -38,13 +47,13 @@ func dropSchema(t *testing.T, url, schema string) {
 	})
 }
 
-// newBackend opens a backend on a schema of its own, dropped when the test
-// ends.
+// newBackend opens a backend on a pool and a schema of its own, dropped
+// when the test ends.
 func newBackend(t *testing.T) mailbox.Backend {
 	url := pgURL(t)
 	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
 	dropSchema(t, url, schema)
-	b, err := pgmailbox.Open(context.Background(), url, &pgmailbox.Options{Schema: schema, Partitions: 2})
+	b, err := pgmailbox.Open(context.Background(), newPool(t, url), &pgmailbox.Options{Schema: schema, Partitions: 2})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -76,9 +85,9 @@ func TestWatchAcrossProcesses(t *testing.T) {
 	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
 	ctx := context.Background()
 	dropSchema(t, url, schema)
-	b1, err := pgmailbox.Open(ctx, url, &pgmailbox.Options{Schema: schema, Partitions: 2})
+	b1, err := pgmailbox.Open(ctx, newPool(t, url), &pgmailbox.Options{Schema: schema, Partitions: 2})
 	require.NoError(t, err)
-	b2, err := pgmailbox.Open(ctx, url, &pgmailbox.Options{Schema: schema})
+	b2, err := pgmailbox.Open(ctx, newPool(t, url), &pgmailbox.Options{Schema: schema})
 	require.NoError(t, err, "a second Open of a migrated schema must succeed")
 	s1 := mailboxtest.NewStore(t, b1)
 	s2 := mailboxtest.NewStore(t, b2)
