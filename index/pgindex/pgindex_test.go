@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks/index"
@@ -24,15 +24,14 @@ func open(t *testing.T) index.Backend {
 	}
 	ctx := context.Background()
 	schema := fmt.Sprintf("idx_test_%016x", rand.Uint64())
-	b, err := pgindex.Open(ctx, url, &pgindex.Options{Schema: schema, Partitions: 2})
+	p, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	b, err := pgindex.Open(ctx, p, &pgindex.Options{Schema: schema, Partitions: 2})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = b.Close()
-		c, err := pgx.Connect(ctx, url)
-		if err == nil {
-			_, _ = c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-			_ = c.Close(ctx)
-		}
+		_, _ = p.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
 	})
 	return b
 }
