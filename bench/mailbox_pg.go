@@ -69,13 +69,13 @@ func (s *mailboxSuite) runPG(url, base string, c *config, r *reporter) error {
 		}
 		flagRes := &prefixReporter{r, "list_unread_flagscan_"}
 		var fid int64
-		if err := conn.QueryRow(mbCtx, `SELECT folder_id FROM `+schema+`.folders WHERE user_id = $1 AND name = 'INBOX'`, string(user)).Scan(&fid); err != nil {
+		if err := conn.QueryRow(mbCtx, `SELECT folder_id FROM `+schema+`.folders WHERE user_id = $1 AND name = 'INBOX'`, []byte(user)).Scan(&fid); err != nil {
 			return err
 		}
 		if err := mbMeasureListTo(flagRes, n, s.listRuns, func() (int, error) {
 			rows, err := conn.Query(mbCtx, `SELECT m.id, f.name, m.uid, m.modseq, m.flags, m.meta FROM `+schema+`.messages m
 				JOIN `+schema+`.folders f ON f.user_id = m.user_id AND f.folder_id = m.folder_id
-				WHERE m.user_id = $1 AND m.folder_id = $2 AND NOT ('\Seen' = ANY(m.flags)) ORDER BY m.id DESC LIMIT 50`, string(user), fid)
+				WHERE m.user_id = $1 AND m.folder_id = $2 AND NOT ('\Seen' = ANY(m.flags)) ORDER BY m.id DESC LIMIT 50`, []byte(user), fid)
 			if err != nil {
 				return 0, err
 			}
