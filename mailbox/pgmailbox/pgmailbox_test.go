@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/internal/pgerr/pgerrtest"
 	"github.com/mailbricks/mailbricks/mailbox"
 	"github.com/mailbricks/mailbricks/mailbox/mailboxtest"
 	"github.com/mailbricks/mailbricks/mailbox/pgmailbox"
@@ -107,3 +109,27 @@ func TestWatchAcrossProcesses(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// TestTerminatedConnectionIsTemporary terminates the backend's connection
+// in the middle of a call, as a failover does: the call must fail with an
+// error that mailbricks.IsTemporary reports, and a retry must succeed.
+func TestTerminatedConnectionIsTemporary(t *testing.T) {
+	url := pgURL(t)
+	ctx := context.Background()
+	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
+	dropSchema(t, url, schema)
+	app := "pgmailbox_test_" + schema
+	b, err := pgmailbox.Open(ctx, pgerrtest.Pool(t, url, app), &pgmailbox.Options{Schema: schema, Partitions: 2})
+	require.NoError(t, err)
+	defer b.Close()
+	_, err = b.CreateFolder(ctx, "alice", mailbox.Inbox, mailbox.RoleInbox)
+	require.NoError(t, err)
+	err = pgerrtest.Terminate(t, newPool(t, url), app, schema+".folders", func() error {
+		_, err := b.Folders(ctx, "alice")
+		return err
+	})
+	require.Error(t, err)
+	require.True(t, mailbricks.IsTemporary(err), "a terminated connection must be a temporary error, got %v", err)
+	_, err = b.Folders(ctx, "alice")
+	require.NoError(t, err, "a retry after a terminated connection must succeed")
+}

@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/internal/pgerr/pgerrtest"
 	"github.com/mailbricks/mailbricks/queue"
 	"github.com/mailbricks/mailbricks/queue/internal/killtest"
 	"github.com/mailbricks/mailbricks/queue/pgqueue"
@@ -139,4 +141,25 @@ func TestAckBatch(t *testing.T) {
 	for _, j := range keep {
 		require.NoError(t, b.Ack(ctx, j))
 	}
+}
+
+// TestTerminatedConnectionIsTemporary terminates the backend's connection
+// in the middle of a call, as a failover does: the call must fail with an
+// error that mailbricks.IsTemporary reports, and a retry must succeed.
+func TestTerminatedConnectionIsTemporary(t *testing.T) {
+	admin := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, admin)
+	app := "pgqueue_test_" + schema
+	b, err := pgqueue.Open(ctx, pgerrtest.Pool(t, os.Getenv("MAILBRICKS_PG_URL"), app), &pgqueue.Options{Schema: schema})
+	require.NoError(t, err)
+	defer b.Close()
+	stats := func() error {
+		_, err := b.Stats(ctx, "t")
+		return err
+	}
+	err = pgerrtest.Terminate(t, admin, app, schema+".jobs", stats)
+	require.Error(t, err)
+	require.True(t, mailbricks.IsTemporary(err), "a terminated connection must be a temporary error, got %v", err)
+	require.NoError(t, stats(), "a retry after a terminated connection must succeed")
 }
