@@ -80,3 +80,32 @@ func TestTerminatedConnectionIsTemporary(t *testing.T) {
 	require.True(t, mailbricks.IsTemporary(err), "a terminated connection must be a temporary error, got %v", err)
 	require.NoError(t, list(), "a retry after a terminated connection must succeed")
 }
+
+// TestOpenConcurrent opens one fresh schema from several backends at once,
+// as processes starting together do: every Open must succeed, and closing
+// a backend must leave the caller's pool open.
+func TestOpenConcurrent(t *testing.T) {
+	url := os.Getenv("MAILBRICKS_PG_URL")
+	if url == "" {
+		t.Skip("MAILBRICKS_PG_URL is not set; skipping the PostgreSQL backend tests")
+	}
+	ctx := context.Background()
+	schema := fmt.Sprintf("idx_test_%016x", rand.Uint64())
+	p := pgerrtest.Pool(t, url, "pgindex_test")
+	t.Cleanup(func() { _, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
+	const n = 4
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			b, err := pgindex.Open(ctx, p, &pgindex.Options{Schema: schema, Partitions: 2})
+			if err == nil {
+				err = b.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs, "concurrent Opens of a fresh schema must all succeed")
+	}
+	require.NoError(t, p.Ping(ctx), "Close must not close the caller's pool")
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -132,4 +133,49 @@ func TestTerminatedConnectionIsTemporary(t *testing.T) {
 	require.True(t, mailbricks.IsTemporary(err), "a terminated connection must be a temporary error, got %v", err)
 	_, err = b.Folders(ctx, "alice")
 	require.NoError(t, err, "a retry after a terminated connection must succeed")
+}
+
+// TestOpenConcurrent opens one fresh schema from several backends at once,
+// as processes starting together do: every Open must succeed, the
+// migration must apply once, and closing a backend must leave the
+// caller's pool open.
+func TestOpenConcurrent(t *testing.T) {
+	url := pgURL(t)
+	ctx := context.Background()
+	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
+	dropSchema(t, url, schema)
+	p := newPool(t, url)
+	const n = 4
+	bs := make([]*pgmailbox.Backend, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bs[i], errs[i] = pgmailbox.Open(ctx, p, &pgmailbox.Options{Schema: schema, Partitions: 2})
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i], "concurrent Open %d of a fresh schema", i)
+	}
+	var applied int
+	require.NoError(t, p.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.mailbricks_migrations WHERE component = 'pgmailbox'`).Scan(&applied))
+	require.Equal(t, 1, applied, "the migration must be recorded once")
+	for _, b := range bs {
+		require.NoError(t, b.Close())
+	}
+	require.NoError(t, p.Ping(ctx), "Close must not close the caller's pool")
+}
+
+// TestInvalidText checks that text PostgreSQL cannot store is reported as
+// an invalid argument, not as a raw SQLSTATE.
+func TestInvalidText(t *testing.T) {
+	b := newBackend(t)
+	_, err := b.CreateFolder(context.Background(), "alice", "a\x00b", "")
+	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "a NUL in a folder name must be an invalid argument")
+	require.False(t, mailbricks.IsTemporary(err))
+	_, err = b.CreateFolder(context.Background(), "alice", "a\xffb", "")
+	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "invalid UTF-8 in a folder name must be an invalid argument")
 }

@@ -163,3 +163,27 @@ func TestTerminatedConnectionIsTemporary(t *testing.T) {
 	require.True(t, mailbricks.IsTemporary(err), "a terminated connection must be a temporary error, got %v", err)
 	require.NoError(t, stats(), "a retry after a terminated connection must succeed")
 }
+
+// TestOpenConcurrent opens one fresh schema from several backends at once,
+// as processes starting together do: every Open must succeed, and closing
+// a backend must leave the caller's pool open.
+func TestOpenConcurrent(t *testing.T) {
+	p := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, p)
+	const n = 4
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			b, err := pgqueue.Open(ctx, p, &pgqueue.Options{Schema: schema})
+			if err == nil {
+				err = b.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs, "concurrent Opens of a fresh schema must all succeed")
+	}
+	require.NoError(t, p.Ping(ctx), "Close must not close the caller's pool")
+}
