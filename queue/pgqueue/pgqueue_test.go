@@ -187,3 +187,31 @@ func TestOpenConcurrent(t *testing.T) {
 	}
 	require.NoError(t, p.Ping(ctx), "Close must not close the caller's pool")
 }
+
+// TestPoolExhaustedIsTemporary fills the caller's pool (MaxConns 1) and
+// calls with a short deadline: waiting for a connection that never comes
+// must be a temporary error.
+func TestPoolExhaustedIsTemporary(t *testing.T) {
+	admin := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, admin)
+	cfg, err := pgxpool.ParseConfig(os.Getenv("MAILBRICKS_PG_URL"))
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer p.Close()
+	b, err := pgqueue.Open(ctx, p, &pgqueue.Options{Schema: schema})
+	require.NoError(t, err)
+	defer b.Close()
+	held, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = b.Stats(short, "t")
+	held.Release()
+	require.Error(t, err)
+	require.True(t, mailbricks.IsTemporary(err), "a full pool must be a temporary error, got %v", err)
+	_, err = b.Stats(ctx, "t")
+	require.NoError(t, err, "a retry once a connection is free must succeed")
+}
