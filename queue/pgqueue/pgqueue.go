@@ -37,7 +37,8 @@
 // embedded migrations (migrations/*.sql) it has not applied yet, in one
 // transaction under an advisory lock, recording them in the schema's
 // mailbricks_migrations table (the mechanism pgmailbox and pgindex
-// share). Version 1:
+// share). Version 1 is the schema of earlier releases, which it adopts;
+// version 2 makes keys bytea. The result:
 //
 //	jobs(id bigserial PRIMARY KEY, topic text, payload bytea, key bytea,
 //	     state smallint,      -- 1 ready or delayed, 2 leased, 3 dead

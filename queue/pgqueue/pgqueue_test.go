@@ -215,3 +215,36 @@ func TestPoolExhaustedIsTemporary(t *testing.T) {
 	_, err = b.Stats(ctx, "t")
 	require.NoError(t, err, "a retry once a connection is free must succeed")
 }
+
+// TestAdoptsUnversionedSchema opens a schema made by a release before
+// versioned migrations (keys as text) that holds a keyed job: Open must
+// adopt it, convert the keys, and keep the job and its key.
+func TestAdoptsUnversionedSchema(t *testing.T) {
+	p := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, p)
+	s := pgx.Identifier{schema}.Sanitize()
+	_, err := p.Exec(ctx, `CREATE SCHEMA `+s+`;
+CREATE TABLE `+s+`.jobs (id bigserial PRIMARY KEY, topic text NOT NULL, payload bytea NOT NULL, key text,
+	state smallint NOT NULL, attempt int NOT NULL DEFAULT 0, max_attempts int NOT NULL, priority int NOT NULL DEFAULT 0,
+	token bigint NOT NULL DEFAULT 0, run_at timestamptz NOT NULL, not_before timestamptz,
+	enqueued_at timestamptz NOT NULL DEFAULT now(), last_error text NOT NULL DEFAULT '');
+CREATE INDEX jobs_due ON `+s+`.jobs (topic, priority DESC, run_at, id) WHERE state IN (1, 2);
+CREATE INDEX jobs_dead ON `+s+`.jobs (topic, run_at, id) WHERE state = 3;
+CREATE TABLE `+s+`.keys (topic text NOT NULL, key text NOT NULL, job_id bigint NOT NULL, done_at timestamptz, PRIMARY KEY (topic, key));
+CREATE INDEX keys_done ON `+s+`.keys (done_at) WHERE done_at IS NOT NULL;
+INSERT INTO `+s+`.jobs (topic, payload, key, state, max_attempts, run_at) VALUES ('t', 'old', 'k-é', 1, 3, now());
+INSERT INTO `+s+`.keys (topic, key, job_id) SELECT 't', 'k-é', id FROM `+s+`.jobs`)
+	require.NoError(t, err)
+	b, err := pgqueue.Open(ctx, p, &pgqueue.Options{Schema: schema})
+	require.NoError(t, err, "Open must adopt a schema of an earlier release")
+	defer b.Close()
+	jobs, err := b.Lease(ctx, "t", 10, time.Minute, 0)
+	require.NoError(t, err)
+	require.Len(t, jobs, 1, "the earlier release's job must survive the migration")
+	assert.Equal(t, "k-é", jobs[0].Key, "a text key must keep its bytes as bytea")
+	assert.Equal(t, "old", string(jobs[0].Payload))
+	id, err := b.Enqueue(ctx, "t", []byte("new"), queue.EnqueueOptions{Key: "k-é", MaxAttempts: 3})
+	require.NoError(t, err)
+	assert.Equal(t, jobs[0].ID, id, "the converted key must still deduplicate")
+}
