@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/mailbox"
@@ -30,7 +31,12 @@ func (s *mailboxSuite) runPG(url, base string, c *config, r *reporter) error {
 	}
 	defer conn.Close(mbCtx)
 	defer conn.Exec(mbCtx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-	b, err := pgmailbox.Open(mbCtx, url, &pgmailbox.Options{Schema: schema})
+	pool, err := pgxpool.New(mbCtx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	b, err := pgmailbox.Open(mbCtx, pool, &pgmailbox.Options{Schema: schema})
 	if err != nil {
 		return err
 	}
@@ -63,13 +69,13 @@ func (s *mailboxSuite) runPG(url, base string, c *config, r *reporter) error {
 		}
 		flagRes := &prefixReporter{r, "list_unread_flagscan_"}
 		var fid int64
-		if err := conn.QueryRow(mbCtx, `SELECT folder_id FROM `+schema+`.folders WHERE user_id = $1 AND name = 'INBOX'`, string(user)).Scan(&fid); err != nil {
+		if err := conn.QueryRow(mbCtx, `SELECT folder_id FROM `+schema+`.folders WHERE user_id = $1 AND name = 'INBOX'`, []byte(user)).Scan(&fid); err != nil {
 			return err
 		}
 		if err := mbMeasureListTo(flagRes, n, s.listRuns, func() (int, error) {
 			rows, err := conn.Query(mbCtx, `SELECT m.id, f.name, m.uid, m.modseq, m.flags, m.meta FROM `+schema+`.messages m
 				JOIN `+schema+`.folders f ON f.user_id = m.user_id AND f.folder_id = m.folder_id
-				WHERE m.user_id = $1 AND m.folder_id = $2 AND NOT ('\Seen' = ANY(m.flags)) ORDER BY m.id DESC LIMIT 50`, string(user), fid)
+				WHERE m.user_id = $1 AND m.folder_id = $2 AND NOT ('\Seen' = ANY(m.flags)) ORDER BY m.id DESC LIMIT 50`, []byte(user), fid)
 			if err != nil {
 				return 0, err
 			}
@@ -176,11 +182,11 @@ func mbFillPG(conn *pgx.Conn, b *pgmailbox.Backend, schema string, user mailbric
 		rec := mbRecord(i, unread[i])
 		meta, _ := json.Marshal(rec.Message)
 		id := [16]byte(rec.ID)
-		msgRows = append(msgRows, []any{string(user), id, fid, int64(i + 1), int64(i + 1), rec.Flags, id, rec.Size, meta, rec.Skeleton})
+		msgRows = append(msgRows, []any{[]byte(user), id, fid, int64(i + 1), int64(i + 1), rec.Flags, id, rec.Size, meta, rec.Skeleton})
 		if unread[i] {
-			unreadRows = append(unreadRows, []any{string(user), fid, id})
+			unreadRows = append(unreadRows, []any{[]byte(user), fid, id})
 		} else {
-			readRows = append(readRows, []any{string(user), fid, id})
+			readRows = append(readRows, []any{[]byte(user), fid, id})
 		}
 		if len(msgRows) >= 20000 {
 			if err := flush(); err != nil {
@@ -192,7 +198,7 @@ func mbFillPG(conn *pgx.Conn, b *pgmailbox.Backend, schema string, user mailbric
 		return err
 	}
 	_, err = conn.Exec(mbCtx, `UPDATE `+schema+`.folders SET uidnext = $3, highestmodseq = $4, total = $5, unread = $6, size = $7
-		WHERE user_id = $1 AND folder_id = $2`, string(user), fid, int64(n+1), int64(n), int64(n), int64(n/100), int64(n)*2000)
+		WHERE user_id = $1 AND folder_id = $2`, []byte(user), fid, int64(n+1), int64(n), int64(n), int64(n/100), int64(n)*2000)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,10 @@
 // If-Match on PutObject; minio-go v7.3.0 sends them via
 // PutObjectOptions.SetMatchETagExcept("*") and SetMatchETag.
 //
+// Errors a retry may cure (5xx and 429 replies, SlowDown, RequestTimeout,
+// ServiceUnavailable, InternalError, a failed or dropped connection)
+// satisfy [mailbricks.IsTemporary].
+//
 // S3 has no multi-object transactions, so the exclusion between GC and
 // Put/Link is a Dekker-style handshake over strongly consistent objects:
 // a collector first creates marks/<hash> with If-None-Match: * and then
@@ -151,7 +155,7 @@ func Open(ctx context.Context, client *minio.Client, bucket, prefix string, opts
 	}
 	ok, err := client.BucketExists(ctx, bucket)
 	if err != nil {
-		return nil, fmt.Errorf("s3dedup: open: %w", err)
+		return nil, fmt.Errorf("s3dedup: open: %w", classify(err))
 	}
 	if !ok {
 		return nil, fmt.Errorf("s3dedup: open: bucket %q does not exist", bucket)
@@ -259,7 +263,8 @@ func (b *Backend) any(ctx context.Context, prefix string) (bool, error) {
 
 // Create implements [dedup.Backend.Create]: the upload is spooled to a
 // local temporary file.
-func (b *Backend) Create(ctx context.Context) (dedup.Upload, error) {
+func (b *Backend) Create(ctx context.Context) (_ dedup.Upload, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(); err != nil {
 		return nil, err
 	}
@@ -294,7 +299,8 @@ func (u *upload) Abort() error {
 }
 
 // Commit implements [dedup.Upload.Commit]; see the package documentation.
-func (u *upload) Commit(ctx context.Context, ref dedup.Ref, expires time.Time) error {
+func (u *upload) Commit(ctx context.Context, ref dedup.Ref, expires time.Time) (err error) {
+	defer func() { err = classify(err) }()
 	if u.done {
 		return errors.New("s3dedup: commit after commit or abort")
 	}
@@ -369,7 +375,8 @@ type blob struct {
 func (bl *blob) Size() int64 { return bl.size }
 
 // Open implements [dedup.Backend.Open].
-func (b *Backend) Open(ctx context.Context, h dedup.Hash) (dedup.Blob, error) {
+func (b *Backend) Open(ctx context.Context, h dedup.Hash) (_ dedup.Blob, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(); err != nil {
 		return nil, err
 	}
@@ -393,7 +400,8 @@ func mapErr(err error) error {
 }
 
 // Stat implements [dedup.Backend.Stat].
-func (b *Backend) Stat(ctx context.Context, h dedup.Hash) (dedup.BlobInfo, error) {
+func (b *Backend) Stat(ctx context.Context, h dedup.Hash) (_ dedup.BlobInfo, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(); err != nil {
 		return dedup.BlobInfo{}, err
 	}
@@ -406,7 +414,8 @@ func (b *Backend) Stat(ctx context.Context, h dedup.Hash) (dedup.BlobInfo, error
 
 // Link implements [dedup.Backend.Link]: write the link, then wait out any
 // collector, then check the blob.
-func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) error {
+func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) (err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(); err != nil {
 		return err
 	}
@@ -417,7 +426,7 @@ func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) error {
 	if err := b.waitNoMarker(ctx, h); err != nil {
 		return err
 	}
-	_, err := b.c.StatObject(ctx, b.bucket, b.blobKey(h), minio.StatObjectOptions{})
+	_, err = b.c.StatObject(ctx, b.bucket, b.blobKey(h), minio.StatObjectOptions{})
 	if isNotFound(err) {
 		if rerr := b.remove(context.WithoutCancel(ctx), key); rerr != nil {
 			return rerr
@@ -428,7 +437,8 @@ func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) error {
 }
 
 // Unlink implements [dedup.Backend.Unlink].
-func (b *Backend) Unlink(ctx context.Context, h dedup.Hash, owner string, now time.Time) error {
+func (b *Backend) Unlink(ctx context.Context, h dedup.Hash, owner string, now time.Time) (err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(); err != nil {
 		return err
 	}
@@ -452,7 +462,8 @@ func (b *Backend) Unlink(ctx context.Context, h dedup.Hash, owner string, now ti
 }
 
 // Candidates implements [dedup.Backend.Candidates].
-func (b *Backend) Candidates(ctx context.Context, now time.Time, after string, limit int) ([]dedup.Candidate, error) {
+func (b *Backend) Candidates(ctx context.Context, now time.Time, after string, limit int) (_ []dedup.Candidate, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(); err != nil {
 		return nil, err
 	}
@@ -494,7 +505,8 @@ func (b *Backend) Candidates(ctx context.Context, now time.Time, after string, l
 
 // Collect implements [dedup.Backend.Collect]; see the package
 // documentation for the marker protocol.
-func (b *Backend) Collect(ctx context.Context, now time.Time, cands []dedup.Candidate) ([]dedup.Outcome, error) {
+func (b *Backend) Collect(ctx context.Context, now time.Time, cands []dedup.Candidate) (_ []dedup.Outcome, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(); err != nil {
 		return nil, err
 	}

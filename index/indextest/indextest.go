@@ -45,6 +45,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) index.Backend) {
 	t.Run("GetPatch", func(t *testing.T) { testGetPatch(t, open(t)) })
 	t.Run("Paging", func(t *testing.T) { testPaging(t, open(t)) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open(t)) })
+	t.Run("OpaqueUsers", func(t *testing.T) { testOpaque(t, open(t)) })
 	t.Run("ValuesRoundTrip", func(t *testing.T) { testValues(t, open(t)) })
 	t.Run("Snippet", func(t *testing.T) { testSnippet(t, open(t)) })
 	t.Run("CheckRepairReindex", func(t *testing.T) { testCheck(t, open(t)) })

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mailbricks/mailbricks/index"
 	"github.com/mailbricks/mailbricks/index/pgindex"
 )
@@ -12,7 +14,14 @@ import (
 // ExampleOpen needs a database, so it has no Output and is only compiled.
 func ExampleOpen() {
 	ctx := context.Background()
-	b, err := pgindex.Open(ctx, os.Getenv("MAILBRICKS_PG_URL"), &pgindex.Options{Schema: "mail_index"})
+	// The application's pool, shared with its other PostgreSQL users.
+	pool, err := pgxpool.New(ctx, os.Getenv("MAILBRICKS_PG_URL"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+	b, err := pgindex.Open(ctx, pool, &pgindex.Options{Schema: "mail_index"})
 	if err != nil {
 		fmt.Println(err)
 		return

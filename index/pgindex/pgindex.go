@@ -18,6 +18,13 @@
 // total count are two statements of one read-only REPEATABLE READ
 // transaction, so they agree.
 //
+// User IDs are opaque bytes, stored as bytea, so every valid
+// [mailbricks.UserID] works and stays apart from every other. Subjects,
+// bodies, folders, threads and keywords are stored as text with NUL bytes
+// removed and invalid UTF-8 replaced by U+FFFD, in documents and queries
+// alike. Errors a retry may cure (a dropped connection, a failover, a
+// deadlock) satisfy [mailbricks.IsTemporary].
+//
 // Limits: a tsvector keeps at most 256 positions of one lexeme, so only
 // the first 256 occurrences of a term in a field of a message count for
 // phrase matching (a term alone still matches). [index.MaxFieldPositions]
@@ -25,10 +32,14 @@
 //
 // # Schema
 //
-// [Open] creates, if missing, in [Options].Schema:
+// [Open] creates, if missing, the schema [Options.Schema] and applies the
+// embedded migrations (migrations/*.sql) it has not applied yet, in one
+// transaction under an advisory lock, recording them in the schema's
+// mailbricks_migrations table (the mechanism pgmailbox and pgqueue
+// share). Version 1:
 //
 //	CREATE TABLE docs (
-//	  user_id   text     NOT NULL,
+//	  user_id   bytea    NOT NULL,
 //	  msg_id    bytea    NOT NULL,  -- 16-byte MessageID, sorts by time
 //	  date      bigint   NOT NULL,  -- Unix seconds, 0 = none
 //	  sent_date bigint   NOT NULL,
@@ -50,45 +61,53 @@ package pgindex
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/internal/pgerr"
+	"github.com/mailbricks/mailbricks/internal/pgmigrate"
 )
 
+//go:embed migrations/*.sql
+var migrations embed.FS
+
 // Options configures [Open]. A nil *Options and every zero field mean the
-// default.
+// default. Options are copied by Open.
 type Options struct {
-	// Schema is the PostgreSQL schema of the table; tests use a fresh one
-	// each. The default is "mailbricks_index".
+	// Schema is the PostgreSQL schema of the table, created if missing:
+	// letters, digits and '_', starting with a letter or '_', at most 48
+	// bytes. The default is "mailbricks_index".
 	Schema string
 	// Partitions is the number of hash partitions by user, used when the
-	// table is created. The default is 8.
+	// schema is created. The default is 8.
 	Partitions int
-	// MaxConns bounds the open connections. The default is 4.
-	MaxConns int
 }
 
 // Backend is the PostgreSQL [index.Backend]. It is safe for concurrent
 // use.
 type Backend struct {
-	schema string
-	pool   *pool
+	pool   *pgxpool.Pool
+	schema string // quoted
+	closed atomic.Bool
 }
 
 var _ index.Backend = (*Backend)(nil)
 
-// Open connects to the database at connString (a pgx connection string)
-// and creates the schema and table if they do not exist.
-func Open(ctx context.Context, connString string, opts *Options) (*Backend, error) {
+// Open applies the schema's migrations (see the package documentation) and
+// returns a backend on pool. The caller owns pool and closes it after the
+// backend.
+func Open(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -99,61 +118,26 @@ func Open(ctx context.Context, connString string, opts *Options) (*Backend, erro
 	if o.Partitions <= 0 {
 		o.Partitions = 8
 	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = 4
+	if !pgmigrate.ValidSchema(o.Schema) {
+		return nil, fmt.Errorf("%w: pgindex: schema name %q", index.ErrInvalidDocument, o.Schema)
 	}
-	cfg, err := pgx.ParseConfig(connString)
+	b := &Backend{pool: pool, schema: pgx.Identifier{o.Schema}.Sanitize()}
+	steps, err := pgmigrate.Load(migrations, "migrations", map[string]string{
+		"schema": b.schema, "schema_name": o.Schema, "partitions": strconv.Itoa(o.Partitions),
+	})
+	if err == nil {
+		_, err = pgmigrate.Apply(ctx, pool, o.Schema, "pgindex", steps)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("pgindex: open: %w", err)
-	}
-	b := &Backend{schema: pgx.Identifier{o.Schema}.Sanitize(), pool: newPool(cfg, o.MaxConns)}
-	if err := b.migrate(ctx, o.Partitions); err != nil {
-		b.pool.close()
-		return nil, fmt.Errorf("pgindex: open: %w", err)
+		return nil, fmt.Errorf("pgindex: migrate schema %s: %w", o.Schema, pgerr.Classify(err, index.ErrInvalidDocument))
 	}
 	return b, nil
 }
 
-func (b *Backend) migrate(ctx context.Context, parts int) error {
-	c, err := b.pool.get(ctx)
-	if err != nil {
-		return err
-	}
-	defer b.pool.put(c)
-	// Concurrent Opens on a fresh database race on CREATE ... IF NOT
-	// EXISTS; an advisory lock serializes them.
-	stmts := []string{
-		`SELECT pg_advisory_lock(7283910)`,
-		`CREATE SCHEMA IF NOT EXISTS ` + b.schema,
-		`CREATE TABLE IF NOT EXISTS ` + b.schema + `.docs (
-			user_id text NOT NULL, msg_id bytea NOT NULL,
-			date bigint NOT NULL, sent_date bigint NOT NULL, size bigint NOT NULL,
-			folder text NOT NULL, flags integer NOT NULL, keywords text[] NOT NULL,
-			thread text NOT NULL, uid bigint NOT NULL, modseq bigint NOT NULL,
-			terms tsvector NOT NULL, subject text NOT NULL, body text NOT NULL,
-			PRIMARY KEY (user_id, msg_id)
-		) PARTITION BY HASH (user_id)`,
-	}
-	for i := 0; i < parts; i++ {
-		stmts = append(stmts, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.docs_p%d PARTITION OF %s.docs FOR VALUES WITH (MODULUS %d, REMAINDER %d)`, b.schema, i, b.schema, parts, i))
-	}
-	stmts = append(stmts,
-		`CREATE INDEX IF NOT EXISTS docs_terms ON `+b.schema+`.docs USING gin (terms)`,
-		`CREATE INDEX IF NOT EXISTS docs_date ON `+b.schema+`.docs (user_id, date, msg_id)`,
-	)
-	defer c.Exec(context.Background(), `SELECT pg_advisory_unlock(7283910)`)
-	for _, s := range stmts {
-		if _, err := c.Exec(ctx, s); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close closes the connections. It is idempotent; other methods then
-// return [index.ErrClosed].
+// Close marks the backend closed. It does not close the pool. It is
+// idempotent; other methods then return [index.ErrClosed].
 func (b *Backend) Close() error {
-	b.pool.close()
+	b.closed.Store(true)
 	return nil
 }
 
@@ -232,7 +216,7 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 			continue
 		}
 		v := &d.Values
-		batch.Queue(q, string(u), d.ID[:], index.UnixOrZero(v.Date), index.UnixOrZero(v.SentDate), v.Size,
+		batch.Queue(q, []byte(u), d.ID[:], index.UnixOrZero(v.Date), index.UnixOrZero(v.SentDate), v.Size,
 			clean(v.Folder), int32(v.Flags), cleanAll(v.Keywords), clean(v.Thread), int64(v.UID), int64(v.ModSeq),
 			tsvector(d), clean(d.Subject), clean(d.Body))
 	}
@@ -265,7 +249,7 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		keys[i] = ids[i][:]
 	}
 	return b.tx(ctx, pgx.ReadWrite, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `DELETE FROM `+b.schema+`.docs WHERE user_id = $1 AND msg_id = ANY($2)`, string(u), keys)
+		_, err := tx.Exec(ctx, `DELETE FROM `+b.schema+`.docs WHERE user_id = $1 AND msg_id = ANY($2)`, []byte(u), keys)
 		return err
 	})
 }
@@ -275,7 +259,7 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 	return b.tx(ctx, pgx.ReadWrite, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE `+b.schema+`.docs SET date = $3, sent_date = $4, size = $5, folder = $6,
 			flags = $7, keywords = $8, thread = $9, uid = $10, modseq = $11 WHERE user_id = $1 AND msg_id = $2`,
-			string(u), id[:], index.UnixOrZero(v.Date), index.UnixOrZero(v.SentDate), v.Size, clean(v.Folder),
+			[]byte(u), id[:], index.UnixOrZero(v.Date), index.UnixOrZero(v.SentDate), v.Size, clean(v.Folder),
 			int32(v.Flags), cleanAll(v.Keywords), clean(v.Thread), int64(v.UID), int64(v.ModSeq))
 		if err != nil {
 			return err
@@ -290,7 +274,7 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 // DeleteUser implements [index.Backend].
 func (b *Backend) DeleteUser(ctx context.Context, u mailbricks.UserID) error {
 	return b.tx(ctx, pgx.ReadWrite, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `DELETE FROM `+b.schema+`.docs WHERE user_id = $1`, string(u))
+		_, err := tx.Exec(ctx, `DELETE FROM `+b.schema+`.docs WHERE user_id = $1`, []byte(u))
 		return err
 	})
 }
@@ -322,7 +306,7 @@ func scanValues(row pgx.Row, extra ...any) (mailbricks.MessageID, index.Values, 
 // List implements [index.Backend].
 func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbricks.MessageID, index.Values) error) error {
 	return b.tx(ctx, pgx.ReadOnly, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+valueCols+` FROM `+b.schema+`.docs WHERE user_id = $1`, string(u))
+		rows, err := tx.Query(ctx, `SELECT `+valueCols+` FROM `+b.schema+`.docs WHERE user_id = $1`, []byte(u))
 		if err != nil {
 			return err
 		}
@@ -342,7 +326,7 @@ func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbri
 
 // Search implements [index.Backend].
 func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Request) (*index.Results, error) {
-	w := &where{args: []any{string(u)}}
+	w := &where{args: []any{[]byte(u)}}
 	w.build(req.Query)
 	cond := w.sb.String()
 	res := &index.Results{}
@@ -496,111 +480,25 @@ func tsquery(q index.Query) string {
 	return sb.String()
 }
 
-// tx runs fn in a transaction on a pooled connection.
+// tx runs fn in a transaction on a connection of the pool.
 func (b *Backend) tx(ctx context.Context, mode pgx.TxAccessMode, fn func(pgx.Tx) error) error {
-	c, err := b.pool.get(ctx)
-	if err != nil {
-		return err
+	if b.closed.Load() {
+		return index.ErrClosed
 	}
 	iso := pgx.ReadCommitted
 	if mode == pgx.ReadOnly {
 		iso = pgx.RepeatableRead
 	}
-	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso, AccessMode: mode})
-	if err != nil {
-		b.pool.discard(c)
-		return fmt.Errorf("pgindex: %w", err)
+	err := pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{IsoLevel: iso, AccessMode: mode}, fn)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, index.ErrNotFound):
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
 	}
-	if err := fn(tx); err != nil {
-		if rerr := tx.Rollback(context.Background()); rerr != nil || c.IsClosed() {
-			b.pool.discard(c)
-		} else {
-			b.pool.put(c)
-		}
-		if errors.Is(err, index.ErrNotFound) || ctx.Err() != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		return fmt.Errorf("pgindex: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		b.pool.discard(c)
-		return fmt.Errorf("pgindex: commit: %w", err)
-	}
-	b.pool.put(c)
-	return nil
-}
-
-// pool is a small connection pool; it is safe for concurrent use.
-type pool struct {
-	cfg    *pgx.ConnConfig
-	sem    chan struct{}
-	mu     sync.Mutex
-	idle   []*pgx.Conn
-	closed bool
-}
-
-func newPool(cfg *pgx.ConnConfig, max int) *pool {
-	return &pool{cfg: cfg, sem: make(chan struct{}, max)}
-}
-
-func (p *pool) get(ctx context.Context) (*pgx.Conn, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	select {
-	case p.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		<-p.sem
-		return nil, index.ErrClosed
-	}
-	if n := len(p.idle); n > 0 {
-		c := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		return c, nil
-	}
-	p.mu.Unlock()
-	c, err := pgx.ConnectConfig(ctx, p.cfg.Copy())
-	if err != nil {
-		<-p.sem
-		return nil, fmt.Errorf("pgindex: connect: %w", err)
-	}
-	return c, nil
-}
-
-func (p *pool) put(c *pgx.Conn) {
-	p.mu.Lock()
-	if p.closed || c.IsClosed() {
-		p.mu.Unlock()
-		c.Close(context.Background())
-	} else {
-		p.idle = append(p.idle, c)
-		p.mu.Unlock()
-	}
-	<-p.sem
-}
-
-func (p *pool) discard(c *pgx.Conn) {
-	c.Close(context.Background())
-	<-p.sem
-}
-
-func (p *pool) close() {
-	p.mu.Lock()
-	idle := p.idle
-	p.idle, p.closed = nil, true
-	p.mu.Unlock()
-	for _, c := range idle {
-		c.Close(context.Background())
-	}
+	return fmt.Errorf("pgindex: %w", pgerr.Classify(err, index.ErrInvalidDocument))
 }
 
 func isValidUTF8(s string) bool {

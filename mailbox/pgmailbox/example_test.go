@@ -5,6 +5,8 @@ import (
 	"log"
 	"os"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mailbricks/mailbricks/dedup"
 	"github.com/mailbricks/mailbricks/dedup/filededup"
 	"github.com/mailbricks/mailbricks/mailbox"
@@ -14,7 +16,13 @@ import (
 // This example needs a PostgreSQL server, so it is compiled, not run.
 func ExampleOpen() {
 	ctx := context.Background()
-	b, err := pgmailbox.Open(ctx, os.Getenv("MAILBRICKS_PG_URL"), &pgmailbox.Options{Schema: "mailbox"})
+	// The application's pool, shared with its other PostgreSQL users.
+	pool, err := pgxpool.New(ctx, os.Getenv("MAILBRICKS_PG_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	b, err := pgmailbox.Open(ctx, pool, &pgmailbox.Options{Schema: "mailbox"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,19 +11,28 @@
 // that touch several tables run in one REPEATABLE READ transaction and
 // see whole changes only. Any number of processes may share the schema.
 //
-// Watch uses LISTEN/NOTIFY: each write sends its events with pg_notify in
-// its transaction, so they are delivered at commit, in commit order, to
-// every process listening; one connection per Backend listens and fans
-// events out to its watchers. If that connection breaks, watchers get
+// Watch uses LISTEN/NOTIFY on the channel "<schema>_mailbox": each write
+// sends its events with pg_notify in its transaction, so they are
+// delivered at commit, in commit order, to every process listening; one
+// connection of the pool per Backend listens and fans events out to its
+// watchers. If that connection breaks, watchers get
 // [mailbox.EventOverflow] and it reconnects.
+//
+// User IDs and idempotency keys are opaque bytes, stored as bytea, so any
+// valid [mailbricks.UserID] and any [mailbox.AppendOptions].Key round-trip
+// exactly. Text that PostgreSQL cannot store (a NUL, invalid UTF-8) in a
+// text or jsonb column is rejected with an error wrapping
+// [mailbox.ErrInvalidArgument]; errors a retry may cure (a dropped
+// connection, a failover, a deadlock) satisfy [mailbricks.IsTemporary].
 //
 // # Schema
 //
-// Open creates the schema [Options.Schema] if needed and applies the
-// embedded migrations (migrations/*.sql) it has not applied yet, under an
-// advisory lock, recording them in schema_migrations. Every table is
-// PARTITION BY HASH (user_id) with [Options.Partitions] partitions and
-// has user_id first in its primary key:
+// [Open] creates, if missing, the schema [Options.Schema] and applies the
+// embedded migrations (migrations/*.sql) it has not applied yet, in one
+// transaction under an advisory lock, recording them in the schema's
+// mailbricks_migrations table (the mechanism pgindex and pgqueue share).
+// Every table is PARTITION BY HASH (user_id) with [Options.Partitions]
+// partitions and has user_id (bytea) first in its primary key:
 //
 //	users(user_id, next_folder)                       folder ID allocation
 //	folders(user_id, folder_id, name, role, uidnext, highestmodseq,
@@ -33,7 +42,7 @@
 //	unread(user_id, folder_id, id)                    messages without \Seen
 //	read(user_id, folder_id, id)                      messages with \Seen
 //	expunged(user_id, folder_id, modseq, uid)         expunge tombstones
-//	msgkeys(user_id, key, id)                         idempotency keys
+//	msgkeys(user_id, key bytea, id)                   idempotency keys
 //	thread_keys(user_id, tkey, thread_id)             thread lookup
 //
 // "List 50 newest unread" is an index range scan of unread's primary key
@@ -46,20 +55,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"regexp"
 	"slices"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/internal/pgerr"
+	"github.com/mailbricks/mailbricks/internal/pgmigrate"
 	"github.com/mailbricks/mailbricks/mailbox"
 	"github.com/mailbricks/mailbricks/mailbox/internal/feed"
 )
@@ -70,25 +78,20 @@ var migrations embed.FS
 // Options configures [Open]. A nil *Options and every zero field mean the
 // default. Options are copied by Open.
 type Options struct {
-	// Schema is the PostgreSQL schema holding the tables: lowercase
-	// letters, digits and underscores, starting with a letter or
-	// underscore, at most 40 bytes. The default is "mailbox".
+	// Schema is the PostgreSQL schema of the tables, created if missing:
+	// letters, digits and '_', starting with a letter or '_', at most 48
+	// bytes. The default is "mailbricks_mailbox".
 	Schema string
 	// Partitions is the number of hash partitions of each table, used
 	// when the schema is created. The default is 16.
 	Partitions int
-	// MaxConns is the maximum number of connections the backend opens for
-	// its transactions; Watch opens one more, to listen. The default is 8.
-	MaxConns int
 }
-
-var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 
 // Backend is the PostgreSQL [mailbox.Backend]. It is safe for concurrent
 // use.
 type Backend struct {
-	pool    *connPool
-	schema  string
+	pool    *pgxpool.Pool
+	schema  string // quoted
 	channel string
 	hub     feed.Hub
 
@@ -102,12 +105,12 @@ type Backend struct {
 
 var _ mailbox.Backend = (*Backend)(nil)
 
-// Open connects to the database at connString (a PostgreSQL URL or DSN, as
-// pgx.ParseConfig takes), creates the schema if needed and applies the
-// migrations. The backend manages its own connections, up to
-// [Options.MaxConns]; Close closes them.
-func Open(ctx context.Context, connString string, opts *Options) (*Backend, error) {
-	o := Options{Schema: "mailbox", Partitions: 16, MaxConns: 8}
+// Open applies the schema's migrations (see the package documentation) and
+// returns a backend on pool. The caller owns pool and closes it after the
+// backend; the backend takes connections from it for its transactions,
+// and one for as long as any Watch is open.
+func Open(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, error) {
+	o := Options{Schema: "mailbricks_mailbox", Partitions: 16}
 	if opts != nil {
 		if opts.Schema != "" {
 			o.Schema = opts.Schema
@@ -115,72 +118,25 @@ func Open(ctx context.Context, connString string, opts *Options) (*Backend, erro
 		if opts.Partitions > 0 {
 			o.Partitions = opts.Partitions
 		}
-		if opts.MaxConns > 0 {
-			o.MaxConns = opts.MaxConns
-		}
 	}
-	if !schemaRE.MatchString(o.Schema) {
-		return nil, fmt.Errorf("pgmailbox: invalid schema name %q", o.Schema)
+	if !pgmigrate.ValidSchema(o.Schema) {
+		return nil, fmt.Errorf("%w: pgmailbox: schema name %q", mailbox.ErrInvalidArgument, o.Schema)
 	}
-	cfg, err := pgx.ParseConfig(connString)
+	b := &Backend{pool: pool, schema: pgx.Identifier{o.Schema}.Sanitize(), channel: o.Schema + "_mailbox"}
+	steps, err := pgmigrate.Load(migrations, "migrations", map[string]string{
+		"schema": b.schema, "schema_name": o.Schema, "partitions": strconv.Itoa(o.Partitions),
+	})
+	if err == nil {
+		_, err = pgmigrate.Apply(ctx, pool, o.Schema, "pgmailbox", steps)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("pgmailbox: %w", err)
-	}
-	b := &Backend{pool: newConnPool(cfg, o.MaxConns), schema: o.Schema, channel: "mailbox_" + o.Schema}
-	if err := b.migrate(ctx, o.Partitions); err != nil {
-		b.pool.close()
-		return nil, fmt.Errorf("pgmailbox: migrate schema %s: %w", o.Schema, err)
+		return nil, fmt.Errorf("pgmailbox: migrate schema %s: %w", o.Schema, pgerr.Classify(err, mailbox.ErrInvalidArgument))
 	}
 	return b, nil
 }
 
-func (b *Backend) migrate(ctx context.Context, partitions int) error {
-	files, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	sort.Strings(files)
-	return pgx.BeginTxFunc(ctx, b.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "pgmailbox:"+b.schema); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+b.schema); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+b.schema+`.schema_migrations (version int PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return err
-		}
-		for _, f := range files {
-			base := strings.TrimPrefix(f, "migrations/")
-			v, err := strconv.Atoi(base[:strings.IndexByte(base, '_')])
-			if err != nil {
-				return fmt.Errorf("migration %s: %w", f, err)
-			}
-			var done bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+b.schema+`.schema_migrations WHERE version = $1)`, v).Scan(&done); err != nil {
-				return err
-			}
-			if done {
-				continue
-			}
-			sql, err := migrations.ReadFile(f)
-			if err != nil {
-				return err
-			}
-			q := strings.NewReplacer("{schema}", b.schema, "{partitions}", strconv.Itoa(partitions)).Replace(string(sql))
-			if _, err := tx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("migration %s: %w", f, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO `+b.schema+`.schema_migrations (version) VALUES ($1)`, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// Close stops the listener, ends every Watch and closes the connections.
-// It is idempotent.
+// Close stops the listener and ends every Watch. It does not close the
+// pool. It is idempotent; afterwards methods return [mailbox.ErrClosed].
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil
@@ -193,7 +149,6 @@ func (b *Backend) Close() error {
 		<-done
 	}
 	b.hub.Close()
-	b.pool.close()
 	return nil
 }
 
@@ -219,7 +174,7 @@ func (b *Backend) wrap(op string, err error) error {
 	if b.closed.Load() {
 		return mailbox.ErrClosed
 	}
-	return fmt.Errorf("pgmailbox: %s: %w", op, err)
+	return fmt.Errorf("pgmailbox: %s: %w", op, pgerr.Classify(err, mailbox.ErrInvalidArgument))
 }
 
 func isUnique(err error) bool {
@@ -249,13 +204,13 @@ func (b *Backend) query(ctx context.Context, op string, f func(q querier) error)
 	if err := b.check(); err != nil {
 		return err
 	}
-	return b.wrap(op, b.pool.run(ctx, func(c *pgx.Conn) error { return f(c) }))
+	return b.wrap(op, f(b.pool))
 }
 
 // wireEvent is the NOTIFY payload: JSON of the event.
 type wireEvent struct {
 	K mailbox.EventKind    `json:"k"`
-	U mailbricks.UserID    `json:"u"`
+	U []byte               `json:"u"` // base64: user IDs are opaque bytes
 	F string               `json:"f,omitempty"`
 	I mailbricks.MessageID `json:"i"`
 	D uint32               `json:"d,omitempty"`
@@ -265,11 +220,11 @@ type wireEvent struct {
 
 func (b *Backend) notify(ctx context.Context, tx pgx.Tx, evs ...mailbox.Event) error {
 	for _, ev := range evs {
-		p, _ := json.Marshal(wireEvent{ev.Kind, ev.User, ev.Folder, ev.ID, ev.UID, ev.ModSeq, ev.Flags})
+		p, _ := json.Marshal(wireEvent{ev.Kind, []byte(ev.User), ev.Folder, ev.ID, ev.UID, ev.ModSeq, ev.Flags})
 		if len(p) > 7900 {
 			// NOTIFY payloads are limited to 8000 bytes; drop the flags,
 			// which a watcher can read back with Get.
-			p, _ = json.Marshal(wireEvent{ev.Kind, ev.User, ev.Folder, ev.ID, ev.UID, ev.ModSeq, nil})
+			p, _ = json.Marshal(wireEvent{ev.Kind, []byte(ev.User), ev.Folder, ev.ID, ev.UID, ev.ModSeq, nil})
 		}
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, string(p)); err != nil {
 			return err
@@ -305,7 +260,7 @@ func scanFolder(row pgx.Row) (folderRow, error) {
 func (b *Backend) Folders(ctx context.Context, user mailbricks.UserID) ([]mailbox.Folder, error) {
 	var out []mailbox.Folder
 	err := b.read(ctx, "folders", func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+folderCols+` FROM `+b.t("folders")+` WHERE user_id = $1 ORDER BY name COLLATE "C"`, string(user))
+		rows, err := tx.Query(ctx, `SELECT `+folderCols+` FROM `+b.t("folders")+` WHERE user_id = $1 ORDER BY name COLLATE "C"`, []byte(user))
 		if err != nil {
 			return err
 		}
@@ -325,7 +280,7 @@ func (b *Backend) Folders(ctx context.Context, user mailbricks.UserID) ([]mailbo
 func (b *Backend) folderRow(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, user mailbricks.UserID, name string) (folderRow, error) {
-	r, err := scanFolder(q.QueryRow(ctx, `SELECT `+folderCols+` FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2`, string(user), name))
+	r, err := scanFolder(q.QueryRow(ctx, `SELECT `+folderCols+` FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2`, []byte(user), name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("%w: %q", mailbox.ErrNoFolder, name)
 	}
@@ -349,11 +304,11 @@ func (b *Backend) CreateFolder(ctx context.Context, user mailbricks.UserID, name
 	err := b.write(ctx, "create folder", func(tx pgx.Tx) error {
 		var id int64
 		err := tx.QueryRow(ctx, `INSERT INTO `+b.t("users")+` AS u (user_id) VALUES ($1)
-			ON CONFLICT (user_id) DO UPDATE SET next_folder = u.next_folder + 1 RETURNING next_folder`, string(user)).Scan(&id)
+			ON CONFLICT (user_id) DO UPDATE SET next_folder = u.next_folder + 1 RETURNING next_folder`, []byte(user)).Scan(&id)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO `+b.t("folders")+` (user_id, folder_id, name, role) VALUES ($1, $2, $3, $4)`, string(user), id, name, string(role))
+		_, err = tx.Exec(ctx, `INSERT INTO `+b.t("folders")+` (user_id, folder_id, name, role) VALUES ($1, $2, $3, $4)`, []byte(user), id, name, string(role))
 		if isUnique(err) {
 			return fmt.Errorf("%w: %q", mailbox.ErrFolderExists, name)
 		}
@@ -370,7 +325,7 @@ func (b *Backend) CreateFolder(ctx context.Context, user mailbricks.UserID, name
 func (b *Backend) RenameFolder(ctx context.Context, user mailbricks.UserID, from, to string) error {
 	return b.write(ctx, "rename folder", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT folder_id, name FROM `+b.t("folders")+`
-			WHERE user_id = $1 AND (name = $2 OR left(name, length($2) + 1) = $2 || '/') FOR UPDATE`, string(user), from)
+			WHERE user_id = $1 AND (name = $2 OR left(name, length($2) + 1) = $2 || '/') FOR UPDATE`, []byte(user), from)
 		if err != nil {
 			return err
 		}
@@ -393,13 +348,13 @@ func (b *Backend) RenameFolder(ctx context.Context, user mailbricks.UserID, from
 		// renaming "a" to
 		// "a2" with a child "a/b" never collides with itself.
 		for _, f := range list {
-			if _, err := tx.Exec(ctx, `UPDATE `+b.t("folders")+` SET name = $3 WHERE user_id = $1 AND folder_id = $2`, string(user), f.id, "\x01"+strconv.FormatInt(f.id, 10)); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE `+b.t("folders")+` SET name = $3 WHERE user_id = $1 AND folder_id = $2`, []byte(user), f.id, "\x01"+strconv.FormatInt(f.id, 10)); err != nil {
 				return err
 			}
 		}
 		for _, f := range list {
 			nn := to + f.name[len(from):]
-			_, err := tx.Exec(ctx, `UPDATE `+b.t("folders")+` SET name = $3, role = $4 WHERE user_id = $1 AND folder_id = $2`, string(user), f.id, nn, string(mailbox.FolderRole(nn)))
+			_, err := tx.Exec(ctx, `UPDATE `+b.t("folders")+` SET name = $3, role = $4 WHERE user_id = $1 AND folder_id = $2`, []byte(user), f.id, nn, string(mailbox.FolderRole(nn)))
 			if isUnique(err) {
 				return fmt.Errorf("%w: %q", mailbox.ErrFolderExists, nn)
 			}
@@ -418,7 +373,7 @@ func (b *Backend) RenameFolder(ctx context.Context, user mailbricks.UserID, from
 func (b *Backend) DeleteFolder(ctx context.Context, user mailbricks.UserID, name string) error {
 	return b.write(ctx, "delete folder", func(tx pgx.Tx) error {
 		var id int64
-		err := tx.QueryRow(ctx, `SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2 FOR UPDATE`, string(user), name).Scan(&id)
+		err := tx.QueryRow(ctx, `SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2 FOR UPDATE`, []byte(user), name).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q", mailbox.ErrNoFolder, name)
 		}
@@ -426,7 +381,7 @@ func (b *Backend) DeleteFolder(ctx context.Context, user mailbricks.UserID, name
 			return err
 		}
 		var nonEmpty bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+b.t("messages")+` WHERE user_id = $1 AND folder_id = $2)`, string(user), id).Scan(&nonEmpty); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+b.t("messages")+` WHERE user_id = $1 AND folder_id = $2)`, []byte(user), id).Scan(&nonEmpty); err != nil {
 			return err
 		}
 		if nonEmpty {
@@ -436,7 +391,7 @@ func (b *Backend) DeleteFolder(ctx context.Context, user mailbricks.UserID, name
 			`DELETE FROM ` + b.t("folders") + ` WHERE user_id = $1 AND folder_id = $2`,
 			`DELETE FROM ` + b.t("expunged") + ` WHERE user_id = $1 AND folder_id = $2`,
 		} {
-			if _, err := tx.Exec(ctx, q, string(user), id); err != nil {
+			if _, err := tx.Exec(ctx, q, []byte(user), id); err != nil {
 				return err
 			}
 		}
@@ -472,11 +427,11 @@ func metaJSON(m *mailbox.Message) []byte {
 func (b *Backend) insertMsg(ctx context.Context, tx pgx.Tx, user mailbricks.UserID, fid int64, m *mailbox.Message, skel []byte) error {
 	_, err := tx.Exec(ctx, `INSERT INTO `+b.t("messages")+` (user_id, id, folder_id, uid, modseq, flags, thread_id, size, meta, skeleton)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		string(user), [16]byte(m.ID), fid, int64(m.UID), int64(m.ModSeq), m.Flags, [16]byte(m.ThreadID), m.Size, metaJSON(m), skel)
+		[]byte(user), [16]byte(m.ID), fid, int64(m.UID), int64(m.ModSeq), m.Flags, [16]byte(m.ThreadID), m.Size, metaJSON(m), skel)
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO `+b.t(seenTable(m.Flags))+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, string(user), fid, [16]byte(m.ID))
+	_, err = tx.Exec(ctx, `INSERT INTO `+b.t(seenTable(m.Flags))+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, []byte(user), fid, [16]byte(m.ID))
 	return err
 }
 
@@ -486,7 +441,7 @@ func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailb
 	var existed bool
 	err := b.write(ctx, "append", func(tx pgx.Tx) error {
 		if rec.Key != "" {
-			tag, err := tx.Exec(ctx, `INSERT INTO `+b.t("msgkeys")+` (user_id, key, id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, string(user), rec.Key, [16]byte(rec.ID))
+			tag, err := tx.Exec(ctx, `INSERT INTO `+b.t("msgkeys")+` (user_id, key, id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, []byte(user), []byte(rec.Key), [16]byte(rec.ID))
 			if err != nil {
 				return err
 			}
@@ -505,7 +460,7 @@ func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailb
 		err := tx.QueryRow(ctx, `UPDATE `+b.t("folders")+` SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,
 			total = total + 1, unread = unread + $3, size = size + $4
 			WHERE user_id = $1 AND name = $2 RETURNING folder_id, uidnext - 1, highestmodseq`,
-			string(user), rec.Folder, unread(m.Flags), m.Size).Scan(&fid, &uid, &hms)
+			[]byte(user), rec.Folder, unread(m.Flags), m.Size).Scan(&fid, &uid, &hms)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q", mailbox.ErrNoFolder, rec.Folder)
 		}
@@ -518,7 +473,7 @@ func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailb
 		}
 		for _, k := range rec.ThreadKeys {
 			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t("thread_keys")+` (user_id, tkey, thread_id) VALUES ($1, $2, $3)
-				ON CONFLICT (user_id, tkey) DO UPDATE SET thread_id = excluded.thread_id`, string(user), k, [16]byte(m.ThreadID)); err != nil {
+				ON CONFLICT (user_id, tkey) DO UPDATE SET thread_id = excluded.thread_id`, []byte(user), k, [16]byte(m.ThreadID)); err != nil {
 				return err
 			}
 		}
@@ -537,14 +492,14 @@ type querier interface {
 
 func (b *Backend) lookupKey(ctx context.Context, q querier, user mailbricks.UserID, key string) (mailbox.Message, error) {
 	var id [16]byte
-	err := q.QueryRow(ctx, `SELECT id FROM `+b.t("msgkeys")+` WHERE user_id = $1 AND key = $2`, string(user), key).Scan(&id)
+	err := q.QueryRow(ctx, `SELECT id FROM `+b.t("msgkeys")+` WHERE user_id = $1 AND key = $2`, []byte(user), []byte(key)).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return mailbox.Message{}, fmt.Errorf("%w: key %q", mailbox.ErrNotFound, key)
 	}
 	if err != nil {
 		return mailbox.Message{}, err
 	}
-	msgs, err := b.messages(ctx, q, `WHERE m.user_id = $1 AND m.id = $2`, string(user), id)
+	msgs, err := b.messages(ctx, q, `WHERE m.user_id = $1 AND m.id = $2`, []byte(user), id)
 	if err != nil {
 		return mailbox.Message{}, err
 	}
@@ -606,7 +561,7 @@ func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks
 	var msgs []mailbox.Message
 	err := b.query(ctx, "get", func(q querier) error {
 		var err error
-		msgs, err = b.messages(ctx, q, `WHERE m.user_id = $1 AND m.id = $2`, string(user), [16]byte(id))
+		msgs, err = b.messages(ctx, q, `WHERE m.user_id = $1 AND m.id = $2`, []byte(user), [16]byte(id))
 		return err
 	})
 	if err != nil {
@@ -622,7 +577,7 @@ func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks
 func (b *Backend) Skeleton(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) ([]byte, error) {
 	var skel []byte
 	err := b.query(ctx, "skeleton", func(q querier) error {
-		err := q.QueryRow(ctx, `SELECT skeleton FROM `+b.t("messages")+` WHERE user_id = $1 AND id = $2`, string(user), [16]byte(id)).Scan(&skel)
+		err := q.QueryRow(ctx, `SELECT skeleton FROM `+b.t("messages")+` WHERE user_id = $1 AND id = $2`, []byte(user), [16]byte(id)).Scan(&skel)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: message %s", mailbox.ErrNotFound, id)
 		}
@@ -646,10 +601,10 @@ func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder strin
 			out, err = b.messages(ctx, c, `WHERE m.user_id = $1 AND f.name = $2 AND m.id IN (
 				SELECT id FROM `+b.t("unread")+` WHERE user_id = $1 AND id < $3
 				AND folder_id = (SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2)
-				ORDER BY id DESC LIMIT $4) ORDER BY m.id DESC`, string(user), folder, before, q.Limit)
+				ORDER BY id DESC LIMIT $4) ORDER BY m.id DESC`, []byte(user), folder, before, q.Limit)
 		} else {
 			out, err = b.messages(ctx, c, `WHERE m.user_id = $1 AND f.name = $2 AND m.id < $3 ORDER BY m.id DESC LIMIT $4`,
-				string(user), folder, before, q.Limit)
+				[]byte(user), folder, before, q.Limit)
 		}
 		if err != nil || len(out) > 0 {
 			return err
@@ -672,7 +627,7 @@ func (b *Backend) FetchUIDs(ctx context.Context, user mailbricks.UserID, folder 
 		if last == 0 {
 			hi = 1 << 32
 		}
-		out, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.folder_id = $2 AND m.uid BETWEEN $3 AND $4 ORDER BY m.uid`, string(user), f.id, int64(first), hi)
+		out, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.folder_id = $2 AND m.uid BETWEEN $3 AND $4 ORDER BY m.uid`, []byte(user), f.id, int64(first), hi)
 		return err
 	})
 	return out, err
@@ -683,7 +638,7 @@ func (b *Backend) Scan(ctx context.Context, user mailbricks.UserID, after mailbr
 	var out []mailbox.Message
 	err := b.read(ctx, "scan", func(tx pgx.Tx) error {
 		var err error
-		out, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3`, string(user), [16]byte(after), limit)
+		out, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3`, []byte(user), [16]byte(after), limit)
 		return err
 	})
 	return out, err
@@ -706,7 +661,7 @@ func (b *Backend) lockMsgs(ctx context.Context, tx pgx.Tx, user mailbricks.UserI
 		arr = append(arr, id)
 	}
 	rows, err := tx.Query(ctx, `SELECT id, folder_id, uid, modseq, flags, size, thread_id FROM `+b.t("messages")+`
-		WHERE user_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE`, string(user), arr)
+		WHERE user_id = $1 AND id = ANY($2) ORDER BY id FOR UPDATE`, []byte(user), arr)
 	if err != nil {
 		return nil, err
 	}
@@ -729,7 +684,7 @@ func (b *Backend) bump(ctx context.Context, tx pgx.Tx, user mailbricks.UserID, f
 	err = tx.QueryRow(ctx, `UPDATE `+b.t("folders")+` SET highestmodseq = highestmodseq + $3, uidnext = uidnext + $4,
 		total = total + $5, unread = unread + $6, size = size + $7
 		WHERE user_id = $1 AND folder_id = $2 RETURNING name, highestmodseq - $3 + 1, uidnext - $4`,
-		string(user), fid, n, uids, d.Total, d.Unread, d.Size).Scan(&name, &modseq, &uid)
+		[]byte(user), fid, n, uids, d.Total, d.Unread, d.Size).Scan(&name, &modseq, &uid)
 	return name, modseq, uid, err
 }
 
@@ -780,14 +735,14 @@ func (b *Backend) SetFlags(ctx context.Context, user mailbricks.UserID, ids []ma
 				l := msgs[i]
 				ms := modseq + int64(j)
 				if _, err := tx.Exec(ctx, `UPDATE `+b.t("messages")+` SET flags = $3, modseq = $4 WHERE user_id = $1 AND id = $2`,
-					string(user), [16]byte(l.id), newFlags[i], ms); err != nil {
+					[]byte(user), [16]byte(l.id), newFlags[i], ms); err != nil {
 					return err
 				}
 				if from, to := seenTable(l.flags), seenTable(newFlags[i]); from != to {
-					if _, err := tx.Exec(ctx, `DELETE FROM `+b.t(from)+` WHERE user_id = $1 AND folder_id = $2 AND id = $3`, string(user), fid, [16]byte(l.id)); err != nil {
+					if _, err := tx.Exec(ctx, `DELETE FROM `+b.t(from)+` WHERE user_id = $1 AND folder_id = $2 AND id = $3`, []byte(user), fid, [16]byte(l.id)); err != nil {
 						return err
 					}
-					if _, err := tx.Exec(ctx, `INSERT INTO `+b.t(to)+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, string(user), fid, [16]byte(l.id)); err != nil {
+					if _, err := tx.Exec(ctx, `INSERT INTO `+b.t(to)+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, []byte(user), fid, [16]byte(l.id)); err != nil {
 						return err
 					}
 				}
@@ -799,7 +754,7 @@ func (b *Backend) SetFlags(ctx context.Context, user mailbricks.UserID, ids []ma
 			for i, ev := range evs {
 				idsChanged[i] = ev.ID
 			}
-			updated, err := b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.id = ANY($2) ORDER BY m.id`, string(user), idsChanged)
+			updated, err := b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.id = ANY($2) ORDER BY m.id`, []byte(user), idsChanged)
 			if err != nil {
 				return err
 			}
@@ -835,10 +790,10 @@ func (b *Backend) remove(ctx context.Context, tx pgx.Tx, user mailbricks.UserID,
 		for j, i := range idx {
 			l := msgs[i]
 			ms := modseq + int64(j)
-			if _, err := tx.Exec(ctx, `DELETE FROM `+b.t(seenTable(l.flags))+` WHERE user_id = $1 AND folder_id = $2 AND id = $3`, string(user), fid, [16]byte(l.id)); err != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+b.t(seenTable(l.flags))+` WHERE user_id = $1 AND folder_id = $2 AND id = $3`, []byte(user), fid, [16]byte(l.id)); err != nil {
 				return nil, err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t("expunged")+` (user_id, folder_id, modseq, uid) VALUES ($1, $2, $3, $4)`, string(user), fid, ms, l.uid); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t("expunged")+` (user_id, folder_id, modseq, uid) VALUES ($1, $2, $3, $4)`, []byte(user), fid, ms, l.uid); err != nil {
 				return nil, err
 			}
 			evs = append(evs, mailbox.Event{Kind: mailbox.EventExpunge, User: user, Folder: name, ID: l.id, UID: uint32(l.uid), ModSeq: uint64(ms)})
@@ -849,7 +804,7 @@ func (b *Backend) remove(ctx context.Context, tx pgx.Tx, user mailbricks.UserID,
 
 func (b *Backend) destFolder(ctx context.Context, tx pgx.Tx, user mailbricks.UserID, dest string) (int64, error) {
 	var fid int64
-	err := tx.QueryRow(ctx, `SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2`, string(user), dest).Scan(&fid)
+	err := tx.QueryRow(ctx, `SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2`, []byte(user), dest).Scan(&fid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("%w: %q", mailbox.ErrNoFolder, dest)
 	}
@@ -888,7 +843,7 @@ func (b *Backend) Move(ctx context.Context, user mailbricks.UserID, ids []mailbr
 			fids = append(fids, l.fid)
 		}
 		slices.Sort(fids)
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM `+b.t("folders")+` WHERE user_id = $1 AND folder_id = ANY($2) ORDER BY folder_id FOR UPDATE`, string(user), slices.Compact(fids)); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM `+b.t("folders")+` WHERE user_id = $1 AND folder_id = ANY($2) ORDER BY folder_id FOR UPDATE`, []byte(user), slices.Compact(fids)); err != nil {
 			return err
 		}
 		evs, err := b.remove(ctx, tx, user, msgs)
@@ -909,10 +864,10 @@ func (b *Backend) Move(ctx context.Context, user mailbricks.UserID, ids []mailbr
 		for j, l := range msgs {
 			nu, ms := uid+int64(j), modseq+int64(j)
 			if _, err := tx.Exec(ctx, `UPDATE `+b.t("messages")+` SET folder_id = $3, uid = $4, modseq = $5 WHERE user_id = $1 AND id = $2`,
-				string(user), [16]byte(l.id), dfid, nu, ms); err != nil {
+				[]byte(user), [16]byte(l.id), dfid, nu, ms); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t(seenTable(l.flags))+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, string(user), dfid, [16]byte(l.id)); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t(seenTable(l.flags))+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, []byte(user), dfid, [16]byte(l.id)); err != nil {
 				return err
 			}
 			out = append(out, mailbox.UIDMap{SourceID: l.id, SourceUID: uint32(l.uid), ID: l.id, UID: uint32(nu)})
@@ -970,10 +925,10 @@ func (b *Backend) Copy(ctx context.Context, user mailbricks.UserID, pairs []mail
 			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t("messages")+` (user_id, id, folder_id, uid, modseq, flags, thread_id, size, meta, skeleton)
 				SELECT user_id, $3, $4, $5, $6, flags, thread_id, size, meta || jsonb_build_object('ID', $7::text), skeleton
 				FROM `+b.t("messages")+` WHERE user_id = $1 AND id = $2`,
-				string(user), [16]byte(p.Source), [16]byte(p.ID), dfid, nu, ms, p.ID.String()); err != nil {
+				[]byte(user), [16]byte(p.Source), [16]byte(p.ID), dfid, nu, ms, p.ID.String()); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t(seenTable(l.flags))+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, string(user), dfid, [16]byte(p.ID)); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+b.t(seenTable(l.flags))+` (user_id, folder_id, id) VALUES ($1, $2, $3)`, []byte(user), dfid, [16]byte(p.ID)); err != nil {
 				return err
 			}
 			out = append(out, mailbox.UIDMap{SourceID: p.Source, SourceUID: uint32(l.uid), ID: p.ID, UID: uint32(nu)})
@@ -1000,7 +955,7 @@ func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mai
 		for i, l := range msgs {
 			arr[i] = l.id
 		}
-		full, err := b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.id = ANY($2) ORDER BY m.id`, string(user), arr)
+		full, err := b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.id = ANY($2) ORDER BY m.id`, []byte(user), arr)
 		if err != nil {
 			return err
 		}
@@ -1008,7 +963,7 @@ func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mai
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `DELETE FROM `+b.t("messages")+` WHERE user_id = $1 AND id = ANY($2) RETURNING id, skeleton`, string(user), arr)
+		rows, err := tx.Query(ctx, `DELETE FROM `+b.t("messages")+` WHERE user_id = $1 AND id = ANY($2) RETURNING id, skeleton`, []byte(user), arr)
 		if err != nil {
 			return err
 		}
@@ -1039,11 +994,11 @@ func (b *Backend) Changes(ctx context.Context, user mailbricks.UserID, folder st
 			return err
 		}
 		ch.UIDValidity, ch.HighestModSeq = uint32(f.id), uint64(f.hms)
-		ch.Changed, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.folder_id = $2 AND m.modseq > $3 ORDER BY m.uid`, string(user), f.id, int64(since))
+		ch.Changed, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.folder_id = $2 AND m.modseq > $3 ORDER BY m.uid`, []byte(user), f.id, int64(since))
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT uid FROM `+b.t("expunged")+` WHERE user_id = $1 AND folder_id = $2 AND modseq > $3 ORDER BY uid`, string(user), f.id, int64(since))
+		rows, err := tx.Query(ctx, `SELECT uid FROM `+b.t("expunged")+` WHERE user_id = $1 AND folder_id = $2 AND modseq > $3 ORDER BY uid`, []byte(user), f.id, int64(since))
 		if err != nil {
 			return err
 		}
@@ -1060,7 +1015,7 @@ func (b *Backend) Changes(ctx context.Context, user mailbricks.UserID, folder st
 func (b *Backend) FindThread(ctx context.Context, user mailbricks.UserID, keys []string) (mailbricks.MessageID, bool, error) {
 	found := map[string][16]byte{}
 	err := b.read(ctx, "find thread", func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT tkey, thread_id FROM `+b.t("thread_keys")+` WHERE user_id = $1 AND tkey = ANY($2)`, string(user), keys)
+		rows, err := tx.Query(ctx, `SELECT tkey, thread_id FROM `+b.t("thread_keys")+` WHERE user_id = $1 AND tkey = ANY($2)`, []byte(user), keys)
 		if err != nil {
 			return err
 		}
@@ -1085,7 +1040,7 @@ func (b *Backend) Thread(ctx context.Context, user mailbricks.UserID, thread mai
 	var out []mailbox.Message
 	err := b.read(ctx, "thread", func(tx pgx.Tx) error {
 		var err error
-		out, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.thread_id = $2 ORDER BY m.id`, string(user), [16]byte(thread))
+		out, err = b.messages(ctx, tx, `WHERE m.user_id = $1 AND m.thread_id = $2 ORDER BY m.id`, []byte(user), [16]byte(thread))
 		return err
 	})
 	return out, err
@@ -1096,7 +1051,7 @@ func (b *Backend) Recount(ctx context.Context, user mailbricks.UserID, folder st
 	var c mailbox.Counts
 	err := b.write(ctx, "recount", func(tx pgx.Tx) error {
 		var fid int64
-		err := tx.QueryRow(ctx, `SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2 FOR UPDATE`, string(user), folder).Scan(&fid)
+		err := tx.QueryRow(ctx, `SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2 FOR UPDATE`, []byte(user), folder).Scan(&fid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q", mailbox.ErrNoFolder, folder)
 		}
@@ -1104,12 +1059,12 @@ func (b *Backend) Recount(ctx context.Context, user mailbricks.UserID, folder st
 			return err
 		}
 		err = tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE NOT ('\Seen' = ANY(flags))), coalesce(sum(size), 0)
-			FROM `+b.t("messages")+` WHERE user_id = $1 AND folder_id = $2`, string(user), fid).Scan(&c.Total, &c.Unread, &c.Size)
+			FROM `+b.t("messages")+` WHERE user_id = $1 AND folder_id = $2`, []byte(user), fid).Scan(&c.Total, &c.Unread, &c.Size)
 		if err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE `+b.t("folders")+` SET total = $3, unread = $4, size = $5 WHERE user_id = $1 AND folder_id = $2`,
-			string(user), fid, c.Total, c.Unread, c.Size)
+			[]byte(user), fid, c.Total, c.Unread, c.Size)
 		return err
 	})
 	return c, err
@@ -1149,23 +1104,34 @@ func (b *Backend) startListener(ctx context.Context) (<-chan struct{}, error) {
 	return ready, nil
 }
 
-func (b *Backend) listen(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := pgx.ConnectConfig(ctx, b.pool.cfg.Copy())
+func (b *Backend) listen(ctx context.Context) (*pgxpool.Conn, error) {
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, `LISTEN `+b.channel); err != nil {
-		conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{b.channel}.Sanitize()); err != nil {
+		conn.Release()
 		return nil, err
 	}
 	return conn, nil
 }
 
-func (b *Backend) listenLoop(ctx context.Context, conn *pgx.Conn, done chan struct{}) {
+// unlisten returns a listening connection to the pool, no longer
+// listening, or closes it if UNLISTEN fails.
+func unlisten(conn *pgxpool.Conn) {
+	c, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := conn.Exec(c, "UNLISTEN *"); err != nil {
+		conn.Conn().Close(c)
+	}
+	conn.Release()
+}
+
+func (b *Backend) listenLoop(ctx context.Context, conn *pgxpool.Conn, done chan struct{}) {
 	defer close(done)
 	defer func() {
 		if conn != nil {
-			conn.Close(context.Background())
+			unlisten(conn)
 		}
 	}()
 	for ctx.Err() == nil {
@@ -1180,12 +1146,13 @@ func (b *Backend) listenLoop(ctx context.Context, conn *pgx.Conn, done chan stru
 			}
 			conn = c
 		}
-		n, err := conn.WaitForNotification(ctx)
+		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			conn.Close(context.Background())
+			conn.Conn().Close(context.Background())
+			conn.Release()
 			conn = nil
 			// Events may have been missed while reconnecting.
 			b.hub.Overflow()
@@ -1195,6 +1162,6 @@ func (b *Backend) listenLoop(ctx context.Context, conn *pgx.Conn, done chan stru
 		if json.Unmarshal([]byte(n.Payload), &w) != nil {
 			continue
 		}
-		b.hub.Publish(mailbox.Event{Kind: w.K, User: w.U, Folder: w.F, ID: w.I, UID: w.D, ModSeq: w.M, Flags: w.L})
+		b.hub.Publish(mailbox.Event{Kind: w.K, User: mailbricks.UserID(w.U), Folder: w.F, ID: w.I, UID: w.D, ModSeq: w.M, Flags: w.L})
 	}
 }

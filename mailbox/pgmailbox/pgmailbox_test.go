@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/internal/pgerr/pgerrtest"
 	"github.com/mailbricks/mailbricks/mailbox"
 	"github.com/mailbricks/mailbricks/mailbox/mailboxtest"
 	"github.com/mailbricks/mailbricks/mailbox/pgmailbox"
@@ -26,6 +30,14 @@ func pgURL(t *testing.T) string {
 	return url
 }
 
+// newPool returns a pool on MAILBRICKS_PG_URL, closed when the test ends.
+func newPool(t *testing.T, url string) *pgxpool.Pool {
+	p, err := pgxpool.New(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(p.Close)
+	return p
+}
+
 // dropSchema drops a test's schema when the test ends.
 func dropSchema(t *testing.T, url, schema string) {
 	t.Cleanup(func() {
@@ -38,13 +50,13 @@ func dropSchema(t *testing.T, url, schema string) {
 	})
 }
 
-// newBackend opens a backend on a schema of its own, dropped when the test
-// ends.
+// newBackend opens a backend on a pool and a schema of its own, dropped
+// when the test ends.
 func newBackend(t *testing.T) mailbox.Backend {
 	url := pgURL(t)
 	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
 	dropSchema(t, url, schema)
-	b, err := pgmailbox.Open(context.Background(), url, &pgmailbox.Options{Schema: schema, Partitions: 2})
+	b, err := pgmailbox.Open(context.Background(), newPool(t, url), &pgmailbox.Options{Schema: schema, Partitions: 2})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -76,9 +88,9 @@ func TestWatchAcrossProcesses(t *testing.T) {
 	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
 	ctx := context.Background()
 	dropSchema(t, url, schema)
-	b1, err := pgmailbox.Open(ctx, url, &pgmailbox.Options{Schema: schema, Partitions: 2})
+	b1, err := pgmailbox.Open(ctx, newPool(t, url), &pgmailbox.Options{Schema: schema, Partitions: 2})
 	require.NoError(t, err)
-	b2, err := pgmailbox.Open(ctx, url, &pgmailbox.Options{Schema: schema})
+	b2, err := pgmailbox.Open(ctx, newPool(t, url), &pgmailbox.Options{Schema: schema})
 	require.NoError(t, err, "a second Open of a migrated schema must succeed")
 	s1 := mailboxtest.NewStore(t, b1)
 	s2 := mailboxtest.NewStore(t, b2)
@@ -98,3 +110,72 @@ func TestWatchAcrossProcesses(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// TestTerminatedConnectionIsTemporary terminates the backend's connection
+// in the middle of a call, as a failover does: the call must fail with an
+// error that mailbricks.IsTemporary reports, and a retry must succeed.
+func TestTerminatedConnectionIsTemporary(t *testing.T) {
+	url := pgURL(t)
+	ctx := context.Background()
+	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
+	dropSchema(t, url, schema)
+	app := "pgmailbox_test_" + schema
+	b, err := pgmailbox.Open(ctx, pgerrtest.Pool(t, url, app), &pgmailbox.Options{Schema: schema, Partitions: 2})
+	require.NoError(t, err)
+	defer b.Close()
+	_, err = b.CreateFolder(ctx, "alice", mailbox.Inbox, mailbox.RoleInbox)
+	require.NoError(t, err)
+	err = pgerrtest.Terminate(t, newPool(t, url), app, schema+".folders", func() error {
+		_, err := b.Folders(ctx, "alice")
+		return err
+	})
+	require.Error(t, err)
+	require.True(t, mailbricks.IsTemporary(err), "a terminated connection must be a temporary error, got %v", err)
+	_, err = b.Folders(ctx, "alice")
+	require.NoError(t, err, "a retry after a terminated connection must succeed")
+}
+
+// TestOpenConcurrent opens one fresh schema from several backends at once,
+// as processes starting together do: every Open must succeed, the
+// migration must apply once, and closing a backend must leave the
+// caller's pool open.
+func TestOpenConcurrent(t *testing.T) {
+	url := pgURL(t)
+	ctx := context.Background()
+	schema := fmt.Sprintf("mbtest_%x", rand.Uint64())
+	dropSchema(t, url, schema)
+	p := newPool(t, url)
+	const n = 4
+	bs := make([]*pgmailbox.Backend, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bs[i], errs[i] = pgmailbox.Open(ctx, p, &pgmailbox.Options{Schema: schema, Partitions: 2})
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i], "concurrent Open %d of a fresh schema", i)
+	}
+	var applied int
+	require.NoError(t, p.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.mailbricks_migrations WHERE component = 'pgmailbox'`).Scan(&applied))
+	require.Equal(t, 1, applied, "the migration must be recorded once")
+	for _, b := range bs {
+		require.NoError(t, b.Close())
+	}
+	require.NoError(t, p.Ping(ctx), "Close must not close the caller's pool")
+}
+
+// TestInvalidText checks that text PostgreSQL cannot store is reported as
+// an invalid argument, not as a raw SQLSTATE.
+func TestInvalidText(t *testing.T) {
+	b := newBackend(t)
+	_, err := b.CreateFolder(context.Background(), "alice", "a\x00b", "")
+	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "a NUL in a folder name must be an invalid argument")
+	require.False(t, mailbricks.IsTemporary(err))
+	_, err = b.CreateFolder(context.Background(), "alice", "a\xffb", "")
+	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "invalid UTF-8 in a folder name must be an invalid argument")
+}

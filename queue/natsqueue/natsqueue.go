@@ -55,6 +55,10 @@
 // Delivery is therefore at least once, in stream order per topic, and
 // MaxAttempts counts deliveries (a delivery whose lease expires on the
 // last attempt is dead-lettered with "lease expired" when next fetched).
+//
+// Errors a retry may cure (no responders, timeouts, a closed or
+// reconnecting connection, JetStream or a stream leader not available)
+// satisfy [mailbricks.IsTemporary].
 package natsqueue
 
 import (
@@ -150,7 +154,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts *Options) (*Backend, error) {
 	b.subj = strings.ToLower(b.opts.Prefix)
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("natsqueue: %w", err)
+		return nil, fmt.Errorf("natsqueue: %w", classify(err))
 	}
 	b.js = js
 	b.dead, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -160,7 +164,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts *Options) (*Backend, error) {
 		Replicas: b.opts.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsqueue: create dead-letter stream: %w", err)
+		return nil, fmt.Errorf("natsqueue: create dead-letter stream: %w", classify(err))
 	}
 	b.errs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   b.opts.Prefix + "_ERRORS",
@@ -169,7 +173,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts *Options) (*Backend, error) {
 		Replicas: b.opts.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsqueue: create error bucket: %w", err)
+		return nil, fmt.Errorf("natsqueue: create error bucket: %w", classify(err))
 	}
 	return b, nil
 }
@@ -239,7 +243,8 @@ func keyID(topic, key string) string {
 }
 
 // Enqueue publishes the job; see [queue.Backend].
-func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o queue.EnqueueOptions) (string, error) {
+func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o queue.EnqueueOptions) (_ string, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return "", err
 	}
@@ -274,7 +279,8 @@ func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o q
 
 // Lease fetches up to n jobs: at once, and if none came and wait > 0, one
 // with a long poll and then whatever else is ready without waiting.
-func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) ([]queue.Job, error) {
+func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) (_ []queue.Job, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
@@ -439,7 +445,8 @@ func (b *Backend) reply(ctx context.Context, reply, body string) error {
 }
 
 // Ack sends +ACK; see the package's # Semantics for fencing.
-func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
+func (b *Backend) Ack(ctx context.Context, job queue.Job) (err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return err
 	}
@@ -448,7 +455,8 @@ func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
 
 // Nack sends -NAK with the delay, or dead-letters the job on its last
 // attempt.
-func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Duration, cause string) error {
+func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Duration, cause string) (err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return err
 	}
@@ -467,7 +475,8 @@ func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Durat
 }
 
 // Extend sends +WPI, which restarts the AckWait.
-func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) (time.Time, error) {
+func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) (_ time.Time, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return time.Time{}, err
 	}
@@ -527,7 +536,8 @@ func deadJob(topic string, m jetstream.Msg) queue.Job {
 }
 
 // Dead lists dead letters; see [queue.Backend].
-func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Job, error) {
+func (b *Backend) Dead(ctx context.Context, topic string, limit int) (_ []queue.Job, err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
@@ -544,7 +554,8 @@ func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Jo
 
 // Requeue republishes a dead letter to its topic and deletes it from the
 // dead letters. It scans the topic's dead letters for id.
-func (b *Backend) Requeue(ctx context.Context, topic, id string) error {
+func (b *Backend) Requeue(ctx context.Context, topic, id string) (err error) {
+	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return err
 	}
@@ -581,7 +592,8 @@ func (b *Backend) Requeue(ctx context.Context, topic, id string) error {
 
 // Stats reads the consumer's and the dead-letter stream's counters; see
 // the package's # Semantics.
-func (b *Backend) Stats(ctx context.Context, topic string) (queue.Stats, error) {
+func (b *Backend) Stats(ctx context.Context, topic string) (_ queue.Stats, err error) {
+	defer func() { err = classify(err) }()
 	var s queue.Stats
 	if err := b.check(ctx); err != nil {
 		return s, err

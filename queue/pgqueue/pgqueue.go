@@ -22,13 +22,25 @@
 //
 // Enqueue, Nack and Requeue send NOTIFY on the channel "<schema>_queue"
 // with the topic as payload; a long-polling Lease waits on one LISTEN
-// connection per Backend and on a timer for the topic's next due row.
+// connection of the pool per Backend and on a timer for the topic's next
+// due row.
+//
+// Payloads and idempotency keys are opaque bytes, stored as bytea, so any
+// key (NUL and invalid UTF-8 included) round-trips exactly. A Nack cause
+// is stored as text with NUL bytes removed and invalid UTF-8 replaced by
+// U+FFFD. Errors a retry may cure (a dropped connection, a failover, a
+// deadlock) satisfy [mailbricks.IsTemporary].
 //
 // # Schema
 //
-// [Open] creates, if missing, in [Options.Schema]:
+// [Open] creates, if missing, the schema [Options.Schema] and applies the
+// embedded migrations (migrations/*.sql) it has not applied yet, in one
+// transaction under an advisory lock, recording them in the schema's
+// mailbricks_migrations table (the mechanism pgmailbox and pgindex
+// share). Version 1 is the schema of earlier releases, which it adopts;
+// version 2 makes keys bytea. The result:
 //
-//	jobs(id bigserial PRIMARY KEY, topic text, payload bytea, key text,
+//	jobs(id bigserial PRIMARY KEY, topic text, payload bytea, key bytea,
 //	     state smallint,      -- 1 ready or delayed, 2 leased, 3 dead
 //	     attempt int, max_attempts int, priority int,
 //	     token bigint,        -- fencing token, +1 per lease
@@ -37,7 +49,7 @@
 //	     not_before timestamptz, enqueued_at timestamptz, last_error text)
 //	  index jobs_due  (topic, priority DESC, run_at, id) WHERE state IN (1, 2)
 //	  index jobs_dead (topic, run_at, id) WHERE state = 3
-//	keys(topic text, key text, job_id bigint,
+//	keys(topic text, key bytea, job_id bigint,
 //	     done_at timestamptz, -- NULL while the job exists
 //	     PRIMARY KEY (topic, key))
 //
@@ -47,19 +59,23 @@ package pgqueue
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mailbricks/mailbricks/internal/pgerr"
+	"github.com/mailbricks/mailbricks/internal/pgmigrate"
 	"github.com/mailbricks/mailbricks/queue"
 )
 
@@ -98,10 +114,12 @@ type Backend struct {
 
 var _ queue.Backend = (*Backend)(nil)
 
-var schemaRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+//go:embed migrations/*.sql
+var migrations embed.FS
 
-// Open applies the schema and returns a backend on pool. The caller owns
-// pool and closes it after the backend.
+// Open applies the schema's migrations (see the package documentation) and
+// returns a backend on pool. The caller owns pool and closes it after the
+// backend.
 func Open(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, error) {
 	b := &Backend{pool: pool, wake: map[string]chan struct{}{}, closeCh: make(chan struct{})}
 	if opts != nil {
@@ -110,7 +128,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, err
 	if b.opts.Schema == "" {
 		b.opts.Schema = "mailbricks_queue"
 	}
-	if !schemaRE.MatchString(b.opts.Schema) {
+	if !pgmigrate.ValidSchema(b.opts.Schema) {
 		return nil, fmt.Errorf("%w: pgqueue: schema name %q", queue.ErrInvalid, b.opts.Schema)
 	}
 	if b.opts.KeyRetention <= 0 {
@@ -118,47 +136,18 @@ func Open(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Backend, err
 	}
 	b.s = pgx.Identifier{b.opts.Schema}.Sanitize()
 	b.chName = b.opts.Schema + "_queue"
-	ddl := fmt.Sprintf(`
-CREATE SCHEMA IF NOT EXISTS %[1]s;
-CREATE TABLE IF NOT EXISTS %[1]s.jobs (
-	id bigserial PRIMARY KEY,
-	topic text NOT NULL,
-	payload bytea NOT NULL,
-	key text,
-	state smallint NOT NULL,
-	attempt int NOT NULL DEFAULT 0,
-	max_attempts int NOT NULL,
-	priority int NOT NULL DEFAULT 0,
-	token bigint NOT NULL DEFAULT 0,
-	run_at timestamptz NOT NULL,
-	not_before timestamptz,
-	enqueued_at timestamptz NOT NULL DEFAULT now(),
-	last_error text NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS jobs_due ON %[1]s.jobs (topic, priority DESC, run_at, id) WHERE state IN (1, 2);
-CREATE INDEX IF NOT EXISTS jobs_dead ON %[1]s.jobs (topic, run_at, id) WHERE state = 3;
-CREATE TABLE IF NOT EXISTS %[1]s.keys (
-	topic text NOT NULL,
-	key text NOT NULL,
-	job_id bigint NOT NULL,
-	done_at timestamptz,
-	PRIMARY KEY (topic, key)
-);
-CREATE INDEX IF NOT EXISTS keys_done ON %[1]s.keys (done_at) WHERE done_at IS NOT NULL;`, b.s)
-	// Concurrent Opens of one schema race on CREATE ... IF NOT EXISTS;
-	// an advisory lock serializes them.
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "pgqueue:"+b.opts.Schema); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, ddl)
-		return err
-	})
+	steps, err := pgmigrate.Load(migrations, "migrations", map[string]string{"schema": b.s})
+	if err == nil {
+		_, err = pgmigrate.Apply(ctx, pool, b.opts.Schema, "pgqueue", steps)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("pgqueue: apply schema %s: %w", b.opts.Schema, err)
+		return nil, fmt.Errorf("pgqueue: migrate schema %s: %w", b.opts.Schema, classify(err))
 	}
 	return b, nil
 }
+
+// classify marks the engine's errors: see [pgerr.Classify].
+func classify(err error) error { return pgerr.Classify(err, queue.ErrInvalid) }
 
 // Close stops the LISTEN connection. It does not close the pool. It is
 // idempotent; afterwards methods return [queue.ErrClosed].
@@ -200,41 +189,42 @@ func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o q
 	}
 	insert := fmt.Sprintf(`WITH i AS (
 	INSERT INTO %s.jobs (topic, payload, key, state, max_attempts, priority, run_at, not_before)
-	VALUES ($1, $2, NULLIF($3, ''), 1, $4, $5, greatest(now(), $6::timestamptz), $6)
+	VALUES ($1, $2, $3, 1, $4, $5, greatest(now(), $6::timestamptz), $6)
 	RETURNING id)
 SELECT id, pg_notify($7, $1) FROM i`, b.s)
 	var id int64
 	if o.Key == "" {
-		if err := b.pool.QueryRow(ctx, insert, topic, payload, "", o.MaxAttempts, o.Priority, nb, b.chName).Scan(&id, nil); err != nil {
-			return "", err
+		if err := b.pool.QueryRow(ctx, insert, topic, payload, nil, o.MaxAttempts, o.Priority, nb, b.chName).Scan(&id, nil); err != nil {
+			return "", classify(err)
 		}
 		return strconv.FormatInt(id, 10), nil
 	}
+	key := []byte(o.Key)
 	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		// Claim the key: insert it, or take over one whose retention ended.
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.keys (topic, key, job_id) VALUES ($1, $2, 0)
 ON CONFLICT (topic, key) DO UPDATE SET job_id = 0, done_at = NULL
 WHERE keys.done_at IS NOT NULL AND keys.done_at <= now() - $3 * interval '1 microsecond'`, b.s),
-			topic, o.Key, usec(b.opts.KeyRetention))
+			topic, key, usec(b.opts.KeyRetention))
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return tx.QueryRow(ctx, fmt.Sprintf(`SELECT job_id FROM %s.keys WHERE topic = $1 AND key = $2`, b.s), topic, o.Key).Scan(&id)
+			return tx.QueryRow(ctx, fmt.Sprintf(`SELECT job_id FROM %s.keys WHERE topic = $1 AND key = $2`, b.s), topic, key).Scan(&id)
 		}
-		if err := tx.QueryRow(ctx, insert, topic, payload, o.Key, o.MaxAttempts, o.Priority, nb, b.chName).Scan(&id, nil); err != nil {
+		if err := tx.QueryRow(ctx, insert, topic, payload, key, o.MaxAttempts, o.Priority, nb, b.chName).Scan(&id, nil); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s.keys SET job_id = $3 WHERE topic = $1 AND key = $2`, b.s), topic, o.Key, id)
+		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s.keys SET job_id = $3 WHERE topic = $1 AND key = $2`, b.s), topic, key, id)
 		return err
 	})
 	if err != nil {
-		return "", err
+		return "", classify(err)
 	}
 	return strconv.FormatInt(id, 10), nil
 }
 
-const jobCols = `j.id, j.state, j.topic, j.payload, coalesce(j.key, ''), j.attempt, j.max_attempts, j.priority, j.token, j.run_at, j.enqueued_at, j.not_before, j.last_error`
+const jobCols = `j.id, j.state, j.topic, j.payload, j.key, j.attempt, j.max_attempts, j.priority, j.token, j.run_at, j.enqueued_at, j.not_before, j.last_error`
 
 func scanJob(row pgx.Row) (queue.Job, int16, error) {
 	var (
@@ -244,12 +234,14 @@ func scanJob(row pgx.Row) (queue.Job, int16, error) {
 		runAt time.Time
 		tok   int64
 		nb    *time.Time
+		key   []byte
 	)
-	err := row.Scan(&id, &state, &j.Topic, &j.Payload, &j.Key, &j.Attempt, &j.MaxAttempts, &j.Priority, &tok, &runAt, &j.EnqueuedAt, &nb, &j.LastError)
+	err := row.Scan(&id, &state, &j.Topic, &j.Payload, &key, &j.Attempt, &j.MaxAttempts, &j.Priority, &tok, &runAt, &j.EnqueuedAt, &nb, &j.LastError)
 	if err != nil {
 		return j, 0, err
 	}
 	j.ID = strconv.FormatInt(id, 10)
+	j.Key = string(key)
 	j.Token = uint64(tok)
 	if nb != nil {
 		j.NotBefore = *nb
@@ -271,7 +263,7 @@ func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time
 		ch := b.waitCh(topic)
 		jobs, err := b.tryLease(ctx, topic, n, ttl)
 		if err != nil || len(jobs) > 0 || wait <= 0 {
-			return jobs, err
+			return jobs, classify(err)
 		}
 		d := time.Until(deadline)
 		if d <= 0 {
@@ -280,7 +272,7 @@ func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time
 		var due *float64
 		err = b.pool.QueryRow(ctx, fmt.Sprintf(`SELECT extract(epoch FROM min(run_at) - now())::float8 FROM %s.jobs WHERE topic = $1 AND state IN (1, 2)`, b.s), topic).Scan(&due)
 		if err != nil {
-			return nil, err
+			return nil, classify(err)
 		}
 		if due != nil {
 			d = min(d, time.Duration(*due*float64(time.Second)))
@@ -474,7 +466,7 @@ func (b *Backend) ackBatch(batch []*ackReq) {
 		case deleted[k]:
 			r.done <- nil
 		case err != nil:
-			r.done <- err
+			r.done <- classify(err)
 		default:
 			r.done <- queue.ErrLeaseLost
 		}
@@ -534,11 +526,11 @@ func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Durat
 		last_error = $4
 	WHERE id = $1 AND token = $2 AND state = 2
 	RETURNING topic)
-SELECT topic, pg_notify($5, topic) FROM u`, b.s), id, int64(job.Token), usec(retryAfter), cause, b.chName).Scan(&topic, nil)
+SELECT topic, pg_notify($5, topic) FROM u`, b.s), id, int64(job.Token), usec(retryAfter), cleanText(cause), b.chName).Scan(&topic, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return queue.ErrLeaseLost
 	}
-	return err
+	return classify(err)
 }
 
 // Extend moves the job's lease expiry; see [queue.Backend].
@@ -556,7 +548,7 @@ WHERE id = $1 AND token = $2 AND state = 2 RETURNING run_at`, b.s), id, int64(jo
 	if errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, queue.ErrLeaseLost
 	}
-	return until, err
+	return until, classify(err)
 }
 
 // Dead lists dead letters; see [queue.Backend].
@@ -566,18 +558,18 @@ func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Jo
 	}
 	rows, err := b.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s.jobs j WHERE topic = $1 AND state = 3 ORDER BY run_at, id LIMIT $2`, jobCols, b.s), topic, limit)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	defer rows.Close()
 	var jobs []queue.Job
 	for rows.Next() {
 		j, _, err := scanJob(rows)
 		if err != nil {
-			return nil, err
+			return nil, classify(err)
 		}
 		jobs = append(jobs, j)
 	}
-	return jobs, rows.Err()
+	return jobs, classify(rows.Err())
 }
 
 // Requeue moves a dead letter back to the ready jobs; see [queue.Backend].
@@ -593,7 +585,7 @@ func (b *Backend) Requeue(ctx context.Context, topic, sid string) error {
 	UPDATE %s.jobs SET state = 1, attempt = 0, run_at = now() WHERE id = $1 AND topic = $2 AND state = 3 RETURNING topic)
 SELECT pg_notify($3, topic) FROM u`, b.s), id, topic, b.chName)
 	if err != nil {
-		return err
+		return classify(err)
 	}
 	if tag.RowsAffected() == 0 {
 		return queue.ErrNotFound
@@ -613,7 +605,16 @@ func (b *Backend) Stats(ctx context.Context, topic string) (queue.Stats, error) 
 	count(*) FILTER (WHERE state = 1 AND run_at > now()),
 	count(*) FILTER (WHERE state = 3)
 FROM %s.jobs WHERE topic = $1`, b.s), topic).Scan(&s.Ready, &s.Leased, &s.Delayed, &s.Dead)
-	return s, err
+	return s, classify(err)
+}
+
+// cleanText makes s storable in a text column: NUL bytes removed,
+// invalid UTF-8 replaced by U+FFFD.
+func cleanText(s string) string {
+	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
 func (b *Backend) waitCh(topic string) chan struct{} {

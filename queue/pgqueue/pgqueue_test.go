@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/internal/pgerr/pgerrtest"
 	"github.com/mailbricks/mailbricks/queue"
 	"github.com/mailbricks/mailbricks/queue/internal/killtest"
 	"github.com/mailbricks/mailbricks/queue/pgqueue"
@@ -139,4 +141,110 @@ func TestAckBatch(t *testing.T) {
 	for _, j := range keep {
 		require.NoError(t, b.Ack(ctx, j))
 	}
+}
+
+// TestTerminatedConnectionIsTemporary terminates the backend's connection
+// in the middle of a call, as a failover does: the call must fail with an
+// error that mailbricks.IsTemporary reports, and a retry must succeed.
+func TestTerminatedConnectionIsTemporary(t *testing.T) {
+	admin := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, admin)
+	app := "pgqueue_test_" + schema
+	b, err := pgqueue.Open(ctx, pgerrtest.Pool(t, os.Getenv("MAILBRICKS_PG_URL"), app), &pgqueue.Options{Schema: schema})
+	require.NoError(t, err)
+	defer b.Close()
+	stats := func() error {
+		_, err := b.Stats(ctx, "t")
+		return err
+	}
+	err = pgerrtest.Terminate(t, admin, app, schema+".jobs", stats)
+	require.Error(t, err)
+	require.True(t, mailbricks.IsTemporary(err), "a terminated connection must be a temporary error, got %v", err)
+	require.NoError(t, stats(), "a retry after a terminated connection must succeed")
+}
+
+// TestOpenConcurrent opens one fresh schema from several backends at once,
+// as processes starting together do: every Open must succeed, and closing
+// a backend must leave the caller's pool open.
+func TestOpenConcurrent(t *testing.T) {
+	p := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, p)
+	const n = 4
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			b, err := pgqueue.Open(ctx, p, &pgqueue.Options{Schema: schema})
+			if err == nil {
+				err = b.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs, "concurrent Opens of a fresh schema must all succeed")
+	}
+	require.NoError(t, p.Ping(ctx), "Close must not close the caller's pool")
+}
+
+// TestPoolExhaustedIsTemporary fills the caller's pool (MaxConns 1) and
+// calls with a short deadline: waiting for a connection that never comes
+// must be a temporary error.
+func TestPoolExhaustedIsTemporary(t *testing.T) {
+	admin := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, admin)
+	cfg, err := pgxpool.ParseConfig(os.Getenv("MAILBRICKS_PG_URL"))
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer p.Close()
+	b, err := pgqueue.Open(ctx, p, &pgqueue.Options{Schema: schema})
+	require.NoError(t, err)
+	defer b.Close()
+	held, err := p.Acquire(ctx)
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = b.Stats(short, "t")
+	held.Release()
+	require.Error(t, err)
+	require.True(t, mailbricks.IsTemporary(err), "a full pool must be a temporary error, got %v", err)
+	_, err = b.Stats(ctx, "t")
+	require.NoError(t, err, "a retry once a connection is free must succeed")
+}
+
+// TestAdoptsUnversionedSchema opens a schema made by a release before
+// versioned migrations (keys as text) that holds a keyed job: Open must
+// adopt it, convert the keys, and keep the job and its key.
+func TestAdoptsUnversionedSchema(t *testing.T) {
+	p := pool(t)
+	ctx := context.Background()
+	schema := newSchema(t, p)
+	s := pgx.Identifier{schema}.Sanitize()
+	_, err := p.Exec(ctx, `CREATE SCHEMA `+s+`;
+CREATE TABLE `+s+`.jobs (id bigserial PRIMARY KEY, topic text NOT NULL, payload bytea NOT NULL, key text,
+	state smallint NOT NULL, attempt int NOT NULL DEFAULT 0, max_attempts int NOT NULL, priority int NOT NULL DEFAULT 0,
+	token bigint NOT NULL DEFAULT 0, run_at timestamptz NOT NULL, not_before timestamptz,
+	enqueued_at timestamptz NOT NULL DEFAULT now(), last_error text NOT NULL DEFAULT '');
+CREATE INDEX jobs_due ON `+s+`.jobs (topic, priority DESC, run_at, id) WHERE state IN (1, 2);
+CREATE INDEX jobs_dead ON `+s+`.jobs (topic, run_at, id) WHERE state = 3;
+CREATE TABLE `+s+`.keys (topic text NOT NULL, key text NOT NULL, job_id bigint NOT NULL, done_at timestamptz, PRIMARY KEY (topic, key));
+CREATE INDEX keys_done ON `+s+`.keys (done_at) WHERE done_at IS NOT NULL;
+INSERT INTO `+s+`.jobs (topic, payload, key, state, max_attempts, run_at) VALUES ('t', 'old', 'k-é', 1, 3, now());
+INSERT INTO `+s+`.keys (topic, key, job_id) SELECT 't', 'k-é', id FROM `+s+`.jobs`)
+	require.NoError(t, err)
+	b, err := pgqueue.Open(ctx, p, &pgqueue.Options{Schema: schema})
+	require.NoError(t, err, "Open must adopt a schema of an earlier release")
+	defer b.Close()
+	jobs, err := b.Lease(ctx, "t", 10, time.Minute, 0)
+	require.NoError(t, err)
+	require.Len(t, jobs, 1, "the earlier release's job must survive the migration")
+	assert.Equal(t, "k-é", jobs[0].Key, "a text key must keep its bytes as bytea")
+	assert.Equal(t, "old", string(jobs[0].Payload))
+	id, err := b.Enqueue(ctx, "t", []byte("new"), queue.EnqueueOptions{Key: "k-é", MaxAttempts: 3})
+	require.NoError(t, err)
+	assert.Equal(t, jobs[0].ID, id, "the converted key must still deduplicate")
 }

@@ -120,6 +120,7 @@ func Run(t *testing.T, newBackend func(t *testing.T, now func() time.Time) queue
 		{"WorkerStop", testWorkerStop},
 		{"Invalid", testInvalid},
 		{"Closed", testClosed},
+		{"OpaqueValues", testOpaque},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

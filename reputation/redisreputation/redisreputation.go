@@ -10,7 +10,9 @@
 // puts), so concurrent Trackers on many machines never lose an update.
 // Durability is Redis's: with AOF and appendfsync always, every call that
 // returned survives a crash; with the defaults, the last second or the
-// last snapshot interval may be lost.
+// last snapshot interval may be lost. Errors a retry may cure (a dropped
+// connection, a timeout, LOADING, TRYAGAIN, CLUSTERDOWN) satisfy
+// [mailbricks.IsTemporary].
 //
 // Times come from the Trackers' clocks, so the sending machines' clocks
 // should agree to well under a token's refill time; a bucket never gains
@@ -81,7 +83,7 @@ func Open(ctx context.Context, client redis.UniversalClient, o *Options) (*Backe
 		opts.Prefix = "mailbricks:reputation:"
 	}
 	if err := client.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("redisreputation: open: %w", err)
+		return nil, fmt.Errorf("redisreputation: open: %w", classify(err))
 	}
 	return &Backend{c: client, p: opts.Prefix}, nil
 }
@@ -101,7 +103,7 @@ func (b *Backend) check() error {
 }
 
 func wrap(op, key string, err error) error {
-	return fmt.Errorf("redisreputation: %s %q: %w", op, key, err)
+	return fmt.Errorf("redisreputation: %s %q: %w", op, key, classify(err))
 }
 
 // takeScript refills and takes from a token bucket; timestamps are in

@@ -1,14 +1,17 @@
--- Schema of pgmailbox, version 1. {schema} is replaced by the schema name
--- and {partitions} by the number of hash partitions of each table.
+-- Schema of pgmailbox, version 1. {schema} is replaced by the quoted schema
+-- name, {schema_name} by the bare name (letters, digits, '_') and
+-- {partitions} by the number of hash partitions of each table. User IDs and
+-- idempotency keys are opaque bytes (bytea); text columns only hold
+-- strings the mailbox package guarantees are valid UTF-8 without NUL.
 
 CREATE TABLE {schema}.users (
-    user_id     text   NOT NULL,
+    user_id     bytea  NOT NULL,
     next_folder bigint NOT NULL DEFAULT 1,
     PRIMARY KEY (user_id)
 ) PARTITION BY HASH (user_id);
 
 CREATE TABLE {schema}.folders (
-    user_id       text   NOT NULL,
+    user_id       bytea  NOT NULL,
     folder_id     bigint NOT NULL,            -- also the UIDVALIDITY
     name          text   NOT NULL,
     role          text   NOT NULL DEFAULT '',
@@ -22,7 +25,7 @@ CREATE TABLE {schema}.folders (
 ) PARTITION BY HASH (user_id);
 
 CREATE TABLE {schema}.messages (
-    user_id   text    NOT NULL,
+    user_id   bytea   NOT NULL,
     id        uuid    NOT NULL,
     folder_id bigint  NOT NULL,
     uid       bigint  NOT NULL,
@@ -41,14 +44,14 @@ CREATE INDEX ON {schema}.messages (user_id, thread_id, id);
 
 -- The unread and read tables: every message of a folder is in exactly one.
 CREATE TABLE {schema}.unread (
-    user_id   text   NOT NULL,
+    user_id   bytea  NOT NULL,
     folder_id bigint NOT NULL,
     id        uuid   NOT NULL,
     PRIMARY KEY (user_id, folder_id, id)
 ) PARTITION BY HASH (user_id);
 
 CREATE TABLE {schema}.read (
-    user_id   text   NOT NULL,
+    user_id   bytea  NOT NULL,
     folder_id bigint NOT NULL,
     id        uuid   NOT NULL,
     PRIMARY KEY (user_id, folder_id, id)
@@ -56,7 +59,7 @@ CREATE TABLE {schema}.read (
 
 -- Expunge tombstones for CONDSTORE/QRESYNC.
 CREATE TABLE {schema}.expunged (
-    user_id   text   NOT NULL,
+    user_id   bytea  NOT NULL,
     folder_id bigint NOT NULL,
     modseq    bigint NOT NULL,
     uid       bigint NOT NULL,
@@ -64,14 +67,14 @@ CREATE TABLE {schema}.expunged (
 ) PARTITION BY HASH (user_id);
 
 CREATE TABLE {schema}.msgkeys (
-    user_id text NOT NULL,
-    key     text NOT NULL,
+    user_id bytea NOT NULL,
+    key     bytea NOT NULL,
     id      uuid NOT NULL,
     PRIMARY KEY (user_id, key)
 ) PARTITION BY HASH (user_id);
 
 CREATE TABLE {schema}.thread_keys (
-    user_id   text NOT NULL,
+    user_id   bytea NOT NULL,
     tkey      text NOT NULL,
     thread_id uuid NOT NULL,
     PRIMARY KEY (user_id, tkey)
@@ -85,7 +88,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['users', 'folders', 'messages', 'unread', 'read', 'expunged', 'msgkeys', 'thread_keys'] LOOP
         FOR i IN 0..{partitions}-1 LOOP
             EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.%I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
-                '{schema}', t || '_p' || i, '{schema}', t, {partitions}, i);
+                '{schema_name}', t || '_p' || i, '{schema_name}', t, {partitions}, i);
         END LOOP;
     END LOOP;
 END $$;
