@@ -102,7 +102,7 @@ type Backend struct {
 	closed atomic.Bool
 }
 
-var _ index.Backend = (*Backend)(nil)
+var _ index.GetBackend = (*Backend)(nil)
 
 // Open applies the schema's migrations (see the package documentation) and
 // returns a backend on pool. The caller owns pool and closes it after the
@@ -301,6 +301,20 @@ func scanValues(row pgx.Row, extra ...any) (mailbricks.MessageID, index.Values, 
 		v.Keywords = nil
 	}
 	return id, v, nil
+}
+
+// Get implements [index.GetBackend]: one indexed point read.
+func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.MessageID) (index.Values, error) {
+	var v index.Values
+	err := b.tx(ctx, pgx.ReadOnly, func(tx pgx.Tx) error {
+		var err error
+		_, v, err = scanValues(tx.QueryRow(ctx, `SELECT `+valueCols+` FROM `+b.schema+`.docs WHERE user_id = $1 AND msg_id = $2`, []byte(u), id[:]))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return index.ErrNotFound
+		}
+		return err
+	})
+	return v, err
 }
 
 // List implements [index.Backend].
