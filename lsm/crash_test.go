@@ -29,8 +29,12 @@ package lsm_test
 // between runs; the seed fixes the workload, the crash operation number and
 // the share of unsynced data the clone keeps. A failure prints the seed:
 //
-//	go test ./lsm -run 'TestCrash/seed=7$' -v
+//	go test ./lsm -run 'TestCrash/pages/seed=7$' -v
 //	MAILBRICKS_SEED=7 go test ./lsm -run TestCrash -v
+//
+// Every sweep runs under both disk models of vfs (crashModels): unsynced
+// data kept as a prefix, and kept as a random subset of pages with zeros
+// for the rest.
 
 import (
 	"encoding/binary"
@@ -431,6 +435,22 @@ func crashOptions(rng *rand.Rand, fs vfs.FS) *lsm.Options {
 	return o
 }
 
+// crashModels are the disk models every crash sweep runs under: a disk that
+// keeps a prefix of each file's unsynced data, and one that keeps a random
+// subset of its unsynced pages (zeros for the others), as out-of-order page
+// writeback leaves it.
+var crashModels = []vfs.UnsyncedModel{vfs.UnsyncedPrefix, vfs.UnsyncedPages}
+
+// crashCounts totals what a sweep checked, for its log line.
+type crashCounts struct {
+	rounds, clones, acked atomic.Int64
+}
+
+func (c *crashCounts) log(t *testing.T, model vfs.UnsyncedModel) {
+	t.Logf("model %s: %d rounds, %d crash clones reopened, %d synced acknowledgements checked",
+		model, c.rounds.Load(), c.clones.Load(), c.acked.Load())
+}
+
 func TestCrash(t *testing.T) {
 	rounds, writers, nbatches := 30, 4, 40
 	if longTests() {
@@ -450,16 +470,24 @@ func TestCrash(t *testing.T) {
 	totalOps := countOps(calib)
 	t.Logf("one workload issues about %d file system operations", totalOps)
 
-	run := func(t *testing.T, seed uint64) { runCrashRound(t, seed, writers, nbatches, totalOps) }
-	if s, ok := envSeed(t); ok {
-		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s) })
-		return
-	}
-	for seed := range rounds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			t.Parallel()
-			run(t, uint64(seed))
+	for _, model := range crashModels {
+		var counts crashCounts
+		t.Run(model.String(), func(t *testing.T) {
+			run := func(t *testing.T, seed uint64) {
+				runCrashRound(t, seed, model, writers, nbatches, totalOps, &counts)
+			}
+			if s, ok := envSeed(t); ok {
+				t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s) })
+				return
+			}
+			for seed := range rounds {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					run(t, uint64(seed))
+				})
+			}
 		})
+		counts.log(t, model)
 	}
 }
 
@@ -467,14 +495,14 @@ func TestCrash(t *testing.T) {
 // a random operation; a reopen of the clone (itself crashed at a random
 // operation of the recovery, half the time) followed by a second workload
 // crashed again; and a final reopen.
-func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps int64) {
+func runCrashRound(t *testing.T, seed uint64, model vfs.UnsyncedModel, writers, nbatches int, totalOps int64, counts *crashCounts) {
 	rng := rand.New(rand.NewPCG(seed, 0x63726173))
 	h := &crashHistory{t: t, batches: map[int]*crashBatch{}}
 	fs := vfs.NewCrashable()
 	opts := crashOptions(rng, nil)
 	ctx := func(gen int, what string) string {
-		return fmt.Sprintf("seed=%d generation=%d: %s\nreplay: go test ./lsm -run 'TestCrash/seed=%d$' -v (or MAILBRICKS_SEED=%d go test ./lsm -run TestCrash -v)",
-			seed, gen, what, seed, seed)
+		return fmt.Sprintf("model=%s seed=%d generation=%d: %s\nreplay: go test ./lsm -run 'TestCrash/%s/seed=%d$' -v (or MAILBRICKS_SEED=%d go test ./lsm -run TestCrash/%s -v)",
+			model, seed, gen, what, model, seed, seed, model)
 	}
 
 	const generations = 3
@@ -494,7 +522,7 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 			recoveryCrashOp = 1 + rng.Int64N(60)
 			src := fs
 			efs.SetInjector(crashAt(recoveryCrashOp, func() {
-				c := src.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed), UnsyncedDataPercent: 50})
+				c := src.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed), UnsyncedDataPercent: 50, Unsynced: model})
 				recoveryMu.Lock()
 				recoveryClone = c
 				recoveryMu.Unlock()
@@ -509,6 +537,8 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 
 		if gen > 0 {
 			got := checkRecovered(t, db, h.batches, h.committed, h.mustHave, ctx(gen, "state after the crash"))
+			counts.clones.Add(1)
+			counts.acked.Add(int64(len(h.mustHave) - len(h.base)))
 			if recovered != nil {
 				// The recovery may have been cut short at any operation; a
 				// second recovery must find exactly the same history.
@@ -519,11 +549,13 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 				got2 := checkRecovered(t, db2, h.batches, got, got,
 					ctx(gen, fmt.Sprintf("state after a crash at operation %d of the recovery", recoveryCrashOp)))
 				require.Equal(t, got, got2, ctx(gen, "a crash during recovery changed the recovered history"))
+				counts.clones.Add(1)
 				require.NoError(t, db2.Close())
 			}
 			h.base = got
 			if gen == generations-1 {
 				require.NoError(t, db.Close())
+				counts.rounds.Add(1)
 				return
 			}
 		}
@@ -532,7 +564,7 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 		// past its end, right after it).
 		h.clone, h.syncAcked, h.acks, h.gen = nil, nil, 0, nil
 		pct := []int{0, 100, rng.IntN(101)}[rng.IntN(3)]
-		co := vfs.CrashCloneOptions{Seed: int64(seed)*10 + int64(gen), UnsyncedDataPercent: pct}
+		co := vfs.CrashCloneOptions{Seed: int64(seed)*10 + int64(gen), UnsyncedDataPercent: pct, Unsynced: model}
 		crashOp := 1 + rng.Int64N(totalOps)
 		src := fs
 		efs.SetInjector(crashAt(crashOp, func() { h.crash(src, co) }))
@@ -562,7 +594,7 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 	if longTests() {
 		rounds = 400
 	}
-	run := func(t *testing.T, seed uint64) {
+	run := func(t *testing.T, seed uint64, model vfs.UnsyncedModel, counts *crashCounts) {
 		rng := rand.New(rand.NewPCG(seed, 0x666c757368))
 		fs := vfs.NewCrashable()
 		efs := vfs.NewErrorFS(fs, nil)
@@ -616,7 +648,7 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 				return nil
 			}
 			cases = append(cases, crashCase{
-				clone:       fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed) + n, UnsyncedDataPercent: pct}),
+				clone:       fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed) + n, UnsyncedDataPercent: pct, Unsynced: model}),
 				op:          n,
 				flushDone:   flushDone.Load(),
 				mustHave:    slices.Clone(h.syncAcked),
@@ -641,8 +673,8 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 			if c.flushDone {
 				what = "during Compact, after Flush returned"
 			}
-			ctx := fmt.Sprintf("seed=%d: crash at operation %d (%s), keeping %d%% of unsynced data\nreplay: go test ./lsm -run 'TestCrashDuringFlushAndCompact/seed=%d$' -v",
-				seed, c.op, what, c.unsyncedPct, seed)
+			ctx := fmt.Sprintf("model=%s seed=%d: crash at operation %d (%s), keeping %d%% of unsynced data\nreplay: go test ./lsm -run 'TestCrashDuringFlushAndCompact/%s/seed=%d$' -v",
+				model, seed, c.op, what, c.unsyncedPct, model, seed)
 			o2 := *o
 			o2.FS = c.clone
 			db2, err := lsm.Open("db", &o2)
@@ -653,17 +685,26 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 			}
 			checkRecovered(t, db2, h.batches, committed, mustHave, ctx)
 			require.NoError(t, db2.Close(), ctx)
+			counts.clones.Add(1)
+			counts.acked.Add(int64(len(mustHave)))
 		}
+		counts.rounds.Add(1)
 	}
-	if s, ok := envSeed(t); ok {
-		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s) })
-		return
-	}
-	for seed := range rounds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			t.Parallel()
-			run(t, uint64(seed))
+	for _, model := range crashModels {
+		var counts crashCounts
+		t.Run(model.String(), func(t *testing.T) {
+			if s, ok := envSeed(t); ok {
+				t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s, model, &counts) })
+				return
+			}
+			for seed := range rounds {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					run(t, uint64(seed), model, &counts)
+				})
+			}
 		})
+		counts.log(t, model)
 	}
 }
 
