@@ -23,9 +23,9 @@ type walImage struct {
 	files map[string][]byte // the DB's files by path
 	fs    vfs.FS            // of the last open
 	log   string            // path of the log
-	data []byte // the log as written
-	recs [][2]int
-	keys []string
+	data  []byte            // the log as written
+	recs  [][2]int
+	keys  []string
 }
 
 // buildWALImage writes n keys with values of about 300 bytes, one record
