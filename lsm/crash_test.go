@@ -37,6 +37,7 @@ package lsm_test
 // for the rest.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -712,7 +713,7 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 // clone before each of its file system operations that change something,
 // keeping, in each clone, a part of every file's unsynced data (a torn
 // tail). It returns the clones with the operation each was taken before.
-func crashAtEveryOp(fs *vfs.CrashableFS, efs *vfs.ErrorFS, seed int64, work func()) (clones []*vfs.CrashableFS, ops []string) {
+func crashAtEveryOp(fs *vfs.CrashableFS, efs *vfs.ErrorFS, seed int64, model vfs.UnsyncedModel, work func()) (clones []*vfs.CrashableFS, ops []string) {
 	var mu sync.Mutex
 	efs.SetInjector(vfs.InjectorFunc(func(op vfs.Op, path string) error {
 		switch op {
@@ -722,7 +723,7 @@ func crashAtEveryOp(fs *vfs.CrashableFS, efs *vfs.ErrorFS, seed int64, work func
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		clones = append(clones, fs.CrashClone(vfs.CrashCloneOptions{Seed: seed + int64(len(clones)), UnsyncedDataPercent: 100}))
+		clones = append(clones, fs.CrashClone(vfs.CrashCloneOptions{Seed: seed + int64(len(clones)), UnsyncedDataPercent: 100, Unsynced: model}))
 		ops = append(ops, fmt.Sprintf("%s %s", op, path))
 		return nil
 	}))
@@ -754,23 +755,28 @@ func commitSerialBatches(t *testing.T, db *lsm.DB, rng *rand.Rand) *crashHistory
 // torn tail in a log that was no longer the newest, and Open refused the DB
 // ("torn record in a log that is not the newest") after a plain power loss.
 func TestCrashDuringWALRotation(t *testing.T) {
-	fs := vfs.NewCrashable()
-	efs := vfs.NewErrorFS(fs, nil)
-	o := &lsm.Options{FS: efs, Merger: crashMerger}
-	db, err := lsm.Open("db", o)
-	require.NoError(t, err)
-	h := commitSerialBatches(t, db, rand.New(rand.NewPCG(1, 2)))
-	clones, ops := crashAtEveryOp(fs, efs, 1, func() { require.NoError(t, db.Flush()) })
-	committed := readCrashLog(t, db)
-	require.NoError(t, db.Close())
-	for i, c := range clones {
-		ctx := fmt.Sprintf("crash before operation %d of Flush (%s)", i+1, ops[i])
-		o2 := *o
-		o2.FS = c
-		db2, err := lsm.Open("db", &o2)
-		require.NoError(t, err, ctx)
-		checkRecovered(t, db2, h.batches, committed, h.syncAcked, ctx)
-		require.NoError(t, db2.Close())
+	for _, model := range crashModels {
+		t.Run(model.String(), func(t *testing.T) {
+			fs := vfs.NewCrashable()
+			efs := vfs.NewErrorFS(fs, nil)
+			o := &lsm.Options{FS: efs, Merger: crashMerger}
+			db, err := lsm.Open("db", o)
+			require.NoError(t, err)
+			h := commitSerialBatches(t, db, rand.New(rand.NewPCG(1, 2)))
+			clones, ops := crashAtEveryOp(fs, efs, 1, model, func() { require.NoError(t, db.Flush()) })
+			committed := readCrashLog(t, db)
+			require.NoError(t, db.Close())
+			for i, c := range clones {
+				ctx := fmt.Sprintf("model %s: crash before operation %d of Flush (%s)", model, i+1, ops[i])
+				o2 := *o
+				o2.FS = c
+				db2, err := lsm.Open("db", &o2)
+				require.NoError(t, err, ctx)
+				checkRecovered(t, db2, h.batches, committed, h.syncAcked, ctx)
+				require.NoError(t, db2.Close())
+			}
+			t.Logf("model %s: %d crash clones reopened, %d synced acknowledgements checked in each", model, len(clones), len(h.syncAcked))
+		})
 	}
 }
 
@@ -781,21 +787,32 @@ func TestCrashDuringWALRotation(t *testing.T) {
 // that created its new log before its new manifest was durable left the
 // torn log behind a newer, empty one, and the next Open failed.)
 func TestCrashDuringRecovery(t *testing.T) {
+	for _, model := range crashModels {
+		t.Run(model.String(), func(t *testing.T) { testCrashDuringRecovery(t, model) })
+	}
+}
+
+func testCrashDuringRecovery(t *testing.T, model vfs.UnsyncedModel) {
 	fs := vfs.NewCrashable()
 	o := &lsm.Options{FS: fs, Merger: crashMerger}
 	db, err := lsm.Open("db", o)
 	require.NoError(t, err)
 	h := commitSerialBatches(t, db, rand.New(rand.NewPCG(3, 4)))
-	// A power loss that keeps part of the unsynced tail of the log, cut in
-	// the middle of a record.
+	// A power loss that keeps part of the unsynced tail of the log: cut in
+	// the middle of a record, or (pages) with a lost page before intact
+	// data.
+	damaged := tornTail
+	if model == vfs.UnsyncedPages {
+		damaged = logHole
+	}
 	var crashed *vfs.CrashableFS
 	for seed := int64(0); crashed == nil; seed++ {
-		require.Less(t, seed, int64(1000), "no crash clone with a torn log tail")
-		c := fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: 100})
+		require.Less(t, seed, int64(1000), "no crash clone with a damaged log tail")
+		c := fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: 100, Unsynced: model})
 		names, err := c.List("db")
 		require.NoError(t, err)
 		for _, n := range names {
-			if strings.HasSuffix(n, ".log") && tornTail(t, c, "db/"+n) {
+			if strings.HasSuffix(n, ".log") && damaged(t, c, "db/"+n) {
 				crashed = c
 			}
 		}
@@ -807,14 +824,17 @@ func TestCrashDuringRecovery(t *testing.T) {
 	o1 := *o
 	o1.FS = efs
 	var db1 *lsm.DB
-	clones, ops := crashAtEveryOp(crashed, efs, 6, func() {
+	clones, ops := crashAtEveryOp(crashed, efs, 6, model, func() {
 		db1, err = lsm.Open("db", &o1)
 		require.NoError(t, err)
 	})
 	recovered := checkRecovered(t, db1, h.batches, committed, h.syncAcked, "first recovery")
+	m := db1.Metrics()
+	require.Positive(t, m.WALTailBytesDropped, "the damaged tail is reported")
+	require.Positive(t, m.WALTailRecordsDropped, "the damaged tail is reported")
 	require.NoError(t, db1.Close())
 	for i, c := range clones {
-		ctx := fmt.Sprintf("crash before operation %d of the recovery (%s)", i+1, ops[i])
+		ctx := fmt.Sprintf("model %s: crash before operation %d of the recovery (%s)", model, i+1, ops[i])
 		o2 := *o
 		o2.FS = c
 		db2, err := lsm.Open("db", &o2)
@@ -823,6 +843,21 @@ func TestCrashDuringRecovery(t *testing.T) {
 		require.Equal(t, recovered, got, ctx)
 		require.NoError(t, db2.Close())
 	}
+	t.Logf("model %s: %d of %d batches recovered, %d dropped bytes reported; %d crash clones of the recovery reopened",
+		model, len(recovered), len(committed), m.WALTailBytesDropped, len(clones))
+}
+
+// logHole reports whether the log at path holds a lost page with data after
+// it: a run of at least 64 zeros (the workload writes none) that ends at a
+// page boundary, followed by non-zero bytes.
+func logHole(t *testing.T, fs vfs.FS, path string) bool {
+	data := readFile(t, fs, path)
+	for p := vfs.CrashPageSize; p < len(data); p += vfs.CrashPageSize {
+		if bytes.Count(data[p-64:p], []byte{0}) == 64 && bytes.IndexFunc(data[p:], func(r rune) bool { return r != 0 }) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // tornTail reports whether the log at path ends inside a record, by walking

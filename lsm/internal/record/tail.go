@@ -18,27 +18,30 @@ const PageSize = 4 << 10
 //
 // A crash may leave the data written after the last sync in any state: cut
 // short (a disk that writes in order), or with some pages written and
-// others not (out-of-order page writeback: the unwritten pages read as
-// zeros, up to the length the file system recorded). Such a hole can have
-// intact records after it, which the Reader reports as corruption. But no
-// durable record can follow a hole: a sync persists every page before the
-// synced offset, so a lost page is always in the unsynced tail.
+// others not (out-of-order page writeback). A page that was never written
+// reads as zeros past the last sync: wholly, or, for the page the last sync
+// ended in, from the synced offset (which is a record boundary) to its end.
+// Such a hole can have intact records after it, which the Reader reports as
+// corruption. But no durable record can follow a hole: a sync persists
+// every page before the synced offset, so a lost page is always in the
+// unsynced tail.
 //
 // A lost page is recognized by its content: an aligned page of PageSize
-// bytes (or up to the end of the log, for the last page) that holds only
-// zeros and overlaps the first bad record. A record never holds such a page
-// except in its payload, so a healthy record that does is valid and never
-// the first bad one; and damage that is not a lost page (a flipped bit, a
-// few zeroed bytes, garbage) does not produce one. A device that returns a
-// whole page of zeros for data it once held durably is indistinguishable
-// from a lost page.
+// bytes that overlaps the first bad record and holds only zeros from the
+// bad record's offset (or from its own start, if later) to its end (or to
+// the end of the log). A healthy record never starts in such a run of
+// zeros, and damage that is not a lost page (a flipped bit, garbage, a
+// bad sector, which devices report as an error) does not produce one. Two
+// things look the same and are taken for lost pages: a device that returns
+// zeros for data it once held durably, and damage that zeroes a record's
+// bytes exactly from its start to a page boundary.
 type Tail struct {
 	// Offset is where the tail begins: the end of the last good record.
 	Offset int64
 	// Size is the length of the tail in bytes.
 	Size int64
-	// LostPage reports that the first bad record of the tail overlaps an
-	// aligned page of zeros (see above).
+	// LostPage reports that the first bad record of the tail overlaps a
+	// lost page (see above).
 	LostPage bool
 	// Records is the number of whole valid records in the tail after its
 	// first, bad record.
@@ -79,8 +82,9 @@ func InspectTail(r io.ReaderAt, off, size int64) (Tail, error) {
 			skip = HeaderLen + n
 		}
 	}
-	for p := int64(0); p < off-pageStart+int64(extent); p += PageSize {
-		if allZero(buf[p:min(p+PageSize, int64(len(buf)))]) {
+	rel := off - pageStart
+	for p := int64(0); p < rel+int64(extent); p += PageSize {
+		if allZero(buf[max(p, rel):min(p+PageSize, int64(len(buf)))]) {
 			t.LostPage = true
 			break
 		}

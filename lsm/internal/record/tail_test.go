@@ -75,6 +75,33 @@ func TestInspectTailLostPage(t *testing.T) {
 	}
 }
 
+// TestInspectTailLostPageAfterSync loses the part of a page written after a
+// sync that ended inside it: zeros from a record boundary to the page end,
+// intact records after it.
+func TestInspectTailLostPageAfterSync(t *testing.T) {
+	log, ends := pagedLog(4)
+	for _, e := range ends {
+		if e <= PageSize || e >= 2*PageSize {
+			continue
+		}
+		d := bytes.Clone(log)
+		clear(d[e : 2*PageSize])
+		off, err := readToDamage(t, d)
+		require.ErrorIs(t, err, base.ErrCorruption)
+		require.Equal(t, int64(e), off)
+		tail := inspect(t, d, off)
+		require.True(t, tail.LostPage, "zeros from the sync point at %d to the end of its page", e)
+		require.Positive(t, tail.Records)
+	}
+	// Zeros that do not reach the end of the page are no lost page.
+	e := ends[len(ends)/2]
+	d := bytes.Clone(log)
+	clear(d[e : e+100])
+	off, err := readToDamage(t, d)
+	require.ErrorIs(t, err, base.ErrCorruption)
+	require.False(t, inspect(t, d, off).LostPage)
+}
+
 // TestInspectTailLostLastPages: a lost page with only zeros or lost pages
 // after it is a record cut short.
 func TestInspectTailLostLastPages(t *testing.T) {
