@@ -501,9 +501,14 @@ func runCrashRound(t *testing.T, seed uint64, model vfs.UnsyncedModel, writers, 
 	h := &crashHistory{t: t, batches: map[int]*crashBatch{}}
 	fs := vfs.NewCrashable()
 	opts := crashOptions(rng, nil)
+	if model == vfs.UnsyncedPrefix && seed%2 == 1 {
+		// A disk that keeps a prefix can only cut the last record short,
+		// which strict recovery accepts too.
+		opts.WALRecovery = lsm.WALRecoveryStrict
+	}
 	ctx := func(gen int, what string) string {
-		return fmt.Sprintf("model=%s seed=%d generation=%d: %s\nreplay: go test ./lsm -run 'TestCrash/%s/seed=%d$' -v (or MAILBRICKS_SEED=%d go test ./lsm -run TestCrash/%s -v)",
-			model, seed, gen, what, model, seed, seed, model)
+		return fmt.Sprintf("model=%s wal-recovery=%s seed=%d generation=%d: %s\nreplay: go test ./lsm -run 'TestCrash/%s/seed=%d$' -v (or MAILBRICKS_SEED=%d go test ./lsm -run TestCrash/%s -v)",
+			model, opts.WALRecovery, seed, gen, what, model, seed, seed, model)
 	}
 
 	const generations = 3
