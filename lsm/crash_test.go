@@ -445,11 +445,27 @@ var crashModels = []vfs.UnsyncedModel{vfs.UnsyncedPrefix, vfs.UnsyncedPages}
 // crashCounts totals what a sweep checked, for its log line.
 type crashCounts struct {
 	rounds, clones, acked atomic.Int64
+	// tails counts the reopenings that dropped a damaged log tail, and
+	// holes those whose tail held whole records after the damage (a lost
+	// page).
+	tails, holes atomic.Int64
+}
+
+// reopened counts a reopening and what its recovery dropped.
+func (c *crashCounts) reopened(db *lsm.DB) {
+	c.clones.Add(1)
+	m := db.Metrics()
+	if m.WALTailBytesDropped > 0 {
+		c.tails.Add(1)
+	}
+	if m.WALTailRecordsDropped > 1 {
+		c.holes.Add(1)
+	}
 }
 
 func (c *crashCounts) log(t *testing.T, model vfs.UnsyncedModel) {
-	t.Logf("model %s: %d rounds, %d crash clones reopened, %d synced acknowledgements checked",
-		model, c.rounds.Load(), c.clones.Load(), c.acked.Load())
+	t.Logf("model %s: %d rounds, %d crash clones reopened (%d dropped a damaged log tail, %d of them with whole records after a lost page), %d synced acknowledgements checked",
+		model, c.rounds.Load(), c.clones.Load(), c.tails.Load(), c.holes.Load(), c.acked.Load())
 }
 
 func TestCrash(t *testing.T) {
@@ -543,7 +559,7 @@ func runCrashRound(t *testing.T, seed uint64, model vfs.UnsyncedModel, writers, 
 
 		if gen > 0 {
 			got := checkRecovered(t, db, h.batches, h.committed, h.mustHave, ctx(gen, "state after the crash"))
-			counts.clones.Add(1)
+			counts.reopened(db)
 			counts.acked.Add(int64(len(h.mustHave) - len(h.base)))
 			if recovered != nil {
 				// The recovery may have been cut short at any operation; a
@@ -555,7 +571,7 @@ func runCrashRound(t *testing.T, seed uint64, model vfs.UnsyncedModel, writers, 
 				got2 := checkRecovered(t, db2, h.batches, got, got,
 					ctx(gen, fmt.Sprintf("state after a crash at operation %d of the recovery", recoveryCrashOp)))
 				require.Equal(t, got, got2, ctx(gen, "a crash during recovery changed the recovered history"))
-				counts.clones.Add(1)
+				counts.reopened(db2)
 				require.NoError(t, db2.Close())
 			}
 			h.base = got
@@ -690,8 +706,8 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 				mustHave = committed
 			}
 			checkRecovered(t, db2, h.batches, committed, mustHave, ctx)
+			counts.reopened(db2)
 			require.NoError(t, db2.Close(), ctx)
-			counts.clones.Add(1)
 			counts.acked.Add(int64(len(mustHave)))
 		}
 		counts.rounds.Add(1)
