@@ -28,7 +28,9 @@ package lsm_test
 //     record after it, is indistinguishable from a write torn by a crash,
 //     and the engine may drop those records: the right answer is then the
 //     state after the records before the first damaged one (or
-//     ErrCorruption). Damage followed by an intact record is corruption in
+//     ErrCorruption). So is damage that leaves a record's bytes zero from
+//     its start to a page boundary, the signature of a page lost in a
+//     crash. Other damage followed by an intact record is corruption in
 //     the middle of the log (the record reader finds the intact record):
 //     Open must fail with ErrCorruption.
 //
@@ -291,6 +293,18 @@ func damage(rng *rand.Rand, file string, orig []byte, offsets []int) []corruptCa
 	return cases
 }
 
+// zeroPages returns a case for every whole 4 KiB page of the file: the page
+// zeroed.
+func zeroPages(file string, orig []byte) []corruptCase {
+	var cases []corruptCase
+	for p := 0; p+4<<10 <= len(orig); p += 4 << 10 {
+		d := slices.Clone(orig)
+		clear(d[p : p+4<<10])
+		cases = append(cases, corruptCase{file, fmt.Sprintf("%s: page [%d, %d) of %d zeroed", file, p, p+4<<10, len(orig)), d})
+	}
+	return cases
+}
+
 // sampleOffsets returns n random offsets of a file of size bytes or, in
 // long runs, every stride-th offset with stride chosen for about 1500.
 func sampleOffsets(rng *rand.Rand, size, n int) []int {
@@ -367,6 +381,13 @@ func TestCorruption(t *testing.T) {
 				img.runCase(t, c, img.full, false)
 				continue
 			}
+			img.runCase(t, c, nil, true)
+		}
+		// The older log was synced whole: even a page of zeros, which in
+		// the newest log is taken for a page lost in a crash, is corruption.
+		pages := zeroPages(img.olderLog, orig)
+		require.NotEmpty(t, pages)
+		for _, c := range pages {
 			img.runCase(t, c, nil, true)
 		}
 	})
@@ -447,6 +468,11 @@ func (img *corruptImage) runNewestLogCase(t *testing.T, orig []byte, c corruptCa
 	case first < 0:
 		// Zeroes over zeroes: nothing changed.
 		img.runCase(t, c, img.full, false)
+	case intactAfter && lostPage(c.data, recs[first]):
+		// Zeros from the record's start to a page boundary are what a lost
+		// page leaves in the unsynced tail (see WALRecoveryDropDamagedTail).
+		c.desc += fmt.Sprintf(" (damages record %d of %d like a lost page: the log may be cut there)", first, len(recs))
+		img.runCase(t, c, img.newestStates[first], false)
 	case intactAfter:
 		c.desc += fmt.Sprintf(" (damages record %d of %d, and an intact record follows)", first, len(recs))
 		img.runCase(t, c, nil, true)
@@ -454,6 +480,19 @@ func (img *corruptImage) runNewestLogCase(t *testing.T, orig []byte, c corruptCa
 		c.desc += fmt.Sprintf(" (damages record %d of %d and no intact record follows: the log may be cut there)", first, len(recs))
 		img.runCase(t, c, img.newestStates[first], false)
 	}
+}
+
+// lostPage reports whether the record rec of the log data overlaps a page
+// that holds only zeros from the record's start (or its own) to its end (or
+// the end of the log): the signature of a page lost in a crash.
+func lostPage(data []byte, rec [2]int) bool {
+	const page = 4 << 10
+	for p := rec[0] / page * page; p < rec[1]; p += page {
+		if !slices.ContainsFunc(data[max(p, rec[0]):min(p+page, len(data))], func(b byte) bool { return b != 0 }) {
+			return true
+		}
+	}
+	return false
 }
 
 // open opens a copy of the image in which file (if not "") holds data.

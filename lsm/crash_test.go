@@ -29,10 +29,15 @@ package lsm_test
 // between runs; the seed fixes the workload, the crash operation number and
 // the share of unsynced data the clone keeps. A failure prints the seed:
 //
-//	go test ./lsm -run 'TestCrash/seed=7$' -v
+//	go test ./lsm -run 'TestCrash/pages/seed=7$' -v
 //	MAILBRICKS_SEED=7 go test ./lsm -run TestCrash -v
+//
+// Every sweep runs under both disk models of vfs (crashModels): unsynced
+// data kept as a prefix, and kept as a random subset of pages with zeros
+// for the rest.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -431,6 +436,38 @@ func crashOptions(rng *rand.Rand, fs vfs.FS) *lsm.Options {
 	return o
 }
 
+// crashModels are the disk models every crash sweep runs under: a disk that
+// keeps a prefix of each file's unsynced data, and one that keeps a random
+// subset of its unsynced pages (zeros for the others), as out-of-order page
+// writeback leaves it.
+var crashModels = []vfs.UnsyncedModel{vfs.UnsyncedPrefix, vfs.UnsyncedPages}
+
+// crashCounts totals what a sweep checked, for its log line.
+type crashCounts struct {
+	rounds, clones, acked atomic.Int64
+	// tails counts the reopenings that dropped a damaged log tail, and
+	// holes those whose tail held whole records after the damage (a lost
+	// page).
+	tails, holes atomic.Int64
+}
+
+// reopened counts a reopening and what its recovery dropped.
+func (c *crashCounts) reopened(db *lsm.DB) {
+	c.clones.Add(1)
+	m := db.Metrics()
+	if m.WALTailBytesDropped > 0 {
+		c.tails.Add(1)
+	}
+	if m.WALTailRecordsDropped > 1 {
+		c.holes.Add(1)
+	}
+}
+
+func (c *crashCounts) log(t *testing.T, model vfs.UnsyncedModel) {
+	t.Logf("model %s: %d rounds, %d crash clones reopened (%d dropped a damaged log tail, %d of them with whole records after a lost page), %d synced acknowledgements checked",
+		model, c.rounds.Load(), c.clones.Load(), c.tails.Load(), c.holes.Load(), c.acked.Load())
+}
+
 func TestCrash(t *testing.T) {
 	rounds, writers, nbatches := 30, 4, 40
 	if longTests() {
@@ -450,16 +487,24 @@ func TestCrash(t *testing.T) {
 	totalOps := countOps(calib)
 	t.Logf("one workload issues about %d file system operations", totalOps)
 
-	run := func(t *testing.T, seed uint64) { runCrashRound(t, seed, writers, nbatches, totalOps) }
-	if s, ok := envSeed(t); ok {
-		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s) })
-		return
-	}
-	for seed := range rounds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			t.Parallel()
-			run(t, uint64(seed))
+	for _, model := range crashModels {
+		var counts crashCounts
+		t.Run(model.String(), func(t *testing.T) {
+			run := func(t *testing.T, seed uint64) {
+				runCrashRound(t, seed, model, writers, nbatches, totalOps, &counts)
+			}
+			if s, ok := envSeed(t); ok {
+				t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s) })
+				return
+			}
+			for seed := range rounds {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					run(t, uint64(seed))
+				})
+			}
 		})
+		counts.log(t, model)
 	}
 }
 
@@ -467,14 +512,19 @@ func TestCrash(t *testing.T) {
 // a random operation; a reopen of the clone (itself crashed at a random
 // operation of the recovery, half the time) followed by a second workload
 // crashed again; and a final reopen.
-func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps int64) {
+func runCrashRound(t *testing.T, seed uint64, model vfs.UnsyncedModel, writers, nbatches int, totalOps int64, counts *crashCounts) {
 	rng := rand.New(rand.NewPCG(seed, 0x63726173))
 	h := &crashHistory{t: t, batches: map[int]*crashBatch{}}
 	fs := vfs.NewCrashable()
 	opts := crashOptions(rng, nil)
+	if model == vfs.UnsyncedPrefix && seed%2 == 1 {
+		// A disk that keeps a prefix can only cut the last record short,
+		// which strict recovery accepts too.
+		opts.WALRecovery = lsm.WALRecoveryStrict
+	}
 	ctx := func(gen int, what string) string {
-		return fmt.Sprintf("seed=%d generation=%d: %s\nreplay: go test ./lsm -run 'TestCrash/seed=%d$' -v (or MAILBRICKS_SEED=%d go test ./lsm -run TestCrash -v)",
-			seed, gen, what, seed, seed)
+		return fmt.Sprintf("model=%s wal-recovery=%s seed=%d generation=%d: %s\nreplay: go test ./lsm -run 'TestCrash/%s/seed=%d$' -v (or MAILBRICKS_SEED=%d go test ./lsm -run TestCrash/%s -v)",
+			model, opts.WALRecovery, seed, gen, what, model, seed, seed, model)
 	}
 
 	const generations = 3
@@ -494,7 +544,7 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 			recoveryCrashOp = 1 + rng.Int64N(60)
 			src := fs
 			efs.SetInjector(crashAt(recoveryCrashOp, func() {
-				c := src.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed), UnsyncedDataPercent: 50})
+				c := src.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed), UnsyncedDataPercent: 50, Unsynced: model})
 				recoveryMu.Lock()
 				recoveryClone = c
 				recoveryMu.Unlock()
@@ -509,6 +559,8 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 
 		if gen > 0 {
 			got := checkRecovered(t, db, h.batches, h.committed, h.mustHave, ctx(gen, "state after the crash"))
+			counts.reopened(db)
+			counts.acked.Add(int64(len(h.mustHave) - len(h.base)))
 			if recovered != nil {
 				// The recovery may have been cut short at any operation; a
 				// second recovery must find exactly the same history.
@@ -519,11 +571,13 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 				got2 := checkRecovered(t, db2, h.batches, got, got,
 					ctx(gen, fmt.Sprintf("state after a crash at operation %d of the recovery", recoveryCrashOp)))
 				require.Equal(t, got, got2, ctx(gen, "a crash during recovery changed the recovered history"))
+				counts.reopened(db2)
 				require.NoError(t, db2.Close())
 			}
 			h.base = got
 			if gen == generations-1 {
 				require.NoError(t, db.Close())
+				counts.rounds.Add(1)
 				return
 			}
 		}
@@ -532,7 +586,7 @@ func runCrashRound(t *testing.T, seed uint64, writers, nbatches int, totalOps in
 		// past its end, right after it).
 		h.clone, h.syncAcked, h.acks, h.gen = nil, nil, 0, nil
 		pct := []int{0, 100, rng.IntN(101)}[rng.IntN(3)]
-		co := vfs.CrashCloneOptions{Seed: int64(seed)*10 + int64(gen), UnsyncedDataPercent: pct}
+		co := vfs.CrashCloneOptions{Seed: int64(seed)*10 + int64(gen), UnsyncedDataPercent: pct, Unsynced: model}
 		crashOp := 1 + rng.Int64N(totalOps)
 		src := fs
 		efs.SetInjector(crashAt(crashOp, func() { h.crash(src, co) }))
@@ -562,7 +616,7 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 	if longTests() {
 		rounds = 400
 	}
-	run := func(t *testing.T, seed uint64) {
+	run := func(t *testing.T, seed uint64, model vfs.UnsyncedModel, counts *crashCounts) {
 		rng := rand.New(rand.NewPCG(seed, 0x666c757368))
 		fs := vfs.NewCrashable()
 		efs := vfs.NewErrorFS(fs, nil)
@@ -616,7 +670,7 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 				return nil
 			}
 			cases = append(cases, crashCase{
-				clone:       fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed) + n, UnsyncedDataPercent: pct}),
+				clone:       fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed) + n, UnsyncedDataPercent: pct, Unsynced: model}),
 				op:          n,
 				flushDone:   flushDone.Load(),
 				mustHave:    slices.Clone(h.syncAcked),
@@ -641,8 +695,8 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 			if c.flushDone {
 				what = "during Compact, after Flush returned"
 			}
-			ctx := fmt.Sprintf("seed=%d: crash at operation %d (%s), keeping %d%% of unsynced data\nreplay: go test ./lsm -run 'TestCrashDuringFlushAndCompact/seed=%d$' -v",
-				seed, c.op, what, c.unsyncedPct, seed)
+			ctx := fmt.Sprintf("model=%s seed=%d: crash at operation %d (%s), keeping %d%% of unsynced data\nreplay: go test ./lsm -run 'TestCrashDuringFlushAndCompact/%s/seed=%d$' -v",
+				model, seed, c.op, what, c.unsyncedPct, model, seed)
 			o2 := *o
 			o2.FS = c.clone
 			db2, err := lsm.Open("db", &o2)
@@ -652,18 +706,27 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 				mustHave = committed
 			}
 			checkRecovered(t, db2, h.batches, committed, mustHave, ctx)
+			counts.reopened(db2)
 			require.NoError(t, db2.Close(), ctx)
+			counts.acked.Add(int64(len(mustHave)))
 		}
+		counts.rounds.Add(1)
 	}
-	if s, ok := envSeed(t); ok {
-		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s) })
-		return
-	}
-	for seed := range rounds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			t.Parallel()
-			run(t, uint64(seed))
+	for _, model := range crashModels {
+		var counts crashCounts
+		t.Run(model.String(), func(t *testing.T) {
+			if s, ok := envSeed(t); ok {
+				t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) { run(t, s, model, &counts) })
+				return
+			}
+			for seed := range rounds {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					run(t, uint64(seed), model, &counts)
+				})
+			}
 		})
+		counts.log(t, model)
 	}
 }
 
@@ -671,7 +734,7 @@ func TestCrashDuringFlushAndCompact(t *testing.T) {
 // clone before each of its file system operations that change something,
 // keeping, in each clone, a part of every file's unsynced data (a torn
 // tail). It returns the clones with the operation each was taken before.
-func crashAtEveryOp(fs *vfs.CrashableFS, efs *vfs.ErrorFS, seed int64, work func()) (clones []*vfs.CrashableFS, ops []string) {
+func crashAtEveryOp(fs *vfs.CrashableFS, efs *vfs.ErrorFS, seed int64, model vfs.UnsyncedModel, work func()) (clones []*vfs.CrashableFS, ops []string) {
 	var mu sync.Mutex
 	efs.SetInjector(vfs.InjectorFunc(func(op vfs.Op, path string) error {
 		switch op {
@@ -681,7 +744,7 @@ func crashAtEveryOp(fs *vfs.CrashableFS, efs *vfs.ErrorFS, seed int64, work func
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		clones = append(clones, fs.CrashClone(vfs.CrashCloneOptions{Seed: seed + int64(len(clones)), UnsyncedDataPercent: 100}))
+		clones = append(clones, fs.CrashClone(vfs.CrashCloneOptions{Seed: seed + int64(len(clones)), UnsyncedDataPercent: 100, Unsynced: model}))
 		ops = append(ops, fmt.Sprintf("%s %s", op, path))
 		return nil
 	}))
@@ -713,23 +776,28 @@ func commitSerialBatches(t *testing.T, db *lsm.DB, rng *rand.Rand) *crashHistory
 // torn tail in a log that was no longer the newest, and Open refused the DB
 // ("torn record in a log that is not the newest") after a plain power loss.
 func TestCrashDuringWALRotation(t *testing.T) {
-	fs := vfs.NewCrashable()
-	efs := vfs.NewErrorFS(fs, nil)
-	o := &lsm.Options{FS: efs, Merger: crashMerger}
-	db, err := lsm.Open("db", o)
-	require.NoError(t, err)
-	h := commitSerialBatches(t, db, rand.New(rand.NewPCG(1, 2)))
-	clones, ops := crashAtEveryOp(fs, efs, 1, func() { require.NoError(t, db.Flush()) })
-	committed := readCrashLog(t, db)
-	require.NoError(t, db.Close())
-	for i, c := range clones {
-		ctx := fmt.Sprintf("crash before operation %d of Flush (%s)", i+1, ops[i])
-		o2 := *o
-		o2.FS = c
-		db2, err := lsm.Open("db", &o2)
-		require.NoError(t, err, ctx)
-		checkRecovered(t, db2, h.batches, committed, h.syncAcked, ctx)
-		require.NoError(t, db2.Close())
+	for _, model := range crashModels {
+		t.Run(model.String(), func(t *testing.T) {
+			fs := vfs.NewCrashable()
+			efs := vfs.NewErrorFS(fs, nil)
+			o := &lsm.Options{FS: efs, Merger: crashMerger}
+			db, err := lsm.Open("db", o)
+			require.NoError(t, err)
+			h := commitSerialBatches(t, db, rand.New(rand.NewPCG(1, 2)))
+			clones, ops := crashAtEveryOp(fs, efs, 1, model, func() { require.NoError(t, db.Flush()) })
+			committed := readCrashLog(t, db)
+			require.NoError(t, db.Close())
+			for i, c := range clones {
+				ctx := fmt.Sprintf("model %s: crash before operation %d of Flush (%s)", model, i+1, ops[i])
+				o2 := *o
+				o2.FS = c
+				db2, err := lsm.Open("db", &o2)
+				require.NoError(t, err, ctx)
+				checkRecovered(t, db2, h.batches, committed, h.syncAcked, ctx)
+				require.NoError(t, db2.Close())
+			}
+			t.Logf("model %s: %d crash clones reopened, %d synced acknowledgements checked in each", model, len(clones), len(h.syncAcked))
+		})
 	}
 }
 
@@ -740,21 +808,32 @@ func TestCrashDuringWALRotation(t *testing.T) {
 // that created its new log before its new manifest was durable left the
 // torn log behind a newer, empty one, and the next Open failed.)
 func TestCrashDuringRecovery(t *testing.T) {
+	for _, model := range crashModels {
+		t.Run(model.String(), func(t *testing.T) { testCrashDuringRecovery(t, model) })
+	}
+}
+
+func testCrashDuringRecovery(t *testing.T, model vfs.UnsyncedModel) {
 	fs := vfs.NewCrashable()
 	o := &lsm.Options{FS: fs, Merger: crashMerger}
 	db, err := lsm.Open("db", o)
 	require.NoError(t, err)
 	h := commitSerialBatches(t, db, rand.New(rand.NewPCG(3, 4)))
-	// A power loss that keeps part of the unsynced tail of the log, cut in
-	// the middle of a record.
+	// A power loss that keeps part of the unsynced tail of the log: cut in
+	// the middle of a record, or (pages) with a lost page before intact
+	// data.
+	damaged := tornTail
+	if model == vfs.UnsyncedPages {
+		damaged = logHole
+	}
 	var crashed *vfs.CrashableFS
 	for seed := int64(0); crashed == nil; seed++ {
-		require.Less(t, seed, int64(1000), "no crash clone with a torn log tail")
-		c := fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: 100})
+		require.Less(t, seed, int64(1000), "no crash clone with a damaged log tail")
+		c := fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: 100, Unsynced: model})
 		names, err := c.List("db")
 		require.NoError(t, err)
 		for _, n := range names {
-			if strings.HasSuffix(n, ".log") && tornTail(t, c, "db/"+n) {
+			if strings.HasSuffix(n, ".log") && damaged(t, c, "db/"+n) {
 				crashed = c
 			}
 		}
@@ -766,14 +845,17 @@ func TestCrashDuringRecovery(t *testing.T) {
 	o1 := *o
 	o1.FS = efs
 	var db1 *lsm.DB
-	clones, ops := crashAtEveryOp(crashed, efs, 6, func() {
+	clones, ops := crashAtEveryOp(crashed, efs, 6, model, func() {
 		db1, err = lsm.Open("db", &o1)
 		require.NoError(t, err)
 	})
 	recovered := checkRecovered(t, db1, h.batches, committed, h.syncAcked, "first recovery")
+	m := db1.Metrics()
+	require.Positive(t, m.WALTailBytesDropped, "the damaged tail is reported")
+	require.Positive(t, m.WALTailRecordsDropped, "the damaged tail is reported")
 	require.NoError(t, db1.Close())
 	for i, c := range clones {
-		ctx := fmt.Sprintf("crash before operation %d of the recovery (%s)", i+1, ops[i])
+		ctx := fmt.Sprintf("model %s: crash before operation %d of the recovery (%s)", model, i+1, ops[i])
 		o2 := *o
 		o2.FS = c
 		db2, err := lsm.Open("db", &o2)
@@ -782,6 +864,21 @@ func TestCrashDuringRecovery(t *testing.T) {
 		require.Equal(t, recovered, got, ctx)
 		require.NoError(t, db2.Close())
 	}
+	t.Logf("model %s: %d of %d batches recovered, %d dropped bytes reported; %d crash clones of the recovery reopened",
+		model, len(recovered), len(committed), m.WALTailBytesDropped, len(clones))
+}
+
+// logHole reports whether the log at path holds a lost page with data after
+// it: a run of at least 64 zeros (the workload writes none) that ends at a
+// page boundary, followed by non-zero bytes.
+func logHole(t *testing.T, fs vfs.FS, path string) bool {
+	data := readFile(t, fs, path)
+	for p := vfs.CrashPageSize; p < len(data); p += vfs.CrashPageSize {
+		if bytes.Count(data[p-64:p], []byte{0}) == 64 && bytes.IndexFunc(data[p:], func(r rune) bool { return r != 0 }) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // tornTail reports whether the log at path ends inside a record, by walking

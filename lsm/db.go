@@ -99,6 +99,8 @@ type dbStats struct {
 	flushes, compactions, writeStalls     int64
 	compactBytesRead, compactBytesWritten int64
 	flushBytes                            int64
+	// Set by Open: the damaged tail it dropped from the newest log.
+	walTailBytesDropped, walTailRecordsDropped int64
 }
 
 // loadReadState returns the current read state with a reference.

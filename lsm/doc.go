@@ -27,11 +27,23 @@
 // background flush, and survive a process crash once there.
 //
 // After a crash, [Open] recovers a prefix of the acknowledged history:
-// every synced write, no partial batch, and nothing out of order. A torn
-// record at the tail of the newest log is dropped (it was never
-// acknowledged with Sync); damage anywhere else, including a checksum
+// every synced write, no partial batch, and nothing out of order. What a
+// crash leaves of the writes in flight at the end of the newest log (a
+// record cut short, or pages that were never written back and read as
+// zeros, with perhaps intact records after them) is dropped: none of it was
+// acknowledged with Sync. Damage anywhere else, including a checksum
 // mismatch in a table block, is reported as [ErrCorruption] and never
 // returned as data.
+//
+// One loss cannot be told from a crash: damage to the last records of the
+// newest log after they were synced (a flipped bit on the disk) looks like
+// a torn append, and by default those records are dropped although they
+// were acknowledged. Every drop is reported, never silent: [Metrics] counts
+// the bytes and records dropped (WALTailBytesDropped,
+// WALTailRecordsDropped) and Open logs a warning on [Options.Logger]. With
+// [Options.WALRecovery] set to [WALRecoveryStrict], Open instead refuses
+// any damage that is not what a crash leaves of one record being appended,
+// with [ErrCorruption]; see [WALRecoveryMode].
 //
 // # Merge
 //

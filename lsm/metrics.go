@@ -40,6 +40,16 @@ type Metrics struct {
 	Snapshots int
 	// SeqNum is the sequence number of the latest visible write.
 	SeqNum uint64
+	// WALTailBytesDropped is the number of bytes Open dropped from the end
+	// of the newest write-ahead log because they did not hold valid
+	// records: what a crash leaves of writes in flight, or, looking exactly
+	// the same, damage to the last records after they were synced (see
+	// [WALRecoveryDropDamagedTail]). Zero when the log ended cleanly.
+	WALTailBytesDropped int64
+	// WALTailRecordsDropped is the number of records in that dropped tail:
+	// the first bad record, counted as one, and every whole valid record
+	// found after it (behind a lost page). Zero when no byte was dropped.
+	WALTailRecordsDropped int64
 }
 
 // Metrics returns the DB's current metrics.
@@ -68,6 +78,8 @@ func (d *DB) Metrics() Metrics {
 	m.CompactionBytesWritten = d.stats.compactBytesWritten
 	m.WriteStalls = d.stats.writeStalls
 	m.Snapshots = len(d.snaps.m)
+	m.WALTailBytesDropped = d.stats.walTailBytesDropped
+	m.WALTailRecordsDropped = d.stats.walTailRecordsDropped
 	d.mu.Unlock()
 	m.BlockCacheHits, m.BlockCacheMisses, m.BlockCacheSize = d.blocks.Metrics()
 	m.SeqNum = d.visibleSeq.Load()

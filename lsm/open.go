@@ -20,12 +20,16 @@ import (
 // it after a crash: the manifest says which tables are live, and the
 // write-ahead logs newer than it are replayed.
 //
-// A torn record at the end of the newest log is the trace of a write that
-// was in flight at the crash and is dropped; any other damage in a log, the
-// manifest or CURRENT makes Open fail with an error for which
-// errors.Is(err, ErrCorruption), and nothing is changed on disk.
+// A damaged tail of the newest log, the trace of writes in flight at the
+// crash, is dropped as [Options.WALRecovery] allows (see [WALRecoveryMode]),
+// and the loss is reported in [Metrics] and on [Options.Logger]; any other
+// damage in a log, the manifest or CURRENT makes Open fail with an error for
+// which errors.Is(err, ErrCorruption), and nothing is changed on disk.
 func Open(dir string, opts *Options) (*DB, error) {
 	o := opts.withDefaults()
+	if o.WALRecovery != WALRecoveryDropDamagedTail && o.WALRecovery != WALRecoveryStrict {
+		return nil, fmt.Errorf("lsm: open %s: unknown Options.WALRecovery %d", dir, int(o.WALRecovery))
+	}
 	fs := o.FS
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lsm: open %s: %w", dir, err)
@@ -301,17 +305,17 @@ func (d *DB) loadManifest(b *manifest.Builder) error {
 }
 
 // manifestTailTorn reports whether the manifest bytes after offset are a
-// single edit cut short by a crash.
+// single edit cut short by a crash (see record.Tail.CutShort).
 func (d *DB) manifestTailTorn(f vfs.File, offset int64) (bool, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return false, err
 	}
-	tail := make([]byte, st.Size()-offset)
-	if _, err := f.ReadAt(tail, offset); err != nil && err != io.EOF {
+	t, err := record.InspectTail(f, offset, st.Size())
+	if err != nil {
 		return false, err
 	}
-	return record.LastRecordCutShort(tail), nil
+	return t.CutShort, nil
 }
 
 // replayLog applies the batches of log n to *mem, flushing full memtables to
@@ -329,11 +333,11 @@ func (d *DB) replayLog(n uint64, newest bool, mem **memtable.Memtable, flushed *
 		if err == io.EOF {
 			return maxSeq, nil
 		}
-		if errors.Is(err, record.ErrTornTail) {
-			if newest {
-				return maxSeq, nil
+		if errors.Is(err, record.ErrTornTail) || errors.Is(err, ErrCorruption) {
+			if err := d.dropLogTail(f, n, newest, r.Offset(), err); err != nil {
+				return 0, err
 			}
-			return 0, fmt.Errorf("%w: log %06d: torn record in a log that is not the newest: %v", ErrCorruption, n, err)
+			return maxSeq, nil
 		}
 		if err != nil {
 			return 0, fmt.Errorf("log %06d: %w", n, err)
@@ -359,6 +363,47 @@ func (d *DB) replayLog(n uint64, newest bool, mem **memtable.Memtable, flushed *
 			maxSeq = max(maxSeq, seq+uint64(count)-1)
 		}
 	}
+}
+
+// dropLogTail decides about the damaged tail of log n, which begins at
+// offset off, where the record reader stopped with readErr (a torn tail or
+// corruption). Only the newest log may lose a tail, and only the damage that
+// Options.WALRecovery accepts (see WALRecoveryMode); then dropLogTail
+// records the loss in the metrics and the log and returns nil. Otherwise it
+// returns an error matching ErrCorruption.
+func (d *DB) dropLogTail(f vfs.File, n uint64, newest bool, off int64, readErr error) error {
+	if !newest {
+		if errors.Is(readErr, record.ErrTornTail) {
+			return fmt.Errorf("%w: log %06d: torn record in a log that is not the newest: %v", ErrCorruption, n, readErr)
+		}
+		return fmt.Errorf("log %06d: %w", n, readErr)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("log %06d: %w", n, err)
+	}
+	t, err := record.InspectTail(f, off, st.Size())
+	if err != nil {
+		return fmt.Errorf("log %06d: %w", n, err)
+	}
+	switch d.opts.WALRecovery {
+	case WALRecoveryStrict:
+		if !t.CutShort {
+			return fmt.Errorf("%w: log %06d: damaged record at offset %d is not a write cut short by a crash (%s WAL recovery): %v",
+				ErrCorruption, n, off, d.opts.WALRecovery, readErr)
+		}
+	default:
+		if !errors.Is(readErr, record.ErrTornTail) && !t.LostPage {
+			return fmt.Errorf("log %06d: %w", n, readErr)
+		}
+	}
+	records := 1 + int64(t.Records)
+	d.stats.walTailBytesDropped += t.Size
+	d.stats.walTailRecordsDropped += records
+	d.opts.Logger.Warn("lsm: dropped the damaged tail of the newest write-ahead log; writes after the last recovered one are lost",
+		"log", logFileName(n), "offset", off, "bytes", t.Size, "records", records, "lostPage", t.LostPage,
+		"mode", d.opts.WALRecovery.String(), "reason", readErr)
+	return nil
 }
 
 // batchMemNeed validates an encoded batch and returns the memtable bytes it

@@ -1,6 +1,7 @@
 package lsm
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/mailbricks/mailbricks/lsm/internal/sstable"
@@ -38,6 +39,65 @@ type Merger struct {
 	Name string
 	// Merge combines an older value or operand with a newer operand.
 	Merge func(key, older, newer []byte) ([]byte, error)
+}
+
+// WALRecoveryMode selects what [Open] accepts at the end of the newest
+// write-ahead log, the one a crash may have left damaged. Damage in an older
+// log (which was synced whole before the next one began) always fails Open
+// with [ErrCorruption], in every mode.
+//
+// Whatever the mode, each record carries a checksum, so a damaged record is
+// never replayed as data, and every record Open drops is reported: in
+// [Metrics] (WALTailBytesDropped, WALTailRecordsDropped) and as a warning
+// on [Options.Logger].
+type WALRecoveryMode int
+
+// The WAL recovery modes.
+const (
+	// WALRecoveryDropDamagedTail, the default, recovers every record before
+	// the first bad one in the newest log, and drops the rest when the
+	// damage is what a crash can leave of writes in flight:
+	//
+	//   - the bad record has no valid record after it (a torn append); or
+	//   - the bad record overlaps an aligned 4 KiB page of zeros: a page that
+	//     out-of-order writeback never wrote, after which intact records may
+	//     follow but no synced one can (a sync persists every page before
+	//     it).
+	//
+	// Other damage with a valid record after it is corruption in the middle
+	// of the log, and Open fails with [ErrCorruption].
+	//
+	// What this mode can lose: damage to the last records of the newest log
+	// after they were synced (a flipped bit on the disk, say) looks exactly
+	// like a torn append, and those records, though acknowledged with
+	// [Sync], are dropped. The loss is reported, not silent. So is a page of
+	// synced data that the device later returns as zeros.
+	WALRecoveryDropDamagedTail WALRecoveryMode = iota
+	// WALRecoveryStrict accepts at the end of the newest log only what a
+	// crash leaves of ONE record being appended: fewer bytes than a header,
+	// only zeros, a valid header whose payload runs past the end of the
+	// file, or a record with a lost page and nothing valid after it. Any
+	// other checksum failure, including a complete final record that fails
+	// its checksum and a lost page with valid records after it, fails Open
+	// with [ErrCorruption] and changes nothing on disk, as RocksDB's
+	// absolute-consistency recovery mode does.
+	//
+	// A power loss during a stream of unsynced writes can leave a lost page
+	// with intact records after it; then Open refuses the DB in this mode.
+	// Opening it once in the default mode accepts (and reports) the loss of
+	// those unsynced writes.
+	WALRecoveryStrict
+)
+
+// String returns the mode's name.
+func (m WALRecoveryMode) String() string {
+	switch m {
+	case WALRecoveryDropDamagedTail:
+		return "drop-damaged-tail"
+	case WALRecoveryStrict:
+		return "strict"
+	}
+	return fmt.Sprintf("WALRecoveryMode(%d)", int(m))
 }
 
 // Options configures a [DB]. A nil *Options and every zero field mean the
@@ -79,9 +139,13 @@ type Options struct {
 	// Merger resolves merge operands. The default concatenates operands,
 	// which is associative.
 	Merger *Merger
-	// Logger receives background events (flushes, compactions, errors).
-	// The default discards them.
+	// Logger receives background events (flushes, compactions, errors) and
+	// the warnings of recovery (a dropped write-ahead log tail). The default
+	// discards them.
 	Logger *slog.Logger
+	// WALRecovery selects what Open accepts at the end of the newest
+	// write-ahead log. The default is [WALRecoveryDropDamagedTail].
+	WALRecovery WALRecoveryMode
 }
 
 // WriteOptions configures a write. A nil *WriteOptions means Sync is false.

@@ -15,7 +15,11 @@ import (
 // durability rules:
 //
 //   - File data is durable up to the last [File.Sync] of any handle on the
-//     file. Files are append-only, so the durable data is a prefix.
+//     file. Files are append-only, so the durable data is a prefix. What a
+//     crash leaves of the data written after it depends on
+//     [CrashCloneOptions]: nothing, a prefix of it ([UnsyncedPrefix]), or a
+//     random subset of its pages with zeros for the others
+//     ([UnsyncedPages]).
 //   - A file's data belongs to the file (the inode), not to its name. A name
 //     (a directory entry) is created, replaced, renamed or removed durably
 //     only when its directory is synced with OpenDir(dir).Sync(). A file that
@@ -44,6 +48,45 @@ func NewCrashable() *CrashableFS {
 	return &CrashableFS{fs: newMemFS(true)}
 }
 
+// CrashPageSize is the page size of the [UnsyncedPages] crash model: the
+// unit in which it keeps or loses unsynced data, 4 KiB like the page cache
+// of most systems.
+const CrashPageSize = 4 << 10
+
+// UnsyncedModel says what a crash leaves of a file's unsynced data, the
+// data written after its last sync, when [CrashCloneOptions] lets the file
+// keep some of it.
+type UnsyncedModel int
+
+// The crash models.
+const (
+	// UnsyncedPrefix keeps a random-length prefix of the unsynced data, from
+	// one byte to all of it, as a disk that writes a file's data in order
+	// but may lose the tail.
+	UnsyncedPrefix UnsyncedModel = iota
+	// UnsyncedPages models out-of-order page writeback: the file keeps a
+	// random length between its synced length (exclusive) and its full
+	// length (half the time the full length, as when the file system
+	// updated the size before the data), and within it each
+	// [CrashPageSize]-aligned page holding unsynced bytes independently
+	// keeps them or reads as zeros in those bytes (the synced bytes of the
+	// page the last sync ended in always survive). A crash can so leave a
+	// page of zeros with intact data after it: a hole. Nothing synced ever
+	// follows a hole, since a sync persists every page before it.
+	UnsyncedPages
+)
+
+// String returns the model's name: "prefix" or "pages".
+func (m UnsyncedModel) String() string {
+	switch m {
+	case UnsyncedPrefix:
+		return "prefix"
+	case UnsyncedPages:
+		return "pages"
+	}
+	return fmt.Sprintf("UnsyncedModel(%d)", int(m))
+}
+
 // CrashCloneOptions configures [CrashableFS.CrashClone]. The zero value keeps
 // exactly the durable state.
 type CrashCloneOptions struct {
@@ -52,27 +95,33 @@ type CrashCloneOptions struct {
 	Seed int64
 	// UnsyncedDataPercent is the probability, in percent, that a file
 	// surviving the crash also keeps some of the data written after its
-	// last sync: a random-length prefix of it, from one byte to all of it,
-	// as a disk writes a file's data in order but may lose the tail. It must
-	// be between 0 and 100. The default is 0: unsynced data is always lost.
+	// last sync, chosen by Unsynced. It must be between 0 and 100. The
+	// default is 0: unsynced data is always lost.
 	UnsyncedDataPercent int
+	// Unsynced is the crash model that chooses which unsynced data a file
+	// keeps. The default is [UnsyncedPrefix].
+	Unsynced UnsyncedModel
 }
 
 // CrashClone returns a new, independent [CrashableFS] holding what a disk
 // would hold after a power loss at this instant: the directory entries as of
 // each directory's last sync, and for each file reachable through them its
-// synced data plus, as chosen by opts, a prefix of its unsynced data. In the
+// synced data plus, as chosen by opts, part of its unsynced data. In the
 // clone everything is durable. The clone shares no memory with fs: later
 // writes to either do not show in the other.
 //
 // CrashClone may be called while other goroutines use fs; it takes a
 // consistent cut, waiting for operations in progress to finish and holding
 // off new ones while it copies. CrashClone panics if
-// opts.UnsyncedDataPercent is outside [0, 100].
+// opts.UnsyncedDataPercent is outside [0, 100] or opts.Unsynced is not a
+// model.
 func (fs *CrashableFS) CrashClone(opts CrashCloneOptions) *CrashableFS {
 	pct := opts.UnsyncedDataPercent
 	if pct < 0 || pct > 100 {
 		panic(fmt.Sprintf("vfs: CrashCloneOptions.UnsyncedDataPercent %d outside [0, 100]", pct))
+	}
+	if opts.Unsynced != UnsyncedPrefix && opts.Unsynced != UnsyncedPages {
+		panic(fmt.Sprintf("vfs: CrashCloneOptions.Unsynced %d is not a crash model", int(opts.Unsynced)))
 	}
 	rng := rand.New(rand.NewPCG(uint64(opts.Seed), 0x6d61696c62726963 /* "mailbric" */))
 
@@ -105,9 +154,23 @@ func (fs *CrashableFS) CrashClone(opts CrashCloneOptions) *CrashableFS {
 		defer n.mu.RUnlock()
 		keep := n.synced
 		if unsynced := n.data.size - n.synced; unsynced > 0 && pct > 0 && rng.IntN(100) < pct {
-			keep += 1 + rng.IntN(unsynced)
+			if opts.Unsynced == UnsyncedPages && rng.IntN(2) == 0 {
+				keep = n.data.size
+			} else {
+				keep += 1 + rng.IntN(unsynced)
+			}
 		}
-		c := &memNode{modTime: n.modTime, data: n.data.clonePrefix(keep), synced: keep}
+		data := n.data.clonePrefix(keep)
+		if opts.Unsynced == UnsyncedPages {
+			// Lose whole pages of the unsynced part, keeping the synced
+			// bytes of the page the last sync ended in.
+			for p := n.synced / CrashPageSize * CrashPageSize; p < keep; p += CrashPageSize {
+				if rng.IntN(2) == 0 {
+					data.zero(max(p, n.synced), min(p+CrashPageSize, keep))
+				}
+			}
+		}
+		c := &memNode{modTime: n.modTime, data: data, synced: keep}
 		clones[n] = c
 		return c
 	}

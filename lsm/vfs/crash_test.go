@@ -331,3 +331,68 @@ func TestCrashCloneConcurrent(t *testing.T) {
 			"after the writers stop, exactly the synced data survives")
 	}
 }
+
+// TestCrashUnsyncedPages checks the page model: the synced data survives,
+// the file keeps a length between its synced and its full length, each
+// unsynced page is either intact or zeros, and across files some clone
+// holds a hole (a page of zeros with kept data after it).
+func TestCrashUnsyncedPages(t *testing.T) {
+	fs := vfs.NewCrashable()
+	const synced = 5000 // the last sync ends inside the second page
+	full := make([]byte, 9*vfs.CrashPageSize+100)
+	for i := range full {
+		full[i] = byte('a' + i%26)
+	}
+	for i := range 20 {
+		f, err := fs.Create(fmt.Sprintf("f%02d", i))
+		require.NoError(t, err)
+		_, err = f.Write(full[:synced])
+		require.NoError(t, err)
+		require.NoError(t, f.Sync())
+		_, err = f.Write(full[synced:])
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	}
+	syncDir(t, fs, "")
+
+	var holes, fullLength, shorter, zeroPages, keptPages int
+	for seed := range int64(10) {
+		crashed := fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: 100, Unsynced: vfs.UnsyncedPages})
+		for i := range 20 {
+			got := []byte(readFile(t, crashed, fmt.Sprintf("f%02d", i)))
+			require.Greater(t, len(got), synced, "with UnsyncedDataPercent 100 every file keeps some unsynced length")
+			require.LessOrEqual(t, len(got), len(full))
+			if len(got) == len(full) {
+				fullLength++
+			} else {
+				shorter++
+			}
+			require.Equal(t, full[:synced], got[:synced], "the synced data survives")
+			lost := false
+			for p := synced / vfs.CrashPageSize * vfs.CrashPageSize; p < len(got); p += vfs.CrashPageSize {
+				from, to := max(p, synced), min(p+vfs.CrashPageSize, len(got))
+				switch {
+				case bytes.Equal(got[from:to], full[from:to]):
+					keptPages++
+					if lost {
+						holes++
+						lost = false
+					}
+				case bytes.Equal(got[from:to], make([]byte, to-from)):
+					zeroPages++
+					lost = true
+				default:
+					require.Failf(t, "a page is neither kept nor zeros", "file f%02d, seed %d, page at %d", i, seed, p)
+				}
+			}
+		}
+	}
+	t.Logf("%d files at full length, %d shorter; %d unsynced pages kept, %d zeroed; %d holes", fullLength, shorter, keptPages, zeroPages, holes)
+	assert.Positive(t, fullLength, "the page model keeps the full length at times")
+	assert.Positive(t, shorter, "the page model keeps a shorter length at times")
+	assert.Positive(t, holes, "the page model leaves holes: zero pages with kept data after them")
+
+	opts := vfs.CrashCloneOptions{Seed: 42, UnsyncedDataPercent: 50, Unsynced: vfs.UnsyncedPages}
+	assert.Equal(t, dump(t, fs.CrashClone(opts)), dump(t, fs.CrashClone(opts)), "the same seed gives the same clone")
+	assert.Panics(t, func() { fs.CrashClone(vfs.CrashCloneOptions{Unsynced: vfs.UnsyncedPages + 1}) })
+}

@@ -547,6 +547,17 @@ func (d *fileData) clonePrefix(n int) fileData {
 	return out
 }
 
+// zero sets the bytes [from, to) of d to zero. d must not share memory with
+// a file.
+func (d *fileData) zero(from, to int) {
+	for off := from; off < to; {
+		i := off % chunkSize
+		n := min(to-off, chunkSize-i)
+		clear(d.chunks[off/chunkSize][i : i+n])
+		off += n
+	}
+}
+
 // memFileInfo is a snapshot of a memNode's metadata.
 type memFileInfo struct {
 	name    string

@@ -29,6 +29,12 @@
 //	crashed := fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: 50})
 //	reopened := open(crashed) // must succeed and hold all synced writes
 //
+// [CrashCloneOptions] chooses the disk model for the data written after a
+// file's last sync: lost, kept as a prefix ([UnsyncedPrefix], a disk that
+// writes in order), or kept page by page with zeros for the lost pages
+// ([UnsyncedPages], out-of-order page writeback, which can leave a hole
+// with intact data after it). A store's crash tests should pass under both.
+//
 // # Errors
 //
 // If a named file or directory does not exist, operations return an error

@@ -59,7 +59,10 @@
 //
 // Whether a torn tail is acceptable is the engine's decision, not the
 // reader's: it is the expected result of a crash in the newest WAL, and
-// corruption anywhere else.
+// corruption anywhere else. [InspectTail] tells the engine more about the
+// tail: in particular whether the first bad record overlaps a page of zeros,
+// the signature of a page that out-of-order writeback never wrote, after
+// which intact records do not make the damage corruption (see [Tail]).
 package record
 
 import (
@@ -289,17 +292,7 @@ func (r *Reader) bad(reason string, skip int) error {
 // manifest) can only be torn that way; any other damaged tail, such as a
 // complete record with a bad checksum, is corruption.
 func LastRecordCutShort(tail []byte) bool {
-	if len(tail) < HeaderLen {
-		return true
-	}
-	allZero := true
-	for _, b := range tail {
-		if b != 0 {
-			allZero = false
-			break
-		}
-	}
-	if allZero {
+	if len(tail) < HeaderLen || allZero(tail) {
 		return true
 	}
 	n, ok := parseHeader(tail[:HeaderLen])
