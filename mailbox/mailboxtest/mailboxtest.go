@@ -74,6 +74,7 @@ func RunWithOptions(t *testing.T, newBackend NewBackend, opts *Options) {
 		{"DeleteToTrash", testDelete},
 		{"Scan", testScan},
 		{"Closed", testClosed},
+		{"InvalidInput", testInvalidInput},
 		{"Corpus", func(t *testing.T, s *mailbox.Store) { RunCorpus(t, s, o.CorpusEvery) }},
 	}
 	for _, tc := range tests {
