@@ -366,7 +366,7 @@ func run(t *testing.T, open opener, schema string, cycles int) {
 		}
 		o.Cursor = page.Cursor
 	}
-	var missing, dups, redeliveries, keyHits int
+	var missing, dups, redeliveries, keyHits, split int
 	for id, n := range jobs {
 		switch c := found[token(n)]; {
 		case c == 0:
@@ -386,11 +386,14 @@ func run(t *testing.T, open opener, schema string, cycles int) {
 		for _, k := range dones[id] {
 			keyHits += k - 1
 		}
-		require.LessOrEqual(t, len(dones[id]), 1, "job %s: every append of one job must return the same message", id)
+		if len(dones[id]) > 1 {
+			split++
+		}
 	}
 	require.Zero(t, foreign, "the mailbox holds messages of no job")
 	t.Logf("%d jobs, %d kills in %v: %d messages found, %d re-executions after kills, %d appends that found their key (job redelivered after its append), %d duplicates, %d missing",
 		len(jobs), cycles, elapsed.Round(time.Second), len(found), redeliveries, keyHits, dups, missing)
 	require.Zero(t, dups, "no email may be processed twice")
+	require.Zero(t, split, "every append of one job must return the same message")
 	require.Zero(t, missing, "no email may be lost")
 }
