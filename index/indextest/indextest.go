@@ -50,6 +50,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) index.Backend) {
 	t.Run("Errors", func(t *testing.T) { testErrors(t, open(t)) })
 	t.Run("RandomModel", func(t *testing.T) { testModel(t, open(t)) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, open(t)) })
+	t.Run("InvalidInput", func(t *testing.T) { testInvalidInput(t, open(t)) })
 }
 
 const user = mailbricks.UserID("alice@example.com")
