@@ -82,7 +82,10 @@ func testInvalidInput(t *testing.T, s *mailbox.Store) {
 			return err
 		},
 		"FetchUIDs": func(u mailbricks.UserID, f string) error { _, err := b.FetchUIDs(ctx, u, f, 1, 10); return err },
-		"Scan":      func(u mailbricks.UserID, f string) error { _, err := b.Scan(ctx, u, mailbricks.MessageID{}, 10); return err },
+		"Scan": func(u mailbricks.UserID, f string) error {
+			_, err := b.Scan(ctx, u, mailbricks.MessageID{}, 10)
+			return err
+		},
 		"SetFlags": func(u mailbricks.UserID, f string) error {
 			_, err := b.SetFlags(ctx, u, []mailbricks.MessageID{m.ID}, mailbox.FlagChange{Op: mailbox.FlagAdd, Flags: []string{mailbox.FlagSeen}})
 			return err
