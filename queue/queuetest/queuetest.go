@@ -120,6 +120,7 @@ func Run(t *testing.T, newBackend func(t *testing.T, now func() time.Time) queue
 		{"Worker", testWorker},
 		{"WorkerStop", testWorkerStop},
 		{"Invalid", testInvalid},
+		{"BackendInput", testBackendInput},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
