@@ -1,6 +1,7 @@
 package indextest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -71,17 +72,17 @@ func testInvalidInput(t *testing.T, x *index.Index) {
 				if len(s) > 20 {
 					s = s[:20] + "…"
 				}
-				assert.ErrorIs(t, call(u), mailbricks.ErrInvalidUser,
+				assert.ErrorIs(t, safely(func() error { return call(u) }), mailbricks.ErrInvalidUser,
 					"Backend.%s with an invalid user (%d bytes, %q) must fail with mailbricks.ErrInvalidUser", name, len(u), s)
 			}
 		}
 	})
 	t.Run("Document", func(t *testing.T) {
-		assert.ErrorIs(t, b.Index(ctx, "w", []*index.Document{nil}), index.ErrInvalidDocument,
+		assert.ErrorIs(t, safely(func() error { return b.Index(ctx, "w", []*index.Document{nil}) }), index.ErrInvalidDocument,
 			"Backend.Index with a nil document must fail with index.ErrInvalidDocument")
 		d := *doc
 		d.ID = mailbricks.MessageID{}
-		assert.ErrorIs(t, b.Index(ctx, "w", []*index.Document{&d}), index.ErrInvalidDocument,
+		assert.ErrorIs(t, safely(func() error { return b.Index(ctx, "w", []*index.Document{&d}) }), index.ErrInvalidDocument,
 			"Backend.Index with a zero document ID must fail with index.ErrInvalidDocument")
 	})
 
@@ -91,4 +92,15 @@ func testInvalidInput(t *testing.T, x *index.Index) {
 	res, err := x.Search(ctx, victim, index.Text(index.FieldSubject, "victim"), nil)
 	require.NoError(t, err)
 	require.Len(t, res.Hits, 1, "invalid calls must not change another user's search results")
+}
+
+// safely runs call and turns a panic into an error, so that a backend that
+// panics on bad input fails this case instead of the whole suite.
+func safely(call func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return call()
 }

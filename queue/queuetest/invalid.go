@@ -1,6 +1,7 @@
 package queuetest
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -46,7 +47,7 @@ func testBackendInput(e *env) {
 			"Stats":   func() error { _, err := b.Stats(e.ctx, topic); return err },
 		}
 		for name, call := range calls {
-			assert.ErrorIs(t, call(), queue.ErrInvalid, "Backend.%s with invalid topic %q must fail with queue.ErrInvalid", name, topic)
+			assert.ErrorIs(t, safely(call), queue.ErrInvalid, "Backend.%s with invalid topic %q must fail with queue.ErrInvalid", name, topic)
 		}
 	}
 	for name, o := range map[string]queue.EnqueueOptions{
@@ -55,21 +56,21 @@ func testBackendInput(e *env) {
 		"priority too high":    {MaxAttempts: 3, Priority: queue.MaxPriority + 1},
 		"priority too low":     {MaxAttempts: 3, Priority: -queue.MaxPriority - 1},
 	} {
-		_, err := b.Enqueue(e.ctx, "w", []byte("x"), o)
+		err := safely(func() error { _, err := b.Enqueue(e.ctx, "w", []byte("x"), o); return err })
 		assert.ErrorIs(t, err, queue.ErrInvalid, "Backend.Enqueue with %s must fail with queue.ErrInvalid", name)
 	}
 	for _, n := range []int{0, -1, 10001} {
-		_, err := b.Lease(e.ctx, "w", n, time.Minute, 0)
+		err := safely(func() error { _, err := b.Lease(e.ctx, "w", n, time.Minute, 0); return err })
 		assert.ErrorIs(t, err, queue.ErrInvalid, "Backend.Lease of %d jobs must fail with queue.ErrInvalid", n)
 	}
-	_, err := b.Lease(e.ctx, "w", 1, 0, 0)
+	err := safely(func() error { _, err := b.Lease(e.ctx, "w", 1, 0, 0); return err })
 	assert.ErrorIs(t, err, queue.ErrInvalid, "Backend.Lease with a zero ttl must fail with queue.ErrInvalid")
 	j := job
 	j.Topic = victim
-	_, err = b.Extend(e.ctx, j, 0)
+	err = safely(func() error { _, err := b.Extend(e.ctx, j, 0); return err })
 	assert.ErrorIs(t, err, queue.ErrInvalid, "Backend.Extend with a zero ttl must fail with queue.ErrInvalid")
 	j.ID = ""
-	assert.ErrorIs(t, b.Ack(e.ctx, j), queue.ErrInvalid, "Backend.Ack of a job without ID must fail with queue.ErrInvalid")
+	assert.ErrorIs(t, safely(func() error { return b.Ack(e.ctx, j) }), queue.ErrInvalid, "Backend.Ack of a job without ID must fail with queue.ErrInvalid")
 
 	// Topic "v" still holds its one job, intact.
 	jobs := e.lease(victim, 10, time.Minute)
@@ -78,4 +79,15 @@ func testBackendInput(e *env) {
 	require.Equal(t, "victim", string(jobs[0].Payload), "invalid calls must not change another topic's jobs")
 	require.Equal(t, 1, jobs[0].Attempt, "invalid calls must not lease another topic's jobs")
 	e.ack(jobs[0])
+}
+
+// safely runs call and turns a panic into an error, so that a backend that
+// panics on bad input fails this case instead of the whole suite.
+func safely(call func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return call()
 }
