@@ -20,9 +20,11 @@ package lsmmailbox
 // operations on one message are sequential and the state a message may
 // have in an image is one of at most two: after its last acknowledged
 // operation, or after the one in flight. An acknowledgement is recorded
-// only after the operation returned, and the image is taken only after the
-// acknowledgements are copied: an operation that returns in between counts
-// as in flight, never as acknowledged too early.
+// only after the operation returned, and an operation is registered as in
+// flight before it starts; the model is copied and the image taken under
+// the lock that registration takes, so an operation that returns meanwhile
+// counts as in flight, never as acknowledged too early, and none that the
+// copy lacks can have started.
 
 import (
 	"maps"
@@ -90,7 +92,9 @@ func TestCrash(t *testing.T) {
 		total := int64(workers * opsPerWorker)
 		imageAt := map[int64]int{}
 		for len(imageAt) < imagesPerCycle {
-			imageAt[1+r.Int64N(total-1)] = len(imageAt)
+			if at := 1 + r.Int64N(total-1); imageAt[at] == 0 {
+				imageAt[at] = len(imageAt) + 1 // image number + 1
+			}
 		}
 		var (
 			mu     sync.Mutex
@@ -99,14 +103,17 @@ func TestCrash(t *testing.T) {
 			opSeq  atomic.Int64
 			images = make([]crashImage, imagesPerCycle)
 		)
+		// take copies the model and takes the image under mu, so that no
+		// operation starts in between: one that is not in the copy has not
+		// started when the image is taken. Operations in flight go on
+		// meanwhile (they need mu only to record their end).
 		take := func(i int) {
 			mu.Lock()
-			m := maps.Clone(model)
-			a := acks
-			mu.Unlock()
+			defer mu.Unlock()
 			seed := int64(cycle*imagesPerCycle + i)
 			unsync := []int{0, 50, 100}[i%3]
-			images[i] = crashImage{fs: fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: unsync}), model: m, acks: a, seed: seed, unsync: unsync}
+			images[i] = crashImage{model: maps.Clone(model), acks: acks, seed: seed, unsync: unsync,
+				fs: fs.CrashClone(vfs.CrashCloneOptions{Seed: seed, UnsyncedDataPercent: unsync})}
 		}
 		var wg sync.WaitGroup
 		for w := range workers {
@@ -188,8 +195,8 @@ func TestCrash(t *testing.T) {
 							mine = slices.DeleteFunc(mine, func(x mailbricks.MessageID) bool { return x == id })
 						}
 					}
-					if i, ok := imageAt[op]; ok {
-						take(i)
+					if i := imageAt[op]; i > 0 {
+						take(i - 1)
 					}
 				}
 			}()
