@@ -3,6 +3,8 @@ package mailboxtest
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,6 +34,9 @@ func InvalidUsers() []mailbricks.UserID {
 	for _, tb := range "abcfhklmnrtux" {
 		us = append(us, pad("v"+string(tb), 257))
 	}
+	// Under such a layout these read as entries of user "v"'s unread and
+	// read tables of its first folder (ID 1), where v's List finds them.
+	us = append(us, pad("vu\x00\x00\x00\x01", 257), pad("vr\x00\x00\x00\x01", 257))
 	us = append(us, "v\x00", "v\x00n", "a\rb", "a\nb", "v\r\n")
 	return us
 }
@@ -113,8 +118,17 @@ func testInvalidInput(t *testing.T, s *mailbox.Store) {
 	}
 
 	t.Run("User", func(t *testing.T) {
+		// CreateFolder and Append first, so that on a backend that
+		// wrongly accepts the user the other calls find data.
+		order := []string{"CreateFolder", "Append"}
+		for _, name := range slices.Sorted(maps.Keys(calls)) {
+			if name != "CreateFolder" && name != "Append" {
+				order = append(order, name)
+			}
+		}
 		for _, u := range InvalidUsers() {
-			for name, call := range calls {
+			for _, name := range order {
+				call := calls[name]
 				err := safely(func() error { return call(u, "Junk") })
 				assert.ErrorIs(t, err, mailbricks.ErrInvalidUser,
 					"Backend.%s with an invalid user (%d bytes, %q) must fail with mailbricks.ErrInvalidUser", name, len(u), truncUser(u))
@@ -139,10 +153,10 @@ func testInvalidInput(t *testing.T, s *mailbox.Store) {
 	})
 
 	after, err := b.Folders(ctx, victim)
-	require.NoError(t, err)
+	require.NoError(t, err, "invalid calls must not damage another user's folders")
 	require.Equal(t, folders, after, "invalid calls must not change another user's folders")
 	inbox2, err := b.Folder(ctx, victim, mailbox.Inbox)
-	require.NoError(t, err)
+	require.NoError(t, err, "invalid calls must not damage another user's folder")
 	require.Equal(t, inbox, inbox2, "invalid calls must not change another user's folder")
 	got, err := b.Get(ctx, victim, m.ID)
 	require.NoError(t, err, "invalid calls must not remove another user's message")
@@ -151,6 +165,9 @@ func testInvalidInput(t *testing.T, s *mailbox.Store) {
 	list, err := b.List(ctx, victim, mailbox.Inbox, mailbox.ListQuery{Limit: 100})
 	require.NoError(t, err)
 	require.Equal(t, []mailbricks.MessageID{m.ID}, ids(list), "invalid calls must not add messages to another user's folder")
+	all, err := b.Scan(ctx, victim, mailbricks.MessageID{}, 100)
+	require.NoError(t, err)
+	require.Equal(t, []mailbricks.MessageID{m.ID}, ids(all), "invalid calls must not add messages to another user")
 	k, err := b.LookupKey(ctx, victim, "intruder-key")
 	require.True(t, errors.Is(err, mailbox.ErrNotFound), "invalid calls must not add keys to another user (got %v, %v)", k.ID, err)
 	c, err := b.Recount(ctx, victim, mailbox.Inbox)
