@@ -69,7 +69,7 @@ func modelOp(t *testing.T, r *rand.Rand, x *index.Index, u mailbricks.UserID, br
 func TestCrash(t *testing.T) {
 	cycles := 60
 	if os.Getenv("MAILBRICKS_LONG") != "" {
-		cycles = 4000
+		cycles = 1000
 	}
 	pool := indextest.RandomDocuments(5, 200)
 	fs := vfs.NewCrashable()
