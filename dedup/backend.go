@@ -60,7 +60,8 @@ type Backend interface {
 	// collected), Link must return an error matching ErrNotFound and
 	// leave no link behind. Link must be atomic with respect to Collect:
 	// once Link returns nil, no Collect may delete the blob until the
-	// link is removed.
+	// link is removed. Link and Unlink must reject an owner that is empty
+	// or longer than MaxOwnerLen with an error matching ErrInvalidOwner.
 	Link(ctx context.Context, h Hash, owner string) error
 
 	// Unlink removes owner's link to h; a missing link is not an error.

@@ -105,7 +105,12 @@ type Results struct {
 // query resolution, cursors and snippets, and calls a Backend for the
 // rest. Implementations must be safe for concurrent use, must honor ctx
 // cancellation, and must keep users apart: nothing done for one user may
-// read or change another's documents.
+// read or change another's documents, whatever user it is passed. Every
+// method must reject an invalid user (see [mailbricks.UserID.Validate])
+// with an error matching [mailbricks.ErrInvalidUser], as [Index] does,
+// since [Index.Backend] hands the backend to callers that skip Index's
+// checks; Index must reject a nil document or a zero ID with one matching
+// [ErrInvalidDocument].
 type Backend interface {
 	// Index adds docs for user, replacing documents with the same ID
 	// (also within docs: the last one wins). It is atomic: after an

@@ -58,8 +58,13 @@ type Removed struct {
 // change feed. [Store] does everything else (parsing, validation, blob
 // storage, threading rules) once for every backend.
 //
-// Every method takes a valid user; a backend must never return or change
-// data of any other user than the one passed. Every write method is one
+// A backend must never return or change data of any other user than the
+// one passed, whatever it is passed: it must reject an invalid user (see
+// [mailbricks.UserID.Validate]) with an error matching
+// [mailbricks.ErrInvalidUser], an invalid folder name with one matching
+// [ErrInvalidFolder] and a key longer than [MaxKeyLen] with one matching
+// [ErrInvalidArgument], as [Store] does, because [Store.Backend] hands the
+// backend to callers that skip Store's checks. Every write method is one
 // atomic transaction: after a crash or an error it happened entirely or
 // not at all, and readers never see part of it. Writes of one user are
 // linearizable: a read that starts after a write returned sees it.

@@ -22,7 +22,9 @@
 // ([Job.Token]), a number that grows with every lease of the job. Ack,
 // Nack and Extend with a token that is no longer the job's current one fail
 // with [ErrLeaseLost], so a worker that stalled past its lease cannot
-// commit over the worker that took the job over. Delivery is at least once,
+// commit over the worker that took the job over; while nobody took the job
+// over, an expired lease's token is still current and its Ack succeeds.
+// Delivery is at least once,
 // so a handler's effects must be idempotent, keyed by [Job.ID], or
 // committed conditionally on [Job.Token] (the token is the fencing token of
 // Kleppmann's "How to do distributed locking": a store that remembers the

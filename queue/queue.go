@@ -132,17 +132,23 @@ type Backend interface {
 	// When no job is ready, Lease waits up to wait for one (returning as
 	// soon as any is leasable) and then returns an empty slice and nil.
 	Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) ([]Job, error)
-	// Ack completes the job. If job.Token is no longer the job's current
-	// lease, Ack must return an error for which errors.Is(err,
-	// ErrLeaseLost).
+	// Ack completes the job. Fencing is by token, not by time: while
+	// job.Token is the job's current lease, Ack must succeed, even after
+	// job.LeaseUntil has passed, as long as no other Lease took the job
+	// since. If job.Token is no longer the job's current lease (another
+	// Lease took the job, or the job was already acked or nacked), Ack
+	// must return an error for which errors.Is(err, ErrLeaseLost).
 	Ack(ctx context.Context, job Job) error
 	// Nack fails the job's current attempt with cause: the job becomes
 	// ready again after retryAfter, or, if job.Attempt >= job.MaxAttempts,
-	// moves to the dead letters with cause as its LastError. A stale token
-	// gives ErrLeaseLost as for Ack.
+	// moves to the dead letters with cause as its LastError. Like Ack, it
+	// succeeds while job.Token is current, even after expiry, and a stale
+	// token gives ErrLeaseLost.
 	Nack(ctx context.Context, job Job, retryAfter time.Duration, cause string) error
 	// Extend sets the job's lease to expire ttl from now and returns the new
-	// expiry. A stale token gives ErrLeaseLost as for Ack.
+	// expiry. Like Ack, it succeeds while job.Token is current, even after
+	// expiry (the lease is then renewed), and a stale token gives
+	// ErrLeaseLost.
 	Extend(ctx context.Context, job Job, ttl time.Duration) (time.Time, error)
 	// Dead lists up to limit dead letters of topic, oldest first.
 	Dead(ctx context.Context, topic string, limit int) ([]Job, error)
@@ -293,8 +299,13 @@ func (q *Queue) checkJob(job Job) error {
 	return nil
 }
 
-// Ack completes job. It fails with [ErrLeaseLost] if job's lease was taken
-// over or has already ended.
+// Ack completes job. It fails with [ErrLeaseLost] if job's lease is no
+// longer the job's current one: another Lease took the job after this
+// lease expired, or the lease already ended with Ack or Nack. An expired
+// lease that nobody took over is still current: Ack then succeeds (fencing
+// is by the lease's token, not by time), so a handler that overran its
+// lease does not redo work that no other worker started. A backend that
+// cannot fence (see its documentation) may also accept a stale Ack.
 func (q *Queue) Ack(ctx context.Context, job Job) error {
 	if err := q.checkJob(job); err != nil {
 		return err
@@ -307,8 +318,8 @@ func (q *Queue) Ack(ctx context.Context, job Job) error {
 
 // Nack fails job's current attempt with cause. The job is leasable again
 // after retryAfter (0: at once) or, if this was its last attempt, moves to
-// the dead letters with cause as LastError. It fails with [ErrLeaseLost] as
-// Ack does.
+// the dead letters with cause as LastError. It succeeds or fails with
+// [ErrLeaseLost] as Ack does.
 func (q *Queue) Nack(ctx context.Context, job Job, retryAfter time.Duration, cause error) error {
 	if err := q.checkJob(job); err != nil {
 		return err
@@ -330,7 +341,8 @@ func (q *Queue) Nack(ctx context.Context, job Job, retryAfter time.Duration, cau
 }
 
 // Extend makes job's lease expire ttl from now and returns job with the new
-// LeaseUntil. It fails with [ErrLeaseLost] as Ack does.
+// LeaseUntil. It succeeds or fails with [ErrLeaseLost] as Ack does: an
+// expired lease nobody took over is renewed.
 func (q *Queue) Extend(ctx context.Context, job Job, ttl time.Duration) (Job, error) {
 	if err := q.checkJob(job); err != nil {
 		return job, err

@@ -12,7 +12,10 @@ import (
 // normalization) to itself, so a backend holds no reputation logic.
 //
 // Keys are opaque non-empty strings chosen by the Tracker; a backend may
-// prefix them but must not interpret them. Times come from the Tracker's
+// prefix them but must not interpret them. A backend must reject an empty
+// key with an error matching [ErrInvalid], and a suppression address that
+// is not normalized (see [NormalizeAddress]) with one matching
+// [ErrInvalidAddress]. Times come from the Tracker's
 // clock, never the backend's, so every backend behaves the same under a
 // simulated clock.
 //

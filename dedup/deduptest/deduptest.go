@@ -62,6 +62,10 @@ func Run(t *testing.T, newBackend func(t *testing.T) dedup.Backend) {
 	}
 	ctx := context.Background()
 
+	t.Run("InvalidInput", func(t *testing.T) {
+		s, b, clk := open(t)
+		testInvalidInput(t, s, b, clk)
+	})
 	t.Run("PutOpenRoundTrip", func(t *testing.T) {
 		s, _, _ := open(t)
 		for _, n := range []int{0, 1, 4095, 100 << 10, 1<<20 + 17} {

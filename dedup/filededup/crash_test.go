@@ -31,17 +31,27 @@ func long() bool { return os.Getenv("MAILBRICKS_LONG") != "" }
 // was acknowledged does; every blob file is covered by a link or a
 // candidate (nothing leaks); and GC then works.
 func TestCrash(t *testing.T) {
-	cycles := 6
+	cycles := 20
 	if long() {
 		cycles = 5000
 	}
+	var total crashStats
 	for c := range cycles {
-		crashCycle(t, uint64(c))
+		st := crashCycle(t, uint64(c))
+		total.links += st.links
+		total.unlinks += st.unlinks
+		total.inFlight += st.inFlight
 	}
-	t.Logf("%d crash cycles", cycles)
+	t.Logf("%d crash cycles: %d acknowledged links checked present, %d acknowledged unlinks checked absent, %d unlinks in flight",
+		cycles, total.links, total.unlinks, total.inFlight)
 }
 
-func crashCycle(t *testing.T, seed uint64) {
+// crashStats counts what one crash cycle checked: links acknowledged
+// before the image and not being unlinked (must be present), unlinks
+// acknowledged before it (must be absent), and unlinks in flight (either).
+type crashStats struct{ links, unlinks, inFlight int }
+
+func crashCycle(t *testing.T, seed uint64) crashStats {
 	ctx := context.Background()
 	fs := vfs.NewCrashable()
 	b, err := Open("/d", &Options{FS: fs})
@@ -136,6 +146,9 @@ func crashCycle(t *testing.T, seed uint64) {
 	crashed.Store(true)
 	mu.Unlock()
 	img := fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(seed), UnsyncedDataPercent: 0})
+	mu.Lock()
+	cloned.Store(true)
+	mu.Unlock()
 	close(stop)
 	wg.Wait()
 	require.NoError(t, s.Close())
@@ -163,12 +176,18 @@ func crashCycle(t *testing.T, seed uint64) {
 		require.Equal(t, h, dedup.Hash(sha256.Sum256(data)), "seed %d: blob %s behind a link is damaged", seed, h)
 	}
 	require.NoError(t, it.Close())
+	var st crashStats
 	for owner := range linked {
 		if !unlinking[owner] {
 			require.True(t, links[owner], "seed %d: link %s acknowledged before the crash is gone", seed, owner)
+			st.links++
 		}
 		if unlinked[owner] {
 			require.False(t, links[owner], "seed %d: link %s unlinked before the crash is back", seed, owner)
+			st.unlinks++
+		}
+		if unlinking[owner] && !unlinked[owner] {
+			st.inFlight++
 		}
 	}
 
@@ -201,6 +220,7 @@ func crashCycle(t *testing.T, seed uint64) {
 		_, err := b2.Stat(ctx, h)
 		require.NoError(t, err, "seed %d: GC deleted linked blob %s", seed, h)
 	}
+	return st
 }
 
 func walkBlobs(t *testing.T, fs vfs.FS) []dedup.Hash {

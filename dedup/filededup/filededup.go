@@ -495,6 +495,9 @@ func (b *Backend) Stat(ctx context.Context, h dedup.Hash) (dedup.BlobInfo, error
 
 // Link implements [dedup.Backend.Link].
 func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) error {
+	if err := checkOwner(owner); err != nil {
+		return err
+	}
 	if err := b.check(); err != nil {
 		return err
 	}
@@ -515,8 +518,21 @@ func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) error {
 	return b.db.Set(key, nil, lsm.Sync)
 }
 
+// checkOwner rejects what [dedup.Store] rejects: an owner that is empty
+// (its link key would be the prefix of the blob's other link keys) or
+// longer than [dedup.MaxOwnerLen].
+func checkOwner(owner string) error {
+	if owner == "" || len(owner) > dedup.MaxOwnerLen {
+		return fmt.Errorf("filededup: %w: length %d", dedup.ErrInvalidOwner, len(owner))
+	}
+	return nil
+}
+
 // Unlink implements [dedup.Backend.Unlink].
 func (b *Backend) Unlink(ctx context.Context, h dedup.Hash, owner string, now time.Time) error {
+	if err := checkOwner(owner); err != nil {
+		return err
+	}
 	if err := b.check(); err != nil {
 		return err
 	}

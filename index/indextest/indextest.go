@@ -54,6 +54,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) index.Backend) {
 	t.Run("Closed", func(t *testing.T) { testClosed(t, open(t)) })
 	t.Run("HeaderNamesNotContent", func(t *testing.T) { testHeaderNames(t, open(t)) })
 	t.Run("Scripts", func(t *testing.T) { testScripts(t, open(t)) })
+	t.Run("InvalidInput", func(t *testing.T) { testInvalidInput(t, open(t)) })
 }
 
 const user = mailbricks.UserID("alice@example.com")

@@ -4,8 +4,11 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks"
@@ -54,14 +57,19 @@ func modelOp(t *testing.T, r *rand.Rand, x *index.Index, u mailbricks.UserID, br
 	}
 }
 
-// TestCrash takes a crash image after every synced write and requires the
-// reopened index to answer exactly like the model of every acknowledged
-// write: synced writes survive, and the doc values, postings and
-// deleted-doc markers of one write are never torn apart.
+// TestCrash runs one random write per cycle and takes a crash image from
+// another goroutine at a random moment: before, during or after the
+// write. The reopened image must answer exactly like the model of every
+// write acknowledged before the image (all earlier cycles' writes, and this
+// cycle's if it had returned when the image was taken); a write in flight
+// may be there entirely or not at all, never torn apart (its doc values,
+// postings and deleted-doc markers go together): the image's documents
+// must equal the live index's before or after the write, and when they
+// equal the after state, every query must answer as the model.
 func TestCrash(t *testing.T) {
-	cycles := 25
+	cycles := 60
 	if os.Getenv("MAILBRICKS_LONG") != "" {
-		cycles = 4000
+		cycles = 1000
 	}
 	pool := indextest.RandomDocuments(5, 200)
 	fs := vfs.NewCrashable()
@@ -74,19 +82,59 @@ func TestCrash(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
 	const u = mailbricks.UserID("crash")
 	queries := indextest.Queries(pool, 4, 30)
+	docs := func(b index.Backend) map[mailbricks.MessageID]index.Values {
+		m := map[mailbricks.MessageID]index.Values{}
+		require.NoError(t, b.List(ctx, u, func(id mailbricks.MessageID, v index.Values) error { m[id] = v; return nil }))
+		return m
+	}
+	var acked, inFlightIn, inFlightOut, docsChecked int
 	for cycle := range cycles {
+		before := docs(b)
+		var (
+			img        *vfs.CrashableFS
+			ackedFirst bool
+			opDone     atomic.Bool
+			cloned     = make(chan struct{})
+			spins      = r.IntN(3000)
+		)
+		go func() {
+			defer close(cloned)
+			for range spins {
+				runtime.Gosched()
+			}
+			ackedFirst = opDone.Load()
+			img = fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(cycle), UnsyncedDataPercent: 50})
+		}()
 		modelOp(t, r, x, u, brute, pool, &indexed)
-		img := fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(cycle), UnsyncedDataPercent: 50})
+		opDone.Store(true)
+		<-cloned
+		after := docs(b)
+
 		rb, err := lsmindex.Open("db", &lsmindex.Options{FS: img})
 		require.NoError(t, err, "cycle %d: the crash image must reopen", cycle)
 		rx := index.New(rb, &index.Options{Now: indextest.Now})
-		indextest.Compare(t, rx, u, brute, queries)
-		var n int
-		require.NoError(t, rb.List(ctx, u, func(mailbricks.MessageID, index.Values) error { n++; return nil }))
-		require.Equal(t, brute.Len(), n, "cycle %d: every acknowledged document and no deleted one", cycle)
+		got := docs(rb)
+		switch {
+		case assert.ObjectsAreEqual(after, got):
+			indextest.Compare(t, rx, u, brute, queries)
+			if !ackedFirst {
+				inFlightIn++
+			}
+		case ackedFirst:
+			require.Equal(t, after, got, "cycle %d: every write acknowledged before the image must be in it", cycle)
+		default:
+			require.Equal(t, before, got, "cycle %d: a write in flight must be in the image entirely or not at all", cycle)
+			inFlightOut++
+		}
+		acked += cycle
+		if ackedFirst {
+			acked++
+		}
+		docsChecked += len(got)
 		require.NoError(t, rx.Close())
 	}
-	t.Logf("%d crash cycles", cycles)
+	t.Logf("%d crash images: %d acknowledged writes checked (cumulative), %d documents compared; writes in flight at the image: %d in it, %d not",
+		cycles, acked, docsChecked, inFlightIn, inFlightOut)
 }
 
 // TestReopen checks that a reopened index continues where it stopped:

@@ -174,6 +174,11 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Every entry point comes through here: reject what the Index would,
+	// since the key layout relies on a user without NUL (see layout.go).
+	if err := u.Validate(); err != nil {
+		return nil, fmt.Errorf("lsmindex: %w", err)
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -365,6 +370,11 @@ func (s *userState) mergeOrder(added []uint32) {
 // for each (field, term) of the batch one postings chunk is appended with
 // a merge operand, so indexing never reads postings.
 func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.Document) error {
+	for _, d := range docs {
+		if d == nil || d.ID == (mailbricks.MessageID{}) {
+			return fmt.Errorf("lsmindex: %w: nil document or zero ID", index.ErrInvalidDocument)
+		}
+	}
 	s, err := b.user(ctx, u, true)
 	if err != nil {
 		return err

@@ -5,7 +5,13 @@ package lsmmailbox
 // Every key starts with the user's partition prefix, so one user's data is
 // one contiguous key range and no scan can cross into another user's:
 //
-//	prefix  = len(user) u8 | user bytes (1..255, no NUL/CR/LF)
+//	prefix  = len(user) uvarint | user bytes
+//
+// The length prefix makes the user part prefix-free: no user's keys can
+// start with another user's prefix, whatever the bytes and however long the
+// user ID. (Every entry point also rejects an invalid user, see
+// [mailbricks.UserID.Validate], so users are 1 to 255 bytes without NUL, CR
+// or LF; below 128 bytes the uvarint is the single length byte.)
 //
 // followed by a table byte and the table's key. Integers are big-endian so
 // that keys sort numerically. fid is the folder's ID (u32, never reused for
@@ -68,8 +74,8 @@ const (
 )
 
 func prefix(user mailbricks.UserID) []byte {
-	b := make([]byte, 0, 1+len(user)+32)
-	b = append(b, byte(len(user)))
+	b := make([]byte, 0, binary.MaxVarintLen64+len(user)+32)
+	b = binary.AppendUvarint(b, uint64(len(user)))
 	return append(b, user...)
 }
 

@@ -133,9 +133,44 @@ func (b *Backend) Compact() error {
 	return nil
 }
 
-func (b *Backend) lock(user mailbricks.UserID) (unlock func(), err error) {
+// checkUser returns ErrClosed if b is closed, and an error wrapping
+// [mailbricks.ErrInvalidUser] if user is not valid, as [mailbox.Store]
+// does: the backend never trusts its caller with the key layout.
+func (b *Backend) checkUser(user mailbricks.UserID) error {
 	if b.closed.Load() {
-		return nil, mailbox.ErrClosed
+		return mailbox.ErrClosed
+	}
+	if err := user.Validate(); err != nil {
+		return fmt.Errorf("lsmmailbox: %w", err)
+	}
+	return nil
+}
+
+// checkFolder is checkUser and [mailbox.ValidateFolderName] of each name.
+func (b *Backend) checkFolder(user mailbricks.UserID, names ...string) error {
+	if err := b.checkUser(user); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := mailbox.ValidateFolderName(n); err != nil {
+			return fmt.Errorf("lsmmailbox: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkKey rejects an idempotency or thread key longer than
+// [mailbox.MaxKeyLen] with [mailbox.ErrInvalidArgument].
+func checkKey(k string) error {
+	if len(k) > mailbox.MaxKeyLen {
+		return fmt.Errorf("lsmmailbox: %w: key of %d bytes", mailbox.ErrInvalidArgument, len(k))
+	}
+	return nil
+}
+
+func (b *Backend) lock(user mailbricks.UserID) (unlock func(), err error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
 	}
 	m := &b.locks[maphash.String(b.seed, string(user))%stripes]
 	m.Lock()
@@ -159,9 +194,9 @@ type reader interface {
 	NewIter(o *lsm.IterOptions) (*lsm.Iterator, error)
 }
 
-func (b *Backend) snapshot() (*lsm.Snapshot, error) {
-	if b.closed.Load() {
-		return nil, mailbox.ErrClosed
+func (b *Backend) snapshot(user mailbricks.UserID) (*lsm.Snapshot, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
 	}
 	return b.db.NewSnapshot(), nil
 }
@@ -334,7 +369,7 @@ func logEntry(kind byte, uid uint32, id mailbricks.MessageID) []byte {
 
 // Folders implements [mailbox.Backend.Folders].
 func (b *Backend) Folders(ctx context.Context, user mailbricks.UserID) ([]mailbox.Folder, error) {
-	snap, err := b.snapshot()
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +420,10 @@ func (b *Backend) loadFolder(r reader, user mailbricks.UserID, fid uint32) (mail
 
 // Folder implements [mailbox.Backend.Folder].
 func (b *Backend) Folder(ctx context.Context, user mailbricks.UserID, name string) (mailbox.Folder, error) {
-	snap, err := b.snapshot()
+	if err := b.checkFolder(user, name); err != nil {
+		return mailbox.Folder{}, err
+	}
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return mailbox.Folder{}, err
 	}
@@ -403,6 +441,9 @@ func (b *Backend) Folder(ctx context.Context, user mailbricks.UserID, name strin
 
 // CreateFolder implements [mailbox.Backend.CreateFolder].
 func (b *Backend) CreateFolder(ctx context.Context, user mailbricks.UserID, name string, role mailbox.Role) (mailbox.Folder, error) {
+	if err := b.checkFolder(user, name); err != nil {
+		return mailbox.Folder{}, err
+	}
 	unlock, err := b.lock(user)
 	if err != nil {
 		return mailbox.Folder{}, err
@@ -433,6 +474,9 @@ func (b *Backend) CreateFolder(ctx context.Context, user mailbricks.UserID, name
 
 // RenameFolder implements [mailbox.Backend.RenameFolder].
 func (b *Backend) RenameFolder(ctx context.Context, user mailbricks.UserID, from, to string) error {
+	if err := b.checkFolder(user, from, to); err != nil {
+		return err
+	}
 	unlock, err := b.lock(user)
 	if err != nil {
 		return err
@@ -478,6 +522,9 @@ func (b *Backend) RenameFolder(ctx context.Context, user mailbricks.UserID, from
 
 // DeleteFolder implements [mailbox.Backend.DeleteFolder].
 func (b *Backend) DeleteFolder(ctx context.Context, user mailbricks.UserID, name string) error {
+	if err := b.checkFolder(user, name); err != nil {
+		return err
+	}
 	unlock, err := b.lock(user)
 	if err != nil {
 		return err
@@ -511,6 +558,14 @@ func (b *Backend) DeleteFolder(ctx context.Context, user mailbricks.UserID, name
 
 // Append implements [mailbox.Backend.Append].
 func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailbox.Record) (mailbox.Message, bool, error) {
+	if err := b.checkFolder(user, rec.Folder); err != nil {
+		return mailbox.Message{}, false, err
+	}
+	for _, k := range append([]string{rec.Key}, rec.ThreadKeys...) {
+		if err := checkKey(k); err != nil {
+			return mailbox.Message{}, false, err
+		}
+	}
 	unlock, err := b.lock(user)
 	if err != nil {
 		return mailbox.Message{}, false, err
@@ -578,7 +633,10 @@ func (b *Backend) lookupKey(r reader, user mailbricks.UserID, k string) (mailbox
 
 // LookupKey implements [mailbox.Backend.LookupKey].
 func (b *Backend) LookupKey(ctx context.Context, user mailbricks.UserID, k string) (mailbox.Message, error) {
-	snap, err := b.snapshot()
+	if err := checkKey(k); err != nil {
+		return mailbox.Message{}, err
+	}
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return mailbox.Message{}, err
 	}
@@ -615,7 +673,7 @@ func (b *Backend) get(r reader, user mailbricks.UserID, id mailbricks.MessageID,
 
 // Get implements [mailbox.Backend.Get].
 func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) (mailbox.Message, error) {
-	snap, err := b.snapshot()
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return mailbox.Message{}, err
 	}
@@ -629,6 +687,9 @@ func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks
 
 // Skeleton implements [mailbox.Backend.Skeleton].
 func (b *Backend) Skeleton(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) ([]byte, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
 	if b.closed.Load() {
 		return nil, mailbox.ErrClosed
 	}
@@ -646,7 +707,10 @@ func (b *Backend) Skeleton(ctx context.Context, user mailbricks.UserID, id mailb
 // unread table; otherwise it merges the unread and read tables, which
 // together hold every message of the folder, both newest first.
 func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder string, q mailbox.ListQuery) ([]mailbox.Message, error) {
-	snap, err := b.snapshot()
+	if err := b.checkFolder(user, folder); err != nil {
+		return nil, err
+	}
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return nil, err
 	}
@@ -713,7 +777,10 @@ func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder strin
 
 // FetchUIDs implements [mailbox.Backend.FetchUIDs].
 func (b *Backend) FetchUIDs(ctx context.Context, user mailbricks.UserID, folder string, first, last uint32) ([]mailbox.Message, error) {
-	snap, err := b.snapshot()
+	if err := b.checkFolder(user, folder); err != nil {
+		return nil, err
+	}
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return nil, err
 	}
@@ -754,7 +821,7 @@ func (b *Backend) FetchUIDs(ctx context.Context, user mailbricks.UserID, folder 
 
 // Scan implements [mailbox.Backend.Scan].
 func (b *Backend) Scan(ctx context.Context, user mailbricks.UserID, after mailbricks.MessageID, limit int) ([]mailbox.Message, error) {
-	snap, err := b.snapshot()
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return nil, err
 	}
@@ -844,6 +911,9 @@ func (b *Backend) SetFlags(ctx context.Context, user mailbricks.UserID, ids []ma
 
 // Move implements [mailbox.Backend.Move].
 func (b *Backend) Move(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID, dest string) ([]mailbox.UIDMap, error) {
+	if err := b.checkFolder(user, dest); err != nil {
+		return nil, err
+	}
 	unlock, err := b.lock(user)
 	if err != nil {
 		return nil, err
@@ -894,6 +964,9 @@ func (b *Backend) Move(ctx context.Context, user mailbricks.UserID, ids []mailbr
 
 // Copy implements [mailbox.Backend.Copy].
 func (b *Backend) Copy(ctx context.Context, user mailbricks.UserID, pairs []mailbox.CopyPair, dest string) ([]mailbox.UIDMap, error) {
+	if err := b.checkFolder(user, dest); err != nil {
+		return nil, err
+	}
 	unlock, err := b.lock(user)
 	if err != nil {
 		return nil, err
@@ -981,8 +1054,11 @@ func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mai
 
 // Changes implements [mailbox.Backend.Changes].
 func (b *Backend) Changes(ctx context.Context, user mailbricks.UserID, folder string, since uint64) (mailbox.Changes, error) {
+	if err := b.checkFolder(user, folder); err != nil {
+		return mailbox.Changes{}, err
+	}
 	var ch mailbox.Changes
-	snap, err := b.snapshot()
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return ch, err
 	}
@@ -1032,6 +1108,14 @@ func (b *Backend) Changes(ctx context.Context, user mailbricks.UserID, folder st
 
 // FindThread implements [mailbox.Backend.FindThread].
 func (b *Backend) FindThread(ctx context.Context, user mailbricks.UserID, keys []string) (mailbricks.MessageID, bool, error) {
+	if err := b.checkUser(user); err != nil {
+		return mailbricks.MessageID{}, false, err
+	}
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return mailbricks.MessageID{}, false, err
+		}
+	}
 	if b.closed.Load() {
 		return mailbricks.MessageID{}, false, mailbox.ErrClosed
 	}
@@ -1052,7 +1136,7 @@ func (b *Backend) FindThread(ctx context.Context, user mailbricks.UserID, keys [
 
 // Thread implements [mailbox.Backend.Thread].
 func (b *Backend) Thread(ctx context.Context, user mailbricks.UserID, thread mailbricks.MessageID) ([]mailbox.Message, error) {
-	snap, err := b.snapshot()
+	snap, err := b.snapshot(user)
 	if err != nil {
 		return nil, err
 	}
@@ -1083,6 +1167,9 @@ func (b *Backend) Thread(ctx context.Context, user mailbricks.UserID, thread mai
 
 // Recount implements [mailbox.Backend.Recount].
 func (b *Backend) Recount(ctx context.Context, user mailbricks.UserID, folder string) (mailbox.Counts, error) {
+	if err := b.checkFolder(user, folder); err != nil {
+		return mailbox.Counts{}, err
+	}
 	unlock, err := b.lock(user)
 	if err != nil {
 		return mailbox.Counts{}, err
@@ -1121,6 +1208,9 @@ func (b *Backend) Recount(ctx context.Context, user mailbricks.UserID, folder st
 // Watch implements [mailbox.Backend.Watch]: events come from this
 // process, the only one that can open the DB.
 func (b *Backend) Watch(ctx context.Context, user mailbricks.UserID) (<-chan mailbox.Event, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
 	if b.closed.Load() {
 		return nil, mailbox.ErrClosed
 	}

@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -112,106 +110,6 @@ func rec(folder string, i int, seen bool) *mailbox.Record {
 		r.Flags = []string{mailbox.FlagSeen}
 	}
 	return r
-}
-
-// TestCrash runs a random workload on the crash-simulating file system,
-// takes crash images while writes are in flight, and checks that each
-// image reopens consistent (checkConsistent) and holds every message whose
-// Append had returned before the image was taken.
-func TestCrash(t *testing.T) {
-	cycles := 16
-	if os.Getenv("MAILBRICKS_LONG") == "1" {
-		cycles = 5000
-	}
-	user := mailbricks.UserID("crash@example.com")
-	for cycle := 0; cycle < cycles; cycle++ {
-		fs := vfs.NewCrashable()
-		b, err := Open("db", &Options{FS: fs, LSM: &lsm.Options{MemTableSize: 64 << 10}})
-		require.NoError(t, err)
-		for _, f := range []string{mailbox.Inbox, "Archive"} {
-			_, err := b.CreateFolder(ctx, user, f, mailbox.FolderRole(f))
-			require.NoError(t, err)
-		}
-		r := rand.New(rand.NewPCG(uint64(cycle), 9))
-		var mu sync.Mutex
-		var acked []mailbricks.MessageID
-		var expunged = map[mailbricks.MessageID]bool{}
-		var wg sync.WaitGroup
-		for w := 0; w < 3; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				r := rand.New(rand.NewPCG(uint64(cycle), uint64(w)))
-				for i := 0; i < 60; i++ {
-					mu.Lock()
-					var some []mailbricks.MessageID
-					for j := 0; j < 3 && len(acked) > 0; j++ {
-						some = append(some, acked[r.IntN(len(acked))])
-					}
-					mu.Unlock()
-					var err error
-					switch op := r.IntN(6); {
-					case op <= 1 || len(some) == 0:
-						folder := []string{mailbox.Inbox, "Archive"}[r.IntN(2)]
-						var m mailbox.Message
-						m, _, err = b.Append(ctx, user, rec(folder, i, r.IntN(3) == 0))
-						if err == nil {
-							mu.Lock()
-							acked = append(acked, m.ID)
-							mu.Unlock()
-						}
-					case op == 2:
-						_, err = b.SetFlags(ctx, user, some, mailbox.FlagChange{Op: mailbox.FlagAdd, Flags: []string{mailbox.FlagSeen}})
-					case op == 3:
-						_, err = b.SetFlags(ctx, user, some, mailbox.FlagChange{Op: mailbox.FlagRemove, Flags: []string{mailbox.FlagSeen}})
-					case op == 4:
-						_, err = b.Move(ctx, user, some, []string{mailbox.Inbox, "Archive"}[r.IntN(2)])
-					case op == 5:
-						mu.Lock()
-						for _, id := range some {
-							expunged[id] = true
-						}
-						mu.Unlock()
-						_, err = b.Expunge(ctx, user, some)
-					}
-					if err != nil {
-						t.Error(err)
-						return
-					}
-				}
-			}(w)
-		}
-		var images []*vfs.CrashableFS
-		var ackedAt [][]mailbricks.MessageID
-		for i := 0; i < 3; i++ {
-			mu.Lock()
-			snapshot := slices.Clone(acked)
-			mu.Unlock()
-			images = append(images, fs.CrashClone(vfs.CrashCloneOptions{Seed: int64(i), UnsyncedDataPercent: 50}))
-			ackedAt = append(ackedAt, snapshot)
-			for j := 0; j < 20*(1+r.IntN(3)); j++ {
-				_, _ = b.Folder(ctx, user, mailbox.Inbox)
-			}
-		}
-		wg.Wait()
-		require.NoError(t, b.Close())
-		for i, img := range images {
-			rb, err := Open("db", &Options{FS: img})
-			require.NoError(t, err, "a crash image must reopen")
-			checkConsistent(t, rb, user)
-			for _, id := range ackedAt[i] {
-				mu.Lock()
-				gone := expunged[id]
-				mu.Unlock()
-				if gone {
-					continue
-				}
-				_, err := rb.Get(ctx, user, id)
-				require.NoError(t, err, "cycle %d image %d: a synced append must survive the crash", cycle, i)
-			}
-			require.NoError(t, rb.Close())
-		}
-	}
 }
 
 // TestConsistentAfterWorkload checks the raw-key invariants after the

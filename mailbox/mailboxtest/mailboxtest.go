@@ -76,6 +76,7 @@ func RunWithOptions(t *testing.T, newBackend NewBackend, opts *Options) {
 		{"Scan", testScan},
 		{"Closed", testClosed},
 		{"OpaqueValues", testOpaque},
+		{"InvalidInput", testInvalidInput},
 		{"Corpus", func(t *testing.T, s *mailbox.Store) { RunCorpus(t, s, o.CorpusEvery) }},
 	}
 	for _, tc := range tests {

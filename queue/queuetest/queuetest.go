@@ -107,6 +107,7 @@ func Run(t *testing.T, newBackend func(t *testing.T, now func() time.Time) queue
 		{"Topics", testTopics},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"StaleLease", testStaleLease},
+		{"ExpiredLease", testExpiredLease},
 		{"Extend", testExtend},
 		{"IdempotentKey", testIdempotentKey},
 		{"NotBefore", testNotBefore},
@@ -119,6 +120,7 @@ func Run(t *testing.T, newBackend func(t *testing.T, now func() time.Time) queue
 		{"Worker", testWorker},
 		{"WorkerStop", testWorkerStop},
 		{"Invalid", testInvalid},
+		{"BackendInput", testBackendInput},
 		{"Closed", testClosed},
 		{"OpaqueValues", testOpaque},
 	}

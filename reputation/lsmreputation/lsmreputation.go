@@ -421,7 +421,33 @@ func (b *Backend) check(ctx context.Context) error {
 }
 
 // Take implements [reputation.Backend.Take] with an in-memory bucket.
+// checkKey rejects an empty key, which [reputation.Backend] rules out.
+func checkKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("lsmreputation: %w: empty key", reputation.ErrInvalid)
+	}
+	return nil
+}
+
+// checkAddr rejects an address that is not what
+// [reputation.NormalizeAddress] makes of it: the Tracker passes only
+// normalized addresses, and one stored in another spelling would never be
+// found.
+func checkAddr(addr string) error {
+	n, err := reputation.NormalizeAddress(addr)
+	if err != nil {
+		return fmt.Errorf("lsmreputation: %w", err)
+	}
+	if n != addr {
+		return fmt.Errorf("lsmreputation: %w: %q is not normalized", reputation.ErrInvalidAddress, addr)
+	}
+	return nil
+}
+
 func (b *Backend) Take(ctx context.Context, key string, n, rate, burst float64, now time.Time) (bool, time.Duration, error) {
+	if err := checkKey(key); err != nil {
+		return false, 0, err
+	}
 	if b.closed.Load() {
 		return false, 0, reputation.ErrClosed
 	}
@@ -455,6 +481,9 @@ func (b *Backend) Take(ctx context.Context, key string, n, rate, burst float64, 
 
 // Reserve implements [reputation.Backend.Reserve].
 func (b *Backend) Reserve(ctx context.Context, key string, n, max int64, expire time.Time) (bool, error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
 	if b.closed.Load() {
 		return false, reputation.ErrClosed
 	}
@@ -484,6 +513,9 @@ func maxInt(a, b int64) int64 {
 
 // AddCounts implements [reputation.Backend.AddCounts].
 func (b *Backend) AddCounts(ctx context.Context, key string, bucket int64, c reputation.Counts, expire time.Time) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
 	if b.closed.Load() {
 		return reputation.ErrClosed
 	}
@@ -512,6 +544,9 @@ func (b *Backend) AddCounts(ctx context.Context, key string, bucket int64, c rep
 
 // SumCounts implements [reputation.Backend.SumCounts].
 func (b *Backend) SumCounts(ctx context.Context, key string, from, to int64) (reputation.Counts, error) {
+	if err := checkKey(key); err != nil {
+		return reputation.Counts{}, err
+	}
 	if b.closed.Load() {
 		return reputation.Counts{}, reputation.ErrClosed
 	}
@@ -544,6 +579,9 @@ func (b *Backend) SumCounts(ctx context.Context, key string, from, to int64) (re
 
 // GetState implements [reputation.Backend.GetState].
 func (b *Backend) GetState(ctx context.Context, key string) ([]byte, int64, error) {
+	if err := checkKey(key); err != nil {
+		return nil, 0, err
+	}
 	if b.closed.Load() {
 		return nil, 0, reputation.ErrClosed
 	}
@@ -556,6 +594,9 @@ func (b *Backend) GetState(ctx context.Context, key string) ([]byte, int64, erro
 
 // SetState implements [reputation.Backend.SetState] with a synced write.
 func (b *Backend) SetState(ctx context.Context, key string, value []byte, version int64) (bool, error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
 	if err := b.check(ctx); err != nil {
 		return false, err
 	}
@@ -596,6 +637,9 @@ func (b *Backend) SetState(ctx context.Context, key string, value []byte, versio
 // PutSuppression implements [reputation.Backend.PutSuppression] with a
 // synced write.
 func (b *Backend) PutSuppression(ctx context.Context, sp reputation.Suppression) error {
+	if err := checkAddr(sp.Address); err != nil {
+		return err
+	}
 	if err := b.check(ctx); err != nil {
 		return err
 	}
@@ -617,6 +661,9 @@ func (b *Backend) PutSuppression(ctx context.Context, sp reputation.Suppression)
 
 // GetSuppression implements [reputation.Backend.GetSuppression].
 func (b *Backend) GetSuppression(ctx context.Context, addr string) (reputation.Suppression, error) {
+	if err := checkAddr(addr); err != nil {
+		return reputation.Suppression{}, err
+	}
 	if b.closed.Load() {
 		return reputation.Suppression{}, reputation.ErrClosed
 	}
@@ -633,6 +680,9 @@ func (b *Backend) GetSuppression(ctx context.Context, addr string) (reputation.S
 // DeleteSuppression implements [reputation.Backend.DeleteSuppression] with
 // a synced write.
 func (b *Backend) DeleteSuppression(ctx context.Context, addr string) error {
+	if err := checkAddr(addr); err != nil {
+		return err
+	}
 	if err := b.check(ctx); err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) reputation.Backend) {
 		{"StateConcurrent", testStateConcurrent},
 		{"Suppressions", testSuppressions},
 		{"Closed", testClosed},
+		{"InvalidInput", testInvalidInput},
 		{"ProviderRollup", testProviderRollup},
 		{"SuppressionList", testSuppressionList},
 		{"HardBounceSuppresses", testHardBounce},
