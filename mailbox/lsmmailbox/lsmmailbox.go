@@ -885,6 +885,9 @@ func (b *Backend) SetFlags(ctx context.Context, user mailbricks.UserID, ids []ma
 		if slices.Equal(nf, m.Flags) {
 			continue
 		}
+		if len(nf) > mailbox.MaxFlags {
+			return mailbox.FlagResult{}, fmt.Errorf("%w: message %s would have %d flags, more than %d", mailbox.ErrInvalidArgument, id, len(nf), mailbox.MaxFlags)
+		}
 		f, err := t.folder(rec.FID)
 		if err != nil {
 			return res, b.wrap("set flags", err)

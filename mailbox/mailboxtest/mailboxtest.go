@@ -77,6 +77,7 @@ func RunWithOptions(t *testing.T, newBackend NewBackend, opts *Options) {
 		{"Closed", testClosed},
 		{"OpaqueValues", testOpaque},
 		{"InvalidInput", testInvalidInput},
+		{"FlagLimit", testFlagLimit},
 		{"Corpus", func(t *testing.T, s *mailbox.Store) { RunCorpus(t, s, o.CorpusEvery) }},
 	}
 	for _, tc := range tests {
