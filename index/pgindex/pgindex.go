@@ -198,8 +198,26 @@ func quoteLexeme(sb *strings.Builder, s string) {
 	sb.WriteByte('\'')
 }
 
+// check returns an error wrapping [mailbricks.ErrInvalidUser] if u is not
+// valid, as [index.Index] does: the backend does not trust its caller
+// with another user's rows. Every entry point calls it first.
+func check(u mailbricks.UserID) error {
+	if err := u.Validate(); err != nil {
+		return fmt.Errorf("pgindex: %w", err)
+	}
+	return nil
+}
+
 // Index implements [index.Backend] with one transaction of upserts.
 func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.Document) error {
+	if err := check(u); err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if d == nil || d.ID.IsZero() {
+			return fmt.Errorf("pgindex: %w: nil document or zero ID", index.ErrInvalidDocument)
+		}
+	}
 	last := map[mailbricks.MessageID]int{}
 	for i, d := range docs {
 		last[d.ID] = i
@@ -244,6 +262,9 @@ func cleanAll(ss []string) []string {
 
 // Delete implements [index.Backend].
 func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbricks.MessageID) error {
+	if err := check(u); err != nil {
+		return err
+	}
 	keys := make([][]byte, len(ids))
 	for i := range ids {
 		keys[i] = ids[i][:]
@@ -256,6 +277,9 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 
 // Update implements [index.Backend].
 func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks.MessageID, v index.Values) error {
+	if err := check(u); err != nil {
+		return err
+	}
 	return b.tx(ctx, pgx.ReadWrite, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE `+b.schema+`.docs SET date = $3, sent_date = $4, size = $5, folder = $6,
 			flags = $7, keywords = $8, thread = $9, uid = $10, modseq = $11 WHERE user_id = $1 AND msg_id = $2`,
@@ -273,6 +297,9 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 
 // DeleteUser implements [index.Backend].
 func (b *Backend) DeleteUser(ctx context.Context, u mailbricks.UserID) error {
+	if err := check(u); err != nil {
+		return err
+	}
 	return b.tx(ctx, pgx.ReadWrite, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `DELETE FROM `+b.schema+`.docs WHERE user_id = $1`, []byte(u))
 		return err
@@ -305,6 +332,9 @@ func scanValues(row pgx.Row, extra ...any) (mailbricks.MessageID, index.Values, 
 
 // Get implements [index.GetBackend]: one indexed point read.
 func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.MessageID) (index.Values, error) {
+	if err := check(u); err != nil {
+		return index.Values{}, err
+	}
 	var v index.Values
 	err := b.tx(ctx, pgx.ReadOnly, func(tx pgx.Tx) error {
 		var err error
@@ -319,6 +349,9 @@ func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.Me
 
 // List implements [index.Backend].
 func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbricks.MessageID, index.Values) error) error {
+	if err := check(u); err != nil {
+		return err
+	}
 	return b.tx(ctx, pgx.ReadOnly, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+valueCols+` FROM `+b.schema+`.docs WHERE user_id = $1`, []byte(u))
 		if err != nil {
@@ -340,6 +373,9 @@ func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbri
 
 // Search implements [index.Backend].
 func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Request) (*index.Results, error) {
+	if err := check(u); err != nil {
+		return nil, err
+	}
 	w := &where{args: []any{[]byte(u)}}
 	w.build(req.Query)
 	cond := w.sb.String()

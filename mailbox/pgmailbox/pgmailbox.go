@@ -159,6 +159,41 @@ func (b *Backend) check() error {
 	return nil
 }
 
+// checkUser returns ErrClosed if b is closed, and an error wrapping
+// [mailbricks.ErrInvalidUser] if user is not valid, as [mailbox.Store]
+// does: the backend does not trust its caller with another user's rows.
+func (b *Backend) checkUser(user mailbricks.UserID) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if err := user.Validate(); err != nil {
+		return fmt.Errorf("pgmailbox: %w", err)
+	}
+	return nil
+}
+
+// checkFolder is checkUser and [mailbox.ValidateFolderName] of each name.
+func (b *Backend) checkFolder(user mailbricks.UserID, names ...string) error {
+	if err := b.checkUser(user); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := mailbox.ValidateFolderName(n); err != nil {
+			return fmt.Errorf("pgmailbox: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkKey rejects an idempotency or thread key longer than
+// [mailbox.MaxKeyLen] with [mailbox.ErrInvalidArgument].
+func checkKey(k string) error {
+	if len(k) > mailbox.MaxKeyLen {
+		return fmt.Errorf("pgmailbox: %w: key of %d bytes", mailbox.ErrInvalidArgument, len(k))
+	}
+	return nil
+}
+
 // t qualifies a table name with the schema.
 func (b *Backend) t(name string) string { return b.schema + "." + name }
 
@@ -166,7 +201,7 @@ func (b *Backend) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, sentinel := range []error{mailbox.ErrNotFound, mailbox.ErrNoFolder, mailbox.ErrFolderExists, mailbox.ErrFolderNotEmpty, mailbox.ErrClosed} {
+	for _, sentinel := range []error{mailbox.ErrNotFound, mailbox.ErrNoFolder, mailbox.ErrFolderExists, mailbox.ErrFolderNotEmpty, mailbox.ErrInvalidArgument, mailbox.ErrClosed} {
 		if errors.Is(err, sentinel) {
 			return err
 		}
@@ -258,6 +293,9 @@ func scanFolder(row pgx.Row) (folderRow, error) {
 
 // Folders implements [mailbox.Backend.Folders].
 func (b *Backend) Folders(ctx context.Context, user mailbricks.UserID) ([]mailbox.Folder, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
 	var out []mailbox.Folder
 	err := b.read(ctx, "folders", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+folderCols+` FROM `+b.t("folders")+` WHERE user_id = $1 ORDER BY name COLLATE "C"`, []byte(user))
@@ -289,6 +327,9 @@ func (b *Backend) folderRow(ctx context.Context, q interface {
 
 // Folder implements [mailbox.Backend.Folder].
 func (b *Backend) Folder(ctx context.Context, user mailbricks.UserID, name string) (mailbox.Folder, error) {
+	if err := b.checkFolder(user, name); err != nil {
+		return mailbox.Folder{}, err
+	}
 	var r folderRow
 	err := b.query(ctx, "folder", func(q querier) error {
 		var err error
@@ -300,6 +341,9 @@ func (b *Backend) Folder(ctx context.Context, user mailbricks.UserID, name strin
 
 // CreateFolder implements [mailbox.Backend.CreateFolder].
 func (b *Backend) CreateFolder(ctx context.Context, user mailbricks.UserID, name string, role mailbox.Role) (mailbox.Folder, error) {
+	if err := b.checkFolder(user, name); err != nil {
+		return mailbox.Folder{}, err
+	}
 	var f mailbox.Folder
 	err := b.write(ctx, "create folder", func(tx pgx.Tx) error {
 		var id int64
@@ -323,6 +367,9 @@ func (b *Backend) CreateFolder(ctx context.Context, user mailbricks.UserID, name
 
 // RenameFolder implements [mailbox.Backend.RenameFolder].
 func (b *Backend) RenameFolder(ctx context.Context, user mailbricks.UserID, from, to string) error {
+	if err := b.checkFolder(user, from, to); err != nil {
+		return err
+	}
 	return b.write(ctx, "rename folder", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT folder_id, name FROM `+b.t("folders")+`
 			WHERE user_id = $1 AND (name = $2 OR left(name, length($2) + 1) = $2 || '/') FOR UPDATE`, []byte(user), from)
@@ -371,6 +418,9 @@ func (b *Backend) RenameFolder(ctx context.Context, user mailbricks.UserID, from
 
 // DeleteFolder implements [mailbox.Backend.DeleteFolder].
 func (b *Backend) DeleteFolder(ctx context.Context, user mailbricks.UserID, name string) error {
+	if err := b.checkFolder(user, name); err != nil {
+		return err
+	}
 	return b.write(ctx, "delete folder", func(tx pgx.Tx) error {
 		var id int64
 		err := tx.QueryRow(ctx, `SELECT folder_id FROM `+b.t("folders")+` WHERE user_id = $1 AND name = $2 FOR UPDATE`, []byte(user), name).Scan(&id)
@@ -437,6 +487,14 @@ func (b *Backend) insertMsg(ctx context.Context, tx pgx.Tx, user mailbricks.User
 
 // Append implements [mailbox.Backend.Append].
 func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailbox.Record) (mailbox.Message, bool, error) {
+	if err := b.checkFolder(user, rec.Folder); err != nil {
+		return mailbox.Message{}, false, err
+	}
+	for _, k := range append([]string{rec.Key}, rec.ThreadKeys...) {
+		if err := checkKey(k); err != nil {
+			return mailbox.Message{}, false, err
+		}
+	}
 	var m mailbox.Message
 	var existed bool
 	err := b.write(ctx, "append", func(tx pgx.Tx) error {
@@ -511,6 +569,12 @@ func (b *Backend) lookupKey(ctx context.Context, q querier, user mailbricks.User
 
 // LookupKey implements [mailbox.Backend.LookupKey].
 func (b *Backend) LookupKey(ctx context.Context, user mailbricks.UserID, key string) (mailbox.Message, error) {
+	if err := b.checkUser(user); err != nil {
+		return mailbox.Message{}, err
+	}
+	if err := checkKey(key); err != nil {
+		return mailbox.Message{}, err
+	}
 	var m mailbox.Message
 	err := b.read(ctx, "lookup key", func(tx pgx.Tx) error {
 		var err error
@@ -558,6 +622,9 @@ func scanMsg(row pgx.CollectableRow) (mailbox.Message, error) {
 
 // Get implements [mailbox.Backend.Get].
 func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) (mailbox.Message, error) {
+	if err := b.checkUser(user); err != nil {
+		return mailbox.Message{}, err
+	}
 	var msgs []mailbox.Message
 	err := b.query(ctx, "get", func(q querier) error {
 		var err error
@@ -575,6 +642,9 @@ func (b *Backend) Get(ctx context.Context, user mailbricks.UserID, id mailbricks
 
 // Skeleton implements [mailbox.Backend.Skeleton].
 func (b *Backend) Skeleton(ctx context.Context, user mailbricks.UserID, id mailbricks.MessageID) ([]byte, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
 	var skel []byte
 	err := b.query(ctx, "skeleton", func(q querier) error {
 		err := q.QueryRow(ctx, `SELECT skeleton FROM `+b.t("messages")+` WHERE user_id = $1 AND id = $2`, []byte(user), [16]byte(id)).Scan(&skel)
@@ -590,6 +660,9 @@ func (b *Backend) Skeleton(ctx context.Context, user mailbricks.UserID, id mailb
 // lookup folded in, so the common call is one round trip; only an empty
 // page pays a second query to tell an empty folder from a missing one.
 func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder string, q mailbox.ListQuery) ([]mailbox.Message, error) {
+	if err := b.checkFolder(user, folder); err != nil {
+		return nil, err
+	}
 	before := [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 	if !q.Before.IsZero() {
 		before = q.Before
@@ -617,6 +690,9 @@ func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder strin
 
 // FetchUIDs implements [mailbox.Backend.FetchUIDs].
 func (b *Backend) FetchUIDs(ctx context.Context, user mailbricks.UserID, folder string, first, last uint32) ([]mailbox.Message, error) {
+	if err := b.checkFolder(user, folder); err != nil {
+		return nil, err
+	}
 	var out []mailbox.Message
 	err := b.read(ctx, "fetch", func(tx pgx.Tx) error {
 		f, err := b.folderRow(ctx, tx, user, folder)
@@ -635,6 +711,9 @@ func (b *Backend) FetchUIDs(ctx context.Context, user mailbricks.UserID, folder 
 
 // Scan implements [mailbox.Backend.Scan].
 func (b *Backend) Scan(ctx context.Context, user mailbricks.UserID, after mailbricks.MessageID, limit int) ([]mailbox.Message, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
 	var out []mailbox.Message
 	err := b.read(ctx, "scan", func(tx pgx.Tx) error {
 		var err error
@@ -699,6 +778,9 @@ func sortedFolders(m map[int64][]int) []int64 {
 
 // SetFlags implements [mailbox.Backend.SetFlags].
 func (b *Backend) SetFlags(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID, ch mailbox.FlagChange) (mailbox.FlagResult, error) {
+	if err := b.checkUser(user); err != nil {
+		return mailbox.FlagResult{}, err
+	}
 	var res mailbox.FlagResult
 	err := b.write(ctx, "set flags", func(tx pgx.Tx) error {
 		res = mailbox.FlagResult{}
@@ -716,6 +798,12 @@ func (b *Backend) SetFlags(ctx context.Context, user mailbricks.UserID, ids []ma
 			nf := ch.Op.Apply(l.flags, ch.Flags)
 			if slices.Equal(nf, l.flags) {
 				continue
+			}
+			if len(nf) > mailbox.MaxFlags {
+				// Returning the error rolls the transaction back, so no
+				// message of the call changes.
+				return fmt.Errorf("pgmailbox: %w: message %s would have %d flags, more than %d",
+					mailbox.ErrInvalidArgument, l.id, len(nf), mailbox.MaxFlags)
 			}
 			newFlags[i] = nf
 			byFolder[l.fid] = append(byFolder[l.fid], i)
@@ -813,6 +901,9 @@ func (b *Backend) destFolder(ctx context.Context, tx pgx.Tx, user mailbricks.Use
 
 // Move implements [mailbox.Backend.Move].
 func (b *Backend) Move(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID, dest string) ([]mailbox.UIDMap, error) {
+	if err := b.checkFolder(user, dest); err != nil {
+		return nil, err
+	}
 	var out []mailbox.UIDMap
 	err := b.write(ctx, "move", func(tx pgx.Tx) error {
 		out = nil
@@ -880,6 +971,9 @@ func (b *Backend) Move(ctx context.Context, user mailbricks.UserID, ids []mailbr
 
 // Copy implements [mailbox.Backend.Copy].
 func (b *Backend) Copy(ctx context.Context, user mailbricks.UserID, pairs []mailbox.CopyPair, dest string) ([]mailbox.UIDMap, error) {
+	if err := b.checkFolder(user, dest); err != nil {
+		return nil, err
+	}
 	var out []mailbox.UIDMap
 	err := b.write(ctx, "copy", func(tx pgx.Tx) error {
 		out = nil
@@ -941,6 +1035,9 @@ func (b *Backend) Copy(ctx context.Context, user mailbricks.UserID, pairs []mail
 
 // Expunge implements [mailbox.Backend.Expunge].
 func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID) ([]mailbox.Removed, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
 	var out []mailbox.Removed
 	err := b.write(ctx, "expunge", func(tx pgx.Tx) error {
 		out = nil
@@ -986,6 +1083,9 @@ func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mai
 
 // Changes implements [mailbox.Backend.Changes].
 func (b *Backend) Changes(ctx context.Context, user mailbricks.UserID, folder string, since uint64) (mailbox.Changes, error) {
+	if err := b.checkFolder(user, folder); err != nil {
+		return mailbox.Changes{}, err
+	}
 	var ch mailbox.Changes
 	err := b.read(ctx, "changes", func(tx pgx.Tx) error {
 		ch = mailbox.Changes{}
@@ -1013,6 +1113,14 @@ func (b *Backend) Changes(ctx context.Context, user mailbricks.UserID, folder st
 
 // FindThread implements [mailbox.Backend.FindThread].
 func (b *Backend) FindThread(ctx context.Context, user mailbricks.UserID, keys []string) (mailbricks.MessageID, bool, error) {
+	if err := b.checkUser(user); err != nil {
+		return mailbricks.MessageID{}, false, err
+	}
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return mailbricks.MessageID{}, false, err
+		}
+	}
 	found := map[string][16]byte{}
 	err := b.read(ctx, "find thread", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT tkey, thread_id FROM `+b.t("thread_keys")+` WHERE user_id = $1 AND tkey = ANY($2)`, []byte(user), keys)
@@ -1037,6 +1145,9 @@ func (b *Backend) FindThread(ctx context.Context, user mailbricks.UserID, keys [
 
 // Thread implements [mailbox.Backend.Thread].
 func (b *Backend) Thread(ctx context.Context, user mailbricks.UserID, thread mailbricks.MessageID) ([]mailbox.Message, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
 	var out []mailbox.Message
 	err := b.read(ctx, "thread", func(tx pgx.Tx) error {
 		var err error
@@ -1048,6 +1159,9 @@ func (b *Backend) Thread(ctx context.Context, user mailbricks.UserID, thread mai
 
 // Recount implements [mailbox.Backend.Recount].
 func (b *Backend) Recount(ctx context.Context, user mailbricks.UserID, folder string) (mailbox.Counts, error) {
+	if err := b.checkFolder(user, folder); err != nil {
+		return mailbox.Counts{}, err
+	}
 	var c mailbox.Counts
 	err := b.write(ctx, "recount", func(tx pgx.Tx) error {
 		var fid int64
@@ -1072,7 +1186,7 @@ func (b *Backend) Recount(ctx context.Context, user mailbricks.UserID, folder st
 
 // Watch implements [mailbox.Backend.Watch].
 func (b *Backend) Watch(ctx context.Context, user mailbricks.UserID) (<-chan mailbox.Event, error) {
-	if err := b.check(); err != nil {
+	if err := b.checkUser(user); err != nil {
 		return nil, err
 	}
 	ready, err := b.startListener(ctx)

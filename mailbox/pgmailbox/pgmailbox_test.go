@@ -170,12 +170,71 @@ func TestOpenConcurrent(t *testing.T) {
 }
 
 // TestInvalidText checks that text PostgreSQL cannot store is reported as
-// an invalid argument, not as a raw SQLSTATE.
+// an invalid argument, not as a raw SQLSTATE. Folder names are refused
+// before they reach PostgreSQL; thread keys are stored as text as given.
 func TestInvalidText(t *testing.T) {
 	b := newBackend(t)
-	_, err := b.CreateFolder(context.Background(), "alice", "a\x00b", "")
-	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "a NUL in a folder name must be an invalid argument")
+	ctx := context.Background()
+	_, err := b.CreateFolder(ctx, "alice", "a\x00b", "")
+	require.ErrorIs(t, err, mailbox.ErrInvalidFolder, "a NUL in a folder name must be an invalid folder")
+	_, err = b.CreateFolder(ctx, "alice", "a\xffb", "")
+	require.ErrorIs(t, err, mailbox.ErrInvalidFolder, "invalid UTF-8 in a folder name must be an invalid folder")
+	_, _, err = b.FindThread(ctx, "alice", []string{"a\x00b"})
+	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "a NUL in a thread key must be an invalid argument")
 	require.False(t, mailbricks.IsTemporary(err))
-	_, err = b.CreateFolder(context.Background(), "alice", "a\xffb", "")
-	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "invalid UTF-8 in a folder name must be an invalid argument")
+	_, _, err = b.FindThread(ctx, "alice", []string{"a\xffb"})
+	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "invalid UTF-8 in a thread key must be an invalid argument")
+}
+
+// TestSetFlagsMaxFlags checks that a SetFlags that would leave a message
+// with more than mailbox.MaxFlags flags fails as a whole and changes
+// nothing, not even the messages that would stay within the limit.
+func TestSetFlagsMaxFlags(t *testing.T) {
+	ctx := context.Background()
+	b := newBackend(t)
+	_, err := b.CreateFolder(ctx, "alice", mailbox.Inbox, mailbox.RoleInbox)
+	require.NoError(t, err)
+	appendWith := func(flags []string) mailbox.Message {
+		r := &mailbox.Record{Skeleton: []byte("skeleton")}
+		r.ID = mailbricks.NewMessageID()
+		r.ThreadID = r.ID
+		r.Folder = mailbox.Inbox
+		r.Flags = flags
+		r.Size = 8
+		m, _, err := b.Append(ctx, "alice", r)
+		require.NoError(t, err)
+		return m
+	}
+	kw := func(from, n int) []string {
+		var out []string
+		for i := from; i < from+n; i++ {
+			out = append(out, fmt.Sprintf("k%04d", i))
+		}
+		return out
+	}
+	few := appendWith(nil)
+	full := appendWith(kw(0, mailbox.MaxFlags-1))
+	before, err := b.Folder(ctx, "alice", mailbox.Inbox)
+	require.NoError(t, err)
+
+	_, err = b.SetFlags(ctx, "alice", []mailbricks.MessageID{few.ID, full.ID},
+		mailbox.FlagChange{Op: mailbox.FlagAdd, Flags: kw(10000, 2)})
+	require.ErrorIs(t, err, mailbox.ErrInvalidArgument, "SetFlags leaving a message with more than MaxFlags flags must fail")
+
+	for _, m := range []mailbox.Message{few, full} {
+		got, err := b.Get(ctx, "alice", m.ID)
+		require.NoError(t, err)
+		require.Equal(t, m.Flags, got.Flags, "a failed SetFlags must change no message's flags")
+		require.Equal(t, m.ModSeq, got.ModSeq, "a failed SetFlags must change no message's modseq")
+	}
+	after, err := b.Folder(ctx, "alice", mailbox.Inbox)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "a failed SetFlags must not change the folder")
+
+	// Exactly MaxFlags is allowed.
+	res, err := b.SetFlags(ctx, "alice", []mailbricks.MessageID{full.ID},
+		mailbox.FlagChange{Op: mailbox.FlagAdd, Flags: kw(10000, 1)})
+	require.NoError(t, err)
+	require.Len(t, res.Updated, 1)
+	require.Len(t, res.Updated[0].Flags, mailbox.MaxFlags)
 }

@@ -102,6 +102,36 @@ func (b *Backend) check() error {
 	return nil
 }
 
+// checkKey is check, and rejects an empty key, which
+// [reputation.Backend] rules out, with [reputation.ErrInvalid].
+func (b *Backend) checkKey(key string) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if key == "" {
+		return fmt.Errorf("redisreputation: %w: empty key", reputation.ErrInvalid)
+	}
+	return nil
+}
+
+// checkAddr is check, and rejects with [reputation.ErrInvalidAddress] an
+// address that is not what [reputation.NormalizeAddress] makes of it: the
+// Tracker passes only normalized addresses, and one stored in another
+// spelling would never be found.
+func (b *Backend) checkAddr(addr string) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	n, err := reputation.NormalizeAddress(addr)
+	if err != nil {
+		return fmt.Errorf("redisreputation: %w", err)
+	}
+	if n != addr {
+		return fmt.Errorf("redisreputation: %w: %q is not normalized", reputation.ErrInvalidAddress, addr)
+	}
+	return nil
+}
+
 func wrap(op, key string, err error) error {
 	return fmt.Errorf("redisreputation: %s %q: %w", op, key, classify(err))
 }
@@ -127,7 +157,7 @@ return {ok, string.format('%.17g', n - tokens)}
 
 // Take implements [reputation.Backend.Take].
 func (b *Backend) Take(ctx context.Context, key string, n, rate, burst float64, now time.Time) (bool, time.Duration, error) {
-	if err := b.check(); err != nil {
+	if err := b.checkKey(key); err != nil {
 		return false, 0, err
 	}
 	ttl := int64(3_600_000)
@@ -169,7 +199,7 @@ return 1
 
 // Reserve implements [reputation.Backend.Reserve].
 func (b *Backend) Reserve(ctx context.Context, key string, n, max int64, expire time.Time) (bool, error) {
-	if err := b.check(); err != nil {
+	if err := b.checkKey(key); err != nil {
 		return false, err
 	}
 	ok, err := reserveScript.Run(ctx, b.c, []string{b.p + "r:{" + key + "}"}, n, max, expire.UnixMilli()).Int()
@@ -197,7 +227,7 @@ func (b *Backend) countKeys(key string) (prefix, index string) {
 
 // AddCounts implements [reputation.Backend.AddCounts].
 func (b *Backend) AddCounts(ctx context.Context, key string, bucket int64, c reputation.Counts, expire time.Time) error {
-	if err := b.check(); err != nil {
+	if err := b.checkKey(key); err != nil {
 		return err
 	}
 	pre, idx := b.countKeys(key)
@@ -227,7 +257,7 @@ return sum
 // SumCounts implements [reputation.Backend.SumCounts]; it also drops
 // index entries of expired buckets.
 func (b *Backend) SumCounts(ctx context.Context, key string, from, to int64) (reputation.Counts, error) {
-	if err := b.check(); err != nil {
+	if err := b.checkKey(key); err != nil {
 		return reputation.Counts{}, err
 	}
 	if to < from {
@@ -246,7 +276,7 @@ func (b *Backend) SumCounts(ctx context.Context, key string, from, to int64) (re
 
 // GetState implements [reputation.Backend.GetState].
 func (b *Backend) GetState(ctx context.Context, key string) ([]byte, int64, error) {
-	if err := b.check(); err != nil {
+	if err := b.checkKey(key); err != nil {
 		return nil, 0, err
 	}
 	v, err := b.c.HMGet(ctx, b.p+"s:{"+key+"}", "v", "ver").Result()
@@ -278,7 +308,7 @@ return 1
 
 // SetState implements [reputation.Backend.SetState].
 func (b *Backend) SetState(ctx context.Context, key string, value []byte, version int64) (bool, error) {
-	if err := b.check(); err != nil {
+	if err := b.checkKey(key); err != nil {
 		return false, err
 	}
 	del := "0"
@@ -294,7 +324,7 @@ func (b *Backend) SetState(ctx context.Context, key string, value []byte, versio
 
 // PutSuppression implements [reputation.Backend.PutSuppression].
 func (b *Backend) PutSuppression(ctx context.Context, s reputation.Suppression) error {
-	if err := b.check(); err != nil {
+	if err := b.checkAddr(s.Address); err != nil {
 		return err
 	}
 	v, _ := s.MarshalBinary()
@@ -311,7 +341,7 @@ func (b *Backend) PutSuppression(ctx context.Context, s reputation.Suppression) 
 
 // GetSuppression implements [reputation.Backend.GetSuppression].
 func (b *Backend) GetSuppression(ctx context.Context, addr string) (reputation.Suppression, error) {
-	if err := b.check(); err != nil {
+	if err := b.checkAddr(addr); err != nil {
 		return reputation.Suppression{}, err
 	}
 	v, err := b.c.HGet(ctx, b.p+"sup", addr).Bytes()
@@ -336,7 +366,7 @@ return 1
 
 // DeleteSuppression implements [reputation.Backend.DeleteSuppression].
 func (b *Backend) DeleteSuppression(ctx context.Context, addr string) error {
-	if err := b.check(); err != nil {
+	if err := b.checkAddr(addr); err != nil {
 		return err
 	}
 	n, err := delSupScript.Run(ctx, b.c, []string{b.p + "sup", b.p + "supi"}, addr).Int()
