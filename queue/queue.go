@@ -88,6 +88,12 @@ type EnqueueOptions struct {
 // MaxPriority.
 const MaxPriority = 1 << 20
 
+// MaxKeyLen is the maximum length of [EnqueueOptions.Key] in bytes.
+const MaxKeyLen = 512
+
+// MaxLeaseCount is the most jobs one Lease may ask for.
+const MaxLeaseCount = 10000
+
 // LeaseOptions are the options of [Queue.Lease]. A nil *LeaseOptions means
 // every default.
 type LeaseOptions struct {
@@ -114,7 +120,11 @@ type Stats struct {
 // Backend stores a queue's jobs. The [Queue] validates every argument
 // before calling a backend: topics are valid, n and durations are
 // positive, the options have their defaults applied and job is a value a
-// Lease of this backend returned.
+// Lease of this backend returned. Because [Queue.Backend] hands the
+// backend out to callers that skip those checks, every method must also
+// run them first, with [ValidTopic], [CheckEnqueue], [CheckLease],
+// [CheckJob] and [CheckExtend], and return their errors, which match
+// [ErrInvalid], before touching any state.
 //
 // Every method must honor ctx cancellation where it waits, and every
 // method that returns nil has made its effect durable. Implementations
@@ -207,6 +217,10 @@ func (q *Queue) Backend() Backend { return q.b }
 // ValidTopic reports whether topic is a valid topic name: 1 to
 // [MaxTopicLen] ASCII letters, digits, '-' and '_'. If it is not, the error
 // wraps [ErrInvalid].
+//
+// It is what [Queue] checks of every topic; backends call it first in
+// Dead, Requeue and Stats (the other methods' checks include it) because
+// [Queue.Backend] hands the backend out to callers that skip the Queue.
 func ValidTopic(topic string) error {
 	if topic == "" || len(topic) > MaxTopicLen {
 		return fmt.Errorf("%w: topic %q must be 1 to %d bytes", ErrInvalid, topic, MaxTopicLen)
@@ -220,38 +234,112 @@ func ValidTopic(topic string) error {
 	return nil
 }
 
-func (q *Queue) check(topic string) error {
+// CheckEnqueue reports whether topic and o are valid arguments of
+// Enqueue: topic passes [ValidTopic], o.Key is at most [MaxKeyLen] bytes,
+// o.MaxAttempts is not negative and o.Priority is within ±[MaxPriority].
+// If they are not, the error wraps [ErrInvalid]. The payload size is the
+// Queue's own limit ([Options.MaxPayload]) and is not checked here.
+//
+// It is what [Queue.Enqueue] checks; backends call it first in their
+// Enqueue because [Queue.Backend] hands the backend out to callers that
+// skip the Queue.
+func CheckEnqueue(topic string, o EnqueueOptions) error {
+	if err := ValidTopic(topic); err != nil {
+		return err
+	}
+	switch {
+	case len(o.Key) > MaxKeyLen:
+		return fmt.Errorf("%w: key of %d bytes exceeds %d", ErrInvalid, len(o.Key), MaxKeyLen)
+	case o.MaxAttempts < 0:
+		return fmt.Errorf("%w: negative MaxAttempts %d", ErrInvalid, o.MaxAttempts)
+	case o.Priority < -MaxPriority || o.Priority > MaxPriority:
+		return fmt.Errorf("%w: priority %d out of range ±%d", ErrInvalid, o.Priority, MaxPriority)
+	}
+	return nil
+}
+
+// CheckLease reports whether topic, n and ttl are valid arguments of
+// Lease: topic passes [ValidTopic], n is from 1 to [MaxLeaseCount] and ttl
+// is positive. If they are not, the error wraps [ErrInvalid].
+//
+// It is what [Queue.Lease] checks; backends call it first in their Lease
+// because [Queue.Backend] hands the backend out to callers that skip the
+// Queue.
+func CheckLease(topic string, n int, ttl time.Duration) error {
+	if err := ValidTopic(topic); err != nil {
+		return err
+	}
+	if n <= 0 || n > MaxLeaseCount {
+		return fmt.Errorf("%w: lease count %d not in 1..%d", ErrInvalid, n, MaxLeaseCount)
+	}
+	return checkTTL(ttl)
+}
+
+// CheckJob reports whether job can be passed to Ack or Nack: its Topic
+// passes [ValidTopic] and it has an ID. If not, the error wraps
+// [ErrInvalid]. Whether the job's lease is still current is the backend's
+// to decide.
+//
+// It is what [Queue.Ack] and [Queue.Nack] check; backends call it first in
+// their Ack and Nack because [Queue.Backend] hands the backend out to
+// callers that skip the Queue.
+func CheckJob(job Job) error {
+	if err := ValidTopic(job.Topic); err != nil {
+		return err
+	}
+	if job.ID == "" {
+		return fmt.Errorf("%w: job without ID", ErrInvalid)
+	}
+	return nil
+}
+
+// CheckExtend reports whether job and ttl are valid arguments of Extend:
+// job passes [CheckJob] and ttl is positive. If not, the error wraps
+// [ErrInvalid].
+//
+// It is what [Queue.Extend] checks; backends call it first in their
+// Extend because [Queue.Backend] hands the backend out to callers that
+// skip the Queue.
+func CheckExtend(job Job, ttl time.Duration) error {
+	if err := CheckJob(job); err != nil {
+		return err
+	}
+	return checkTTL(ttl)
+}
+
+func checkTTL(ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("%w: lease ttl %v not positive", ErrInvalid, ttl)
+	}
+	return nil
+}
+
+// check returns ErrClosed after Close, else invalid: the error of the
+// argument check (ValidTopic, CheckEnqueue, ...) the method ran, so that
+// the Queue and its backends share one rule.
+func (q *Queue) check(invalid error) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	return ValidTopic(topic)
+	return invalid
 }
 
 // Enqueue adds a job with payload to topic and returns its ID. With
 // opts.Key set, a repeated Enqueue returns the first job's ID instead (see
 // [EnqueueOptions]). When Enqueue returns nil the job is durable.
 func (q *Queue) Enqueue(ctx context.Context, topic string, payload []byte, opts *EnqueueOptions) (string, error) {
-	if err := q.check(topic); err != nil {
-		return "", err
-	}
 	var o EnqueueOptions
 	if opts != nil {
 		o = *opts
 	}
+	if err := q.check(CheckEnqueue(topic, o)); err != nil {
+		return "", err
+	}
 	if len(payload) > q.opts.MaxPayload {
 		return "", fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrInvalid, len(payload), q.opts.MaxPayload)
 	}
-	if len(o.Key) > 512 {
-		return "", fmt.Errorf("%w: key longer than 512 bytes", ErrInvalid)
-	}
-	if o.MaxAttempts < 0 {
-		return "", fmt.Errorf("%w: negative MaxAttempts", ErrInvalid)
-	}
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = q.opts.MaxAttempts
-	}
-	if o.Priority < -MaxPriority || o.Priority > MaxPriority {
-		return "", fmt.Errorf("%w: priority %d out of range", ErrInvalid, o.Priority)
 	}
 	id, err := q.b.Enqueue(ctx, topic, payload, o)
 	if err != nil {
@@ -266,14 +354,8 @@ func (q *Queue) Enqueue(ctx context.Context, topic string, payload []byte, opts 
 // ready, Lease returns an empty slice at once, or waits up to opts.Wait for
 // one.
 func (q *Queue) Lease(ctx context.Context, topic string, n int, ttl time.Duration, opts *LeaseOptions) ([]Job, error) {
-	if err := q.check(topic); err != nil {
+	if err := q.check(CheckLease(topic, n, ttl)); err != nil {
 		return nil, err
-	}
-	if n <= 0 || n > 10000 {
-		return nil, fmt.Errorf("%w: lease count %d not in 1..10000", ErrInvalid, n)
-	}
-	if ttl <= 0 {
-		return nil, fmt.Errorf("%w: lease ttl %v not positive", ErrInvalid, ttl)
 	}
 	var wait time.Duration
 	if opts != nil && opts.Wait > 0 {
@@ -289,16 +371,6 @@ func (q *Queue) Lease(ctx context.Context, topic string, n int, ttl time.Duratio
 	return jobs, nil
 }
 
-func (q *Queue) checkJob(job Job) error {
-	if err := q.check(job.Topic); err != nil {
-		return err
-	}
-	if job.ID == "" {
-		return fmt.Errorf("%w: job without ID", ErrInvalid)
-	}
-	return nil
-}
-
 // Ack completes job. It fails with [ErrLeaseLost] if job's lease is no
 // longer the job's current one: another Lease took the job after this
 // lease expired, or the lease already ended with Ack or Nack. An expired
@@ -307,7 +379,7 @@ func (q *Queue) checkJob(job Job) error {
 // lease does not redo work that no other worker started. A backend that
 // cannot fence (see its documentation) may also accept a stale Ack.
 func (q *Queue) Ack(ctx context.Context, job Job) error {
-	if err := q.checkJob(job); err != nil {
+	if err := q.check(CheckJob(job)); err != nil {
 		return err
 	}
 	if err := q.b.Ack(ctx, job); err != nil {
@@ -321,7 +393,7 @@ func (q *Queue) Ack(ctx context.Context, job Job) error {
 // the dead letters with cause as LastError. It succeeds or fails with
 // [ErrLeaseLost] as Ack does.
 func (q *Queue) Nack(ctx context.Context, job Job, retryAfter time.Duration, cause error) error {
-	if err := q.checkJob(job); err != nil {
+	if err := q.check(CheckJob(job)); err != nil {
 		return err
 	}
 	if retryAfter < 0 {
@@ -344,11 +416,8 @@ func (q *Queue) Nack(ctx context.Context, job Job, retryAfter time.Duration, cau
 // LeaseUntil. It succeeds or fails with [ErrLeaseLost] as Ack does: an
 // expired lease nobody took over is renewed.
 func (q *Queue) Extend(ctx context.Context, job Job, ttl time.Duration) (Job, error) {
-	if err := q.checkJob(job); err != nil {
+	if err := q.check(CheckExtend(job, ttl)); err != nil {
 		return job, err
-	}
-	if ttl <= 0 {
-		return job, fmt.Errorf("%w: lease ttl %v not positive", ErrInvalid, ttl)
 	}
 	until, err := q.b.Extend(ctx, job, ttl)
 	if err != nil {
@@ -361,7 +430,7 @@ func (q *Queue) Extend(ctx context.Context, job Job, ttl time.Duration) (Job, er
 // Dead lists up to limit of topic's dead letters (limit <= 0: 100), oldest
 // first, each with the LastError that killed it.
 func (q *Queue) Dead(ctx context.Context, topic string, limit int) ([]Job, error) {
-	if err := q.check(topic); err != nil {
+	if err := q.check(ValidTopic(topic)); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
@@ -378,7 +447,7 @@ func (q *Queue) Dead(ctx context.Context, topic string, limit int) ([]Job, error
 // attempts reset, to be processed again. It returns [ErrNotFound] if id is
 // not a dead letter of topic.
 func (q *Queue) Requeue(ctx context.Context, topic, id string) error {
-	if err := q.check(topic); err != nil {
+	if err := q.check(ValidTopic(topic)); err != nil {
 		return err
 	}
 	if err := q.b.Requeue(ctx, topic, id); err != nil {
@@ -389,7 +458,7 @@ func (q *Queue) Requeue(ctx context.Context, topic, id string) error {
 
 // Stats counts topic's jobs by state.
 func (q *Queue) Stats(ctx context.Context, topic string) (Stats, error) {
-	if err := q.check(topic); err != nil {
+	if err := q.check(ValidTopic(topic)); err != nil {
 		return Stats{}, err
 	}
 	s, err := q.b.Stats(ctx, topic)

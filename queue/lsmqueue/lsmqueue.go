@@ -256,41 +256,6 @@ func (b *Backend) notify(topic string) {
 	}
 }
 
-// checkTopic rejects what [queue.Queue] rejects: the key layout relies on
-// a topic without 0x00 (see record.go), and the backend is handed out by
-// [queue.Queue.Backend] to callers that skip the Queue's checks.
-func checkTopic(topic string) error {
-	if err := queue.ValidTopic(topic); err != nil {
-		return fmt.Errorf("lsmqueue: %w", err)
-	}
-	return nil
-}
-
-func checkEnqueue(topic string, o queue.EnqueueOptions) error {
-	if err := checkTopic(topic); err != nil {
-		return err
-	}
-	switch {
-	case len(o.Key) > 512:
-		return fmt.Errorf("lsmqueue: %w: key longer than 512 bytes", queue.ErrInvalid)
-	case o.MaxAttempts < 0:
-		return fmt.Errorf("lsmqueue: %w: negative MaxAttempts", queue.ErrInvalid)
-	case o.Priority < -queue.MaxPriority || o.Priority > queue.MaxPriority:
-		return fmt.Errorf("lsmqueue: %w: priority %d out of range", queue.ErrInvalid, o.Priority)
-	}
-	return nil
-}
-
-func checkJob(job queue.Job) error {
-	if err := checkTopic(job.Topic); err != nil {
-		return err
-	}
-	if job.ID == "" {
-		return fmt.Errorf("lsmqueue: %w: job without ID", queue.ErrInvalid)
-	}
-	return nil
-}
-
 func parseID(id string) ([]byte, error) {
 	m, err := mailbricks.ParseMessageID(id)
 	if err != nil {
@@ -319,7 +284,7 @@ func (b *Backend) get(id []byte) (*record, error) {
 
 // Enqueue adds a job; see [queue.Backend].
 func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o queue.EnqueueOptions) (string, error) {
-	if err := checkEnqueue(topic, o); err != nil {
+	if err := queue.CheckEnqueue(topic, o); err != nil {
 		return "", err
 	}
 	if err := ctx.Err(); err != nil {
@@ -396,14 +361,8 @@ type candidate struct {
 // synced batch. With nothing to take, the earliest future expiry or ready
 // time seen by the scan bounds the long-poll timer.
 func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) ([]queue.Job, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := queue.CheckLease(topic, n, ttl); err != nil {
 		return nil, err
-	}
-	if n <= 0 || n > 10000 {
-		return nil, fmt.Errorf("lsmqueue: %w: lease count %d not in 1..10000", queue.ErrInvalid, n)
-	}
-	if ttl <= 0 {
-		return nil, fmt.Errorf("lsmqueue: %w: lease ttl %v not positive", queue.ErrInvalid, ttl)
 	}
 	var deadline time.Time
 	if wait > 0 {
@@ -655,7 +614,7 @@ func (b *Backend) held(job queue.Job) ([]byte, *record, func(), error) {
 
 // Ack completes the job; see [queue.Backend].
 func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
-	if err := checkJob(job); err != nil {
+	if err := queue.CheckJob(job); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -688,7 +647,7 @@ func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
 
 // Nack fails the job's attempt; see [queue.Backend].
 func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Duration, cause string) error {
-	if err := checkJob(job); err != nil {
+	if err := queue.CheckJob(job); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -726,11 +685,8 @@ func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Durat
 
 // Extend moves the job's lease expiry; see [queue.Backend].
 func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) (time.Time, error) {
-	if err := checkJob(job); err != nil {
+	if err := queue.CheckExtend(job, ttl); err != nil {
 		return time.Time{}, err
-	}
-	if ttl <= 0 {
-		return time.Time{}, fmt.Errorf("lsmqueue: %w: lease ttl %v not positive", queue.ErrInvalid, ttl)
 	}
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, err
@@ -759,7 +715,7 @@ func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) 
 
 // Dead lists dead letters; see [queue.Backend].
 func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Job, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := queue.ValidTopic(topic); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -804,7 +760,7 @@ func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Jo
 
 // Requeue moves a dead letter back to the ready jobs; see [queue.Backend].
 func (b *Backend) Requeue(ctx context.Context, topic, sid string) error {
-	if err := checkTopic(topic); err != nil {
+	if err := queue.ValidTopic(topic); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -843,7 +799,7 @@ func (b *Backend) Requeue(ctx context.Context, topic, sid string) error {
 
 // Stats counts the topic's jobs by scanning its index entries.
 func (b *Backend) Stats(ctx context.Context, topic string) (queue.Stats, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := queue.ValidTopic(topic); err != nil {
 		return queue.Stats{}, err
 	}
 	var s queue.Stats

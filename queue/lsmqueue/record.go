@@ -1,8 +1,10 @@
 package lsmqueue
 
 // Key layout. Every key starts with one byte naming its key space; topics
-// are 1 to 64 bytes of [A-Za-z0-9_-], so the 0x00 byte after a topic ends
-// it unambiguously and all keys of a topic sort together. Times are Unix
+// are 1 to 64 bytes of [A-Za-z0-9_-] (every method checks them with
+// [queue.ValidTopic] or a queue.Check function first, since callers of
+// [queue.Queue.Backend] skip the Queue's checks), so the 0x00 byte after a
+// topic ends it unambiguously and all keys of a topic sort together. Times are Unix
 // nanoseconds as 8-byte big-endian unsigned integers (times before 1970
 // are stored as 0); job IDs are the 16 bytes of a UUIDv7
 // ([mailbricks.MessageID]), time-ordered.

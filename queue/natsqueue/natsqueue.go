@@ -244,6 +244,9 @@ func keyID(topic, key string) string {
 
 // Enqueue publishes the job; see [queue.Backend].
 func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o queue.EnqueueOptions) (_ string, err error) {
+	if err := queue.CheckEnqueue(topic, o); err != nil {
+		return "", err
+	}
 	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return "", err
@@ -280,6 +283,9 @@ func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o q
 // Lease fetches up to n jobs: at once, and if none came and wait > 0, one
 // with a long poll and then whatever else is ready without waiting.
 func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) (_ []queue.Job, err error) {
+	if err := queue.CheckLease(topic, n, ttl); err != nil {
+		return nil, err
+	}
 	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -446,6 +452,9 @@ func (b *Backend) reply(ctx context.Context, reply, body string) error {
 
 // Ack sends +ACK; see the package's # Semantics for fencing.
 func (b *Backend) Ack(ctx context.Context, job queue.Job) (err error) {
+	if err := queue.CheckJob(job); err != nil {
+		return err
+	}
 	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return err
@@ -456,6 +465,9 @@ func (b *Backend) Ack(ctx context.Context, job queue.Job) (err error) {
 // Nack sends -NAK with the delay, or dead-letters the job on its last
 // attempt.
 func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Duration, cause string) (err error) {
+	if err := queue.CheckJob(job); err != nil {
+		return err
+	}
 	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return err
@@ -476,6 +488,9 @@ func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Durat
 
 // Extend sends +WPI, which restarts the AckWait.
 func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) (_ time.Time, err error) {
+	if err := queue.CheckExtend(job, ttl); err != nil {
+		return time.Time{}, err
+	}
 	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return time.Time{}, err
@@ -537,6 +552,9 @@ func deadJob(topic string, m jetstream.Msg) queue.Job {
 
 // Dead lists dead letters; see [queue.Backend].
 func (b *Backend) Dead(ctx context.Context, topic string, limit int) (_ []queue.Job, err error) {
+	if err := queue.ValidTopic(topic); err != nil {
+		return nil, err
+	}
 	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -555,6 +573,9 @@ func (b *Backend) Dead(ctx context.Context, topic string, limit int) (_ []queue.
 // Requeue republishes a dead letter to its topic and deletes it from the
 // dead letters. It scans the topic's dead letters for id.
 func (b *Backend) Requeue(ctx context.Context, topic, id string) (err error) {
+	if err := queue.ValidTopic(topic); err != nil {
+		return err
+	}
 	defer func() { err = classify(err) }()
 	if err := b.check(ctx); err != nil {
 		return err
@@ -593,6 +614,9 @@ func (b *Backend) Requeue(ctx context.Context, topic, id string) (err error) {
 // Stats reads the consumer's and the dead-letter stream's counters; see
 // the package's # Semantics.
 func (b *Backend) Stats(ctx context.Context, topic string) (_ queue.Stats, err error) {
+	if err := queue.ValidTopic(topic); err != nil {
+		return queue.Stats{}, err
+	}
 	defer func() { err = classify(err) }()
 	var s queue.Stats
 	if err := b.check(ctx); err != nil {

@@ -177,6 +177,9 @@ func usec(d time.Duration) int64 { return d.Microseconds() }
 
 // Enqueue adds a job; see [queue.Backend].
 func (b *Backend) Enqueue(ctx context.Context, topic string, payload []byte, o queue.EnqueueOptions) (string, error) {
+	if err := queue.CheckEnqueue(topic, o); err != nil {
+		return "", err
+	}
 	if err := b.check(ctx); err != nil {
 		return "", err
 	}
@@ -254,6 +257,9 @@ func scanJob(row pgx.Row) (queue.Job, int16, error) {
 
 // Lease leases up to n jobs; see [queue.Backend].
 func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time.Duration) ([]queue.Job, error) {
+	if err := queue.CheckLease(topic, n, ttl); err != nil {
+		return nil, err
+	}
 	var deadline time.Time
 	if wait > 0 {
 		deadline = time.Now().Add(wait)
@@ -360,6 +366,9 @@ func jobID(job queue.Job) (int64, bool) {
 // at once pay one commit, not N. Each Ack still returns only after its own
 // deletion is committed, and fencing is per job as before.
 func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
+	if err := queue.CheckJob(job); err != nil {
+		return err
+	}
 	if err := b.check(ctx); err != nil {
 		return err
 	}
@@ -511,6 +520,9 @@ func (b *Backend) maybeGC(ctx context.Context) {
 
 // Nack fails the job's attempt; see [queue.Backend].
 func (b *Backend) Nack(ctx context.Context, job queue.Job, retryAfter time.Duration, cause string) error {
+	if err := queue.CheckJob(job); err != nil {
+		return err
+	}
 	if err := b.check(ctx); err != nil {
 		return err
 	}
@@ -535,6 +547,9 @@ SELECT topic, pg_notify($5, topic) FROM u`, b.s), id, int64(job.Token), usec(ret
 
 // Extend moves the job's lease expiry; see [queue.Backend].
 func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) (time.Time, error) {
+	if err := queue.CheckExtend(job, ttl); err != nil {
+		return time.Time{}, err
+	}
 	if err := b.check(ctx); err != nil {
 		return time.Time{}, err
 	}
@@ -553,6 +568,9 @@ WHERE id = $1 AND token = $2 AND state = 2 RETURNING run_at`, b.s), id, int64(jo
 
 // Dead lists dead letters; see [queue.Backend].
 func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Job, error) {
+	if err := queue.ValidTopic(topic); err != nil {
+		return nil, err
+	}
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
@@ -574,6 +592,9 @@ func (b *Backend) Dead(ctx context.Context, topic string, limit int) ([]queue.Jo
 
 // Requeue moves a dead letter back to the ready jobs; see [queue.Backend].
 func (b *Backend) Requeue(ctx context.Context, topic, sid string) error {
+	if err := queue.ValidTopic(topic); err != nil {
+		return err
+	}
 	if err := b.check(ctx); err != nil {
 		return err
 	}
@@ -595,6 +616,9 @@ SELECT pg_notify($3, topic) FROM u`, b.s), id, topic, b.chName)
 
 // Stats counts the topic's jobs by state with one aggregate query.
 func (b *Backend) Stats(ctx context.Context, topic string) (queue.Stats, error) {
+	if err := queue.ValidTopic(topic); err != nil {
+		return queue.Stats{}, err
+	}
 	var s queue.Stats
 	if err := b.check(ctx); err != nil {
 		return s, err
