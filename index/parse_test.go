@@ -231,6 +231,7 @@ func TestSnippet(t *testing.T) {
 	require.NotContains(t, s, "\n")
 	s, hl = makeSnippet("ok สวัสดีครับ ok", []hlTerm{{term: "สวั"}, {term: "วัส"}, {term: "สดี"}}, 100)
 	require.Equal(t, [][2]int{{3, 3 + len("สวัสดี")}}, hl, "the bigrams of a run highlight as one range")
+	require.Equal(t, "สวัสดี", s[hl[0][0]:hl[0][1]])
 	s, hl = makeSnippet("short body", nil, 100)
 	require.Equal(t, "short body", s)
 	require.Empty(t, hl)
