@@ -69,7 +69,7 @@ func Split(ctx context.Context, s *Store, owner string, msg io.Reader, opts *Spl
 	if err := s.check(); err != nil {
 		return Skeleton{}, err
 	}
-	if err := checkOwner(owner); err != nil {
+	if err := CheckOwner(owner); err != nil {
 		return Skeleton{}, fmt.Errorf("dedup: split: %w", err)
 	}
 	data, err := io.ReadAll(msg)

@@ -200,7 +200,11 @@ func (s *Store) Verify(ctx context.Context, ref Ref) error {
 	return nil
 }
 
-func checkOwner(owner string) error {
+// CheckOwner reports whether owner is a valid owner string for Link and
+// Unlink: 1 to [MaxOwnerLen] bytes. If not, the error matches
+// [ErrInvalidOwner]. [Store] checks it; backends call it too, because
+// [Store.Backend] hands them out to callers that skip the Store.
+func CheckOwner(owner string) error {
 	if owner == "" || len(owner) > MaxOwnerLen {
 		return fmt.Errorf("%w: length %d", ErrInvalidOwner, len(owner))
 	}
@@ -219,7 +223,7 @@ func (s *Store) Link(ctx context.Context, ref Ref, owner string) error {
 	if ref.IsZero() {
 		return fmt.Errorf("dedup: link: %w", ErrInvalidRef)
 	}
-	if err := checkOwner(owner); err != nil {
+	if err := CheckOwner(owner); err != nil {
 		return fmt.Errorf("dedup: link %s: %w", ref, err)
 	}
 	if err := s.b.Link(ctx, ref.Hash, owner); err != nil {
@@ -238,7 +242,7 @@ func (s *Store) Unlink(ctx context.Context, ref Ref, owner string) error {
 	if ref.IsZero() {
 		return fmt.Errorf("dedup: unlink: %w", ErrInvalidRef)
 	}
-	if err := checkOwner(owner); err != nil {
+	if err := CheckOwner(owner); err != nil {
 		return fmt.Errorf("dedup: unlink %s: %w", ref, err)
 	}
 	if err := s.b.Unlink(ctx, ref.Hash, owner, s.now()); err != nil {

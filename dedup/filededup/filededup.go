@@ -518,12 +518,9 @@ func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) error {
 	return b.db.Set(key, nil, lsm.Sync)
 }
 
-// checkOwner rejects what [dedup.Store] rejects: an owner that is empty
-// (its link key would be the prefix of the blob's other link keys) or
-// longer than [dedup.MaxOwnerLen].
 func checkOwner(owner string) error {
-	if owner == "" || len(owner) > dedup.MaxOwnerLen {
-		return fmt.Errorf("filededup: %w: length %d", dedup.ErrInvalidOwner, len(owner))
+	if err := dedup.CheckOwner(owner); err != nil {
+		return fmt.Errorf("filededup: %w", err)
 	}
 	return nil
 }

@@ -416,6 +416,9 @@ func (b *Backend) Stat(ctx context.Context, h dedup.Hash) (_ dedup.BlobInfo, err
 // collector, then check the blob.
 func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) (err error) {
 	defer func() { err = classify(err) }()
+	if err := dedup.CheckOwner(owner); err != nil {
+		return fmt.Errorf("s3dedup: %w", err)
+	}
 	if err := b.check(); err != nil {
 		return err
 	}
@@ -439,6 +442,9 @@ func (b *Backend) Link(ctx context.Context, h dedup.Hash, owner string) (err err
 // Unlink implements [dedup.Backend.Unlink].
 func (b *Backend) Unlink(ctx context.Context, h dedup.Hash, owner string, now time.Time) (err error) {
 	defer func() { err = classify(err) }()
+	if err := dedup.CheckOwner(owner); err != nil {
+		return fmt.Errorf("s3dedup: %w", err)
+	}
 	if err := b.check(); err != nil {
 		return err
 	}
