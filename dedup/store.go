@@ -111,7 +111,17 @@ func copyHashing(ctx context.Context, w io.Writer, h io.Writer, r io.Reader, buf
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		m, rerr := io.ReadFull(r, buf)
+		// Fill buf by hand rather than with io.ReadFull, which reports
+		// a short final read as io.ErrUnexpectedEOF: that would hide the
+		// same error coming from r itself (a connection cut mid-message),
+		// and a truncated body would be stored as complete.
+		m := 0
+		var rerr error
+		for m < len(buf) && rerr == nil {
+			var k int
+			k, rerr = r.Read(buf[m:])
+			m += k
+		}
 		if m > 0 {
 			h.Write(buf[:m])
 			if _, err := w.Write(buf[:m]); err != nil {
@@ -119,7 +129,7 @@ func copyHashing(ctx context.Context, w io.Writer, h io.Writer, r io.Reader, buf
 			}
 			n += int64(m)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr == io.EOF {
 			return n, nil
 		}
 		if rerr != nil {
