@@ -113,6 +113,7 @@ func newEnv(t *testing.T, opts *InboundOptions) *testEnv {
 	}()
 	t.Cleanup(func() {
 		env.srv.Close()
+		l.Close() // in case Serve had not registered l yet
 		<-done
 	})
 	return env
