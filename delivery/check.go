@@ -35,6 +35,7 @@ type dataChecker struct {
 	authRes []headerField
 
 	srcErr error // the error of r, other than io.EOF
+	eof    bool  // r reached io.EOF
 	err    error // the rule violation, once found
 }
 
@@ -66,9 +67,13 @@ func (c *dataChecker) Read(p []byte) (int, error) {
 		}
 	}
 	if err != nil && err != io.EOF {
+		// Wrapped, so that no reader up the chain mistakes a truncated
+		// transfer (io.ErrUnexpectedEOF) for the end of the data.
 		c.srcErr = err
+		return n, fmt.Errorf("delivery: reading message data: %w", err)
 	}
 	if err == io.EOF {
+		c.eof = true
 		if verr := c.finish(); verr != nil {
 			c.err = verr
 			return n, verr

@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/dedup"
+	"github.com/mailbricks/mailbricks/embedded"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
 	"github.com/mailbricks/mailbricks/mailbox"
 	"github.com/mailbricks/mailbricks/queue"
 )
@@ -156,4 +163,76 @@ func TestDropReader(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, string(b), "drop %v", tc.drop)
 	}
+}
+
+// TestDeliverAfterBodyCollected redelivers a job whose delivery finished
+// (its body unlinked and collected by GC): the job completes and nothing
+// is stored twice. Before the delivery, GC keeps the linked body even
+// past the grace period.
+func TestDeliverAfterBodyCollected(t *testing.T) {
+	clock := &fakeClock{now: time.Now()}
+	blocks, err := embedded.Open("mail", &embedded.Options{FS: vfs.NewMem(), Blobs: &dedup.Options{Now: clock.Now, Grace: time.Hour}})
+	require.NoError(t, err)
+	defer blocks.Close()
+	ctx := context.Background()
+	in, err := NewInbound(blocks.Blobs, blocks.Queue, &InboundOptions{Hostname: "mx.example.net", Resolver: newFakeDNS()})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := in.NewServer()
+	go srv.Serve(in.Listener(l))
+	defer func() { srv.Close(); l.Close() }()
+	c, err := smtp.Dial(l.Addr().String())
+	require.NoError(t, err)
+	require.NoError(t, c.SendMail("alice@example.org", []string{"bob@example.net"}, strings.NewReader(testMsg)))
+	c.Close()
+	jobs, err := blocks.Queue.Lease(ctx, DefaultTopic, 1, time.Minute, nil)
+	require.NoError(t, err)
+	require.Len(t, jobs, 1)
+	j, err := ParseIncomingJob(jobs[0].Payload)
+	require.NoError(t, err)
+
+	clock.Add(2 * time.Hour)
+	_, err = blocks.Blobs.GC(ctx, nil)
+	require.NoError(t, err)
+	_, err = blocks.Blobs.Stat(ctx, j.Blob)
+	require.NoError(t, err, "the queued body outlives the grace period: Inbound linked it")
+
+	d, err := NewDeliver(blocks.Mailbox, blocks.Blobs, nil)
+	require.NoError(t, err)
+	require.NoError(t, d.Handle(ctx, jobs[0]))
+	clock.Add(2 * time.Hour)
+	_, err = blocks.Blobs.GC(ctx, nil)
+	require.NoError(t, err)
+	_, err = blocks.Blobs.Stat(ctx, j.Blob)
+	require.ErrorIs(t, err, dedup.ErrNotFound, "Deliver released the body")
+
+	require.NoError(t, d.Handle(ctx, jobs[0]), "a redelivery after the body is gone completes")
+	page, err := blocks.Mailbox.List(ctx, "bob@example.net", mailbox.Inbox, nil)
+	require.NoError(t, err)
+	assert.Len(t, page.Messages, 1)
+}
+
+func TestInboundTransactions(t *testing.T) {
+	env := newEnv(t, nil)
+	c, err := smtp.Dial(env.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	for range 2 {
+		require.NoError(t, c.SendMail("alice@example.org", []string{"bob@example.net"}, strings.NewReader(testMsg)))
+	}
+	jobs := env.jobs(t)
+	require.Len(t, jobs, 2, "one job per transaction on one connection")
+	assert.NotEqual(t, jobs[0].Key, jobs[1].Key)
+
+	// A client that disconnects in the middle of DATA leaves no job.
+	rc := dialRaw(t, env.addr)
+	rc.start("alice@example.org", "bob@example.net")
+	rc.write("From: alice@example.org\r\n\r\npartial")
+	rc.conn.Close()
+	c2, err := smtp.Dial(env.addr) // a later session sees the server still serving
+	require.NoError(t, err)
+	require.NoError(t, c2.SendMail("alice@example.org", []string{"bob@example.net"}, strings.NewReader(testMsg)))
+	c2.Close()
+	assert.Len(t, env.jobs(t), 1, "only the complete message is queued")
 }

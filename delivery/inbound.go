@@ -457,6 +457,9 @@ func (s *session) Data(r io.Reader) error {
 	ref, err := s.in.blobs.Put(s.ctx, io.TeeReader(chk, pw))
 	pw.CloseWithError(err) // nil err closes with io.EOF
 	dkimRes := <-dkimDone
+	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
+		err = errors.New("delivery: blob store returned before the end of the data")
+	}
 	if err != nil {
 		return s.dataError(tx, chk, err)
 	}
