@@ -22,9 +22,15 @@ import (
 // a name that does not exist, and one with IsTemporary set for a failure a
 // retry may cure.
 type Resolver interface {
+	// LookupTXT returns the TXT records of name (SPF, DKIM keys, DMARC
+	// policies).
 	LookupTXT(ctx context.Context, name string) ([]string, error)
+	// LookupMX returns the MX records of name (SPF's mx mechanism).
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	// LookupIPAddr returns the addresses of host (SPF's a and mx
+	// mechanisms).
 	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	// LookupAddr returns the names of addr (SPF's ptr mechanism).
 	LookupAddr(ctx context.Context, addr string) ([]string, error)
 }
 

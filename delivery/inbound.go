@@ -162,13 +162,23 @@ const (
 // PolicyCheck is what a Policy hook sees. The hook may change Action at
 // StageData; every other field is read-only.
 type PolicyCheck struct {
-	Stage      Stage
-	ClientIP   netip.Addr
-	Helo       string
-	TLS        bool
-	From       string
-	SPF        string
-	Rcpt       Recipient
+	// Stage is the point of the transaction the check is made at.
+	Stage Stage
+	// ClientIP is the IP address of the SMTP client.
+	ClientIP netip.Addr
+	// Helo is the EHLO/HELO name the client gave (validated).
+	Helo string
+	// TLS reports whether the connection is under TLS (STARTTLS).
+	TLS bool
+	// From is the MAIL FROM address, "" for the null reverse-path
+	// (StageMail on).
+	From string
+	// SPF is the SPF result of the transaction (StageMail on).
+	SPF string
+	// Rcpt is the recipient being added (StageRcpt only).
+	Rcpt Recipient
+	// Recipients are the recipients accepted so far (StageRcpt: before
+	// Rcpt; StageData: all).
 	Recipients []Recipient
 	// Auth holds the SPF, DKIM and DMARC results (StageData).
 	Auth *AuthResults

@@ -22,19 +22,36 @@ import (
 // drop ranges (incoming Authentication-Results fields that claimed our host
 // name) left out. The blob holds exactly the bytes received.
 type IncomingJob struct {
-	Version    int         `json:"v"`
-	ID         string      `json:"id"`
-	Blob       dedup.Ref   `json:"blob"`
-	From       string      `json:"from"`
+	// Version is the payload format, 1.
+	Version int `json:"v"`
+	// ID is the SMTP transaction ID, also the job's key.
+	ID string `json:"id"`
+	// Blob is the message as received, in the blob store, linked by
+	// owner "delivery/incoming/<ID>" until Deliver has stored it.
+	Blob dedup.Ref `json:"blob"`
+	// From is the MAIL FROM address ("" for the null reverse-path).
+	From string `json:"from"`
+	// Recipients are the accepted recipients and their users.
 	Recipients []Recipient `json:"rcpt"`
-	ClientIP   string      `json:"ip"`
-	Helo       string      `json:"helo"`
-	TLS        bool        `json:"tls"`
-	Auth       AuthResults `json:"auth"`
-	Junk       bool        `json:"junk"`
-	Received   time.Time   `json:"received"`
-	Header     string      `json:"header"`
-	Drop       [][2]int64  `json:"drop,omitempty"`
+	// ClientIP is the SMTP client's IP address.
+	ClientIP string `json:"ip"`
+	// Helo is the client's EHLO/HELO name.
+	Helo string `json:"helo"`
+	// TLS reports whether the message came under TLS.
+	TLS bool `json:"tls"`
+	// Auth are the SPF, DKIM and DMARC results.
+	Auth AuthResults `json:"auth"`
+	// Junk marks the message for the Junk folder (DMARC quarantine, or
+	// the Policy hook).
+	Junk bool `json:"junk"`
+	// Received is when the message was accepted.
+	Received time.Time `json:"received"`
+	// Header holds the fields to prepend: Received and
+	// Authentication-Results, CRLF-terminated.
+	Header string `json:"header"`
+	// Drop lists byte ranges [start, end) of Blob to leave out (forged
+	// Authentication-Results fields), sorted and not overlapping.
+	Drop [][2]int64 `json:"drop,omitempty"`
 }
 
 func (j *IncomingJob) marshal() ([]byte, error) { return json.Marshal(j) }
