@@ -56,8 +56,9 @@
 // one MTA honors and another does not (<LF>.<LF>, <LF>.<CR><LF>,
 // <CR>.<CR>, ...). go-smtp ends DATA only at <CR><LF>.<CR><LF>, so such a
 // sequence arrives as message data. Inbound applies this rule to the data
-// (after dot-unstuffing), and a message breaking it is refused after the
-// data ends, with nothing stored for delivery and no job:
+// (after dot-unstuffing; the same to BDAT chunks, RFC 3030), and a message
+// breaking it is refused after the data ends, with nothing stored for
+// delivery and no job:
 //
 //   - every LF is preceded by CR and every CR is followed by LF: a bare LF
 //     or bare CR is 550 5.5.2 (the strict rule of Postfix's

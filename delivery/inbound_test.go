@@ -318,3 +318,37 @@ func TestInboundLongLines(t *testing.T) {
 	assert.Equal(t, 5, code/100, "a line over MaxLineBytes in the body: %d %s", code, msg)
 	assert.Empty(t, env.jobs(t))
 }
+
+// TestInboundBDAT sends with CHUNKING (RFC 3030), which go-smtp
+// advertises: the same checks and hand-off apply.
+func TestInboundBDAT(t *testing.T) {
+	env := newEnv(t, nil)
+	rc := dialRaw(t, env.addr)
+	rc.expect(220)
+	rc.write("EHLO client.example.org\r\n")
+	assert.Contains(t, rc.expect(250), "CHUNKING")
+	rc.write("MAIL FROM:<alice@example.org>\r\n")
+	rc.expect(250)
+	rc.write("RCPT TO:<bob@example.net>\r\n")
+	rc.expect(250)
+	half := len(testMsg) / 2
+	rc.write(fmt.Sprintf("BDAT %d\r\n%s", half, testMsg[:half]))
+	rc.expect(250)
+	rc.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(testMsg)-half, testMsg[half:]))
+	rc.expect(250)
+
+	bad := "Subject: x\r\n\r\nbare\nLF\r\n"
+	rc.write("MAIL FROM:<alice@example.org>\r\n")
+	rc.expect(250)
+	rc.write("RCPT TO:<bob@example.net>\r\n")
+	rc.expect(250)
+	rc.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(bad), bad))
+	code, msg := rc.reply()
+	assert.Equal(t, 550, code, msg)
+
+	jobs := env.jobs(t)
+	require.Len(t, jobs, 1)
+	j, err := ParseIncomingJob(jobs[0].Payload)
+	require.NoError(t, err)
+	assert.Equal(t, testMsg, readBlob(t, env.blocks.Blobs, j.Blob))
+}
