@@ -126,11 +126,11 @@ func fromDomain(fields []headerField) (string, error) {
 	for _, a := range addrs {
 		at := strings.LastIndexByte(a.Address, '@')
 		if at < 0 {
-			return "", errors.New("From address without domain")
+			return "", errors.New("from address without a domain")
 		}
 		d := strings.ToLower(a.Address[at+1:])
 		if domain != "" && d != domain {
-			return "", errors.New("From addresses of several domains")
+			return "", errors.New("from addresses of several domains")
 		}
 		domain = d
 	}

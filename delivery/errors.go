@@ -69,7 +69,6 @@ func reply(code int, enh [3]int, msg string) *smtp.SMTPError {
 // returned unwrapped.
 var (
 	replyUnknownRcpt   = reply(550, [3]int{5, 1, 1}, "No such user here")
-	replyTooLarge      = reply(552, [3]int{5, 3, 4}, "Maximum message size exceeded")
 	replyTooManyRcpts  = reply(452, [3]int{4, 5, 3}, "Too many recipients")
 	replyStorage       = reply(451, [3]int{4, 3, 0}, "Temporary storage failure, try again later")
 	replyTempFail      = reply(451, [3]int{4, 3, 0}, "Temporary local failure, try again later")
