@@ -1,0 +1,473 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/dedup"
+	"github.com/mailbricks/mailbricks/mailbox"
+	"github.com/mailbricks/mailbricks/queue"
+)
+
+// DefaultOutgoingTopic is the default topic of SubmissionOptions.Topic.
+const DefaultOutgoingTopic = "outgoing"
+
+// SubmissionOptions configures a Submission. A nil *SubmissionOptions is
+// invalid (Authenticate is required); every other zero field means the
+// default. NewSubmission copies the options.
+type SubmissionOptions struct {
+	// InboundOptions gives the host name, the size, recipient, rate and
+	// connection limits, the timeouts, TLSConfig, the line and header
+	// limits, Logger and Now, with the same defaults as for Inbound,
+	// except Topic, whose default here is DefaultOutgoingTopic,
+	// "outgoing". Recipient, Policy, Resolver, DNSTimeout and
+	// MaxDKIMSignatures are not used: submission does no SPF, DKIM or
+	// DMARC and takes any valid recipient address.
+	InboundOptions
+	// Authenticate checks a user name and password (from AUTH PLAIN or
+	// LOGIN) and returns the local user they belong to. A wrong user name
+	// or password is an error wrapping ErrAuthFailed (answered 535 5.7.8);
+	// an *Error chooses the reply; a temporary error
+	// (mailbricks.IsTemporary) is 454 4.7.0; any other error is 535 5.7.8.
+	// It is required.
+	Authenticate func(ctx context.Context, username, password string) (mailbricks.UserID, error)
+	// SenderAllowed reports whether the authenticated user (user, who
+	// logged in as username) may use from as the MAIL FROM address; a
+	// false answer is 553 5.7.1. The default is nil: only the address
+	// equal to the user name (ASCII case-insensitively) is allowed, and the
+	// null reverse-path never is.
+	SenderAllowed func(ctx context.Context, user mailbricks.UserID, username, from string) bool
+	// AllowInsecureAuth offers and accepts AUTH without TLS on loopback
+	// connections (127.0.0.0/8, ::1), for tests and local relays; other
+	// connections still need STARTTLS or implicit TLS. The default is
+	// false: AUTH only under TLS.
+	AllowInsecureAuth bool
+}
+
+// ErrAuthFailed is what a [SubmissionOptions.Authenticate] hook returns
+// (possibly wrapped) for a wrong user name or password; Submission answers
+// 535 5.7.8.
+var ErrAuthFailed = errors.New("delivery: authentication failed")
+
+// Replies of Submission.
+var (
+	replyAuthRequired = reply(530, [3]int{5, 7, 0}, "Authentication required")
+	replyAuthFailed   = reply(535, [3]int{5, 7, 8}, "Authentication credentials invalid")
+	replyAuthTemp     = reply(454, [3]int{4, 7, 0}, "Temporary authentication failure")
+	replyEncryptReq   = reply(538, [3]int{5, 7, 11}, "Encryption required for requested authentication mechanism")
+	replyNotYourAddr  = reply(553, [3]int{5, 7, 1}, "Sender address not owned by the authenticated user")
+)
+
+// Submission receives mail from authenticated local users (RFC 6409
+// message submission): an smtp.Backend whose sessions require AUTH PLAIN or
+// LOGIN under TLS, check that the envelope sender belongs to the user, add
+// Message-ID and Date fields if missing, append a copy to the user's Sent
+// folder and queue one OutgoingJob per message (see the package doc). It is
+// safe for concurrent use.
+type Submission struct {
+	in   *Inbound // limits, defaults, blob store and queue
+	mail *mailbox.Store
+	opts SubmissionOptions
+}
+
+var _ smtp.Backend = (*Submission)(nil)
+
+// NewSubmission returns a Submission that stores message bodies in blobs,
+// appends Sent copies to mail and queues one job per message on q. It
+// fails, wrapping ErrInvalidOptions, if blobs, q or mail is nil, opts or
+// its Authenticate hook is nil, or the options are invalid.
+func NewSubmission(blobs *dedup.Store, q *queue.Queue, mail *mailbox.Store, opts *SubmissionOptions) (*Submission, error) {
+	if mail == nil {
+		return nil, fmt.Errorf("%w: nil mailbox store", ErrInvalidOptions)
+	}
+	if opts == nil || opts.Authenticate == nil {
+		return nil, fmt.Errorf("%w: no Authenticate hook", ErrInvalidOptions)
+	}
+	o := *opts
+	if o.Topic == "" {
+		o.Topic = DefaultOutgoingTopic
+	}
+	in, err := NewInbound(blobs, q, &o.InboundOptions)
+	if err != nil {
+		return nil, err
+	}
+	o.InboundOptions = in.opts
+	return &Submission{in: in, mail: mail, opts: o}, nil
+}
+
+// NewServer returns an smtp.Server configured from the options, as
+// Inbound.NewServer does, with the Submission as its backend. Serve it on
+// sub.Listener(l) so the per-IP connection limits apply; for implicit TLS
+// (port 465) wrap the listener with tls.NewListener first. Callers may set
+// further fields before serving, but setting AllowInsecureAuth there
+// would offer AUTH without TLS to every client: use
+// SubmissionOptions.AllowInsecureAuth instead.
+func (sub *Submission) NewServer() *smtp.Server {
+	s := sub.in.NewServer()
+	s.Backend = sub
+	// go-smtp offers AUTH only under TLS unless this is set; the sessions
+	// then refuse AUTH without TLS on all but loopback connections.
+	s.AllowInsecureAuth = sub.opts.AllowInsecureAuth
+	return s
+}
+
+// Listener wraps l so that connections over the per-IP limits
+// (MaxConnsPerIP, ConnRatePerIP) are answered 421 4.7.0 and closed.
+func (sub *Submission) Listener(l net.Listener) net.Listener { return sub.in.Listener(l) }
+
+// NewSession implements smtp.Backend; go-smtp calls it at the first EHLO
+// or HELO.
+func (sub *Submission) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if err := ValidateHelo(c.Hostname()); err != nil {
+		return nil, replyBadHelo
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &subSession{
+		session: session{in: sub.in, conn: c, ctx: ctx, cancel: cancel, ip: addrIP(c.Conn().RemoteAddr())},
+		sub:     sub,
+	}, nil
+}
+
+// subSession is one submission connection's state. It reuses session for
+// the connection fields, Reset, Logout and the data error replies.
+type subSession struct {
+	session
+	sub      *Submission
+	user     mailbricks.UserID // "" until AUTH succeeds
+	username string
+}
+
+var _ smtp.AuthSession = (*subSession)(nil)
+
+// authAllowed reports whether AUTH may run on this connection: under TLS,
+// or on loopback when AllowInsecureAuth is set.
+func (s *subSession) authAllowed() bool {
+	return s.tls() || (s.sub.opts.AllowInsecureAuth && s.ip.IsLoopback())
+}
+
+// AuthMechanisms implements smtp.AuthSession: PLAIN and LOGIN, where
+// AUTH is allowed.
+func (s *subSession) AuthMechanisms() []string {
+	if !s.authAllowed() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements smtp.AuthSession.
+func (s *subSession) Auth(mech string) (sasl.Server, error) {
+	if !s.authAllowed() {
+		return nil, replyEncryptReq
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return replyAuthFailed // no proxy authorization
+			}
+			return s.authenticate(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{auth: s.authenticate}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *subSession) authenticate(username, password string) error {
+	user, err := s.sub.opts.Authenticate(s.ctx, username, password)
+	var e *Error
+	switch {
+	case err == nil:
+	case errors.As(err, &e):
+		return e.SMTP()
+	case errors.Is(err, ErrAuthFailed):
+		return replyAuthFailed
+	case mailbricks.IsTemporary(err):
+		s.in.log.Warn("delivery: authenticate", "ip", s.ip, "err", err)
+		return replyAuthTemp
+	default:
+		return replyAuthFailed
+	}
+	if err := user.Validate(); err != nil {
+		s.in.log.Warn("delivery: Authenticate returned an invalid user", "username", username, "err", err)
+		return replyAuthFailed
+	}
+	s.user, s.username = user, username
+	return nil
+}
+
+// loginServer is the server side of the obsolete but widely used LOGIN
+// mechanism (draft-murchison-sasl-login): the user name and the password,
+// each after a prompt. go-sasl no longer ships one.
+type loginServer struct {
+	auth     func(username, password string) error
+	username string
+	step     int
+}
+
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if resp == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough // initial response: the user name
+	case 1:
+		l.username = string(resp)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		if err := l.auth(l.username, string(resp)); err != nil {
+			return nil, false, err
+		}
+		return nil, true, nil
+	}
+	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+// Mail implements smtp.Session: it requires AUTH (530 5.7.0), validates the
+// address, checks that it belongs to the user (553 5.7.1) and applies the
+// message rate limit.
+func (s *subSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.user == "" {
+		return replyAuthRequired
+	}
+	if ValidateHelo(s.conn.Hostname()) != nil {
+		return replyBadHelo
+	}
+	if from != "" && ValidateAddress(from) != nil {
+		return replyBadAddress
+	}
+	if !s.senderAllowed(from) {
+		return replyNotYourAddr
+	}
+	if !s.in.msgRate.allow(s.ip) {
+		return replyMsgRate
+	}
+	now := s.in.opts.Now()
+	s.tx = &transaction{id: mailbricks.NewMessageIDAt(now).String(), from: from, helo: s.conn.Hostname(), started: now}
+	return nil
+}
+
+func (s *subSession) senderAllowed(from string) bool {
+	if f := s.sub.opts.SenderAllowed; f != nil {
+		return f(s.ctx, s.user, s.username, from)
+	}
+	return from != "" && strings.EqualFold(from, s.username)
+}
+
+// Rcpt implements smtp.Session: it validates the address and enforces
+// MaxRecipients. Recipients need not be local.
+func (s *subSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.tx == nil {
+		return reply(503, [3]int{5, 5, 1}, "MAIL first")
+	}
+	if to == "" || ValidateAddress(to) != nil {
+		return replyBadAddress
+	}
+	if len(s.tx.rcpts) >= s.in.opts.MaxRecipients {
+		return replyTooManyRcpts
+	}
+	s.tx.rcpts = append(s.tx.rcpts, Recipient{Address: to})
+	return nil
+}
+
+// Data implements smtp.Session: it streams the data through the smuggling
+// and header checks into the blob store, noting whether the header has
+// Message-ID and Date fields; links the blob, appends the Sent copy,
+// queues the job, and only then returns nil (250).
+func (s *subSession) Data(r io.Reader) error {
+	tx := s.tx
+	if tx == nil || len(tx.rcpts) == 0 {
+		return reply(503, [3]int{5, 5, 1}, "RCPT first")
+	}
+	o := &s.in.opts
+	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
+	hs := &headerScan{r: chk}
+	ref, err := s.in.blobs.Put(s.ctx, hs)
+	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
+		err = errors.New("delivery: blob store returned before the end of the data")
+	}
+	if err != nil {
+		return s.dataError(tx, chk, err)
+	}
+
+	now := o.Now()
+	job := OutgoingJob{
+		Version:  1,
+		ID:       tx.id,
+		Blob:     ref,
+		User:     s.user,
+		From:     tx.from,
+		ClientIP: s.ip.String(),
+		Received: now,
+	}
+	for _, rc := range tx.rcpts {
+		job.Recipients = append(job.Recipients, rc.Address)
+	}
+	if !hs.messageID {
+		job.Header += "Message-ID: <" + tx.id + "@" + o.Hostname + ">\r\n"
+	}
+	if !hs.date {
+		job.Header += "Date: " + now.Format(time.RFC1123Z) + "\r\n"
+	}
+	payload, err := json.Marshal(&job)
+	if err != nil {
+		s.in.log.Error("delivery: encode job", "tx", tx.id, "err", err)
+		return replyPermFail
+	}
+	if err := s.in.blobs.Link(s.ctx, ref, outgoingBlobOwner(tx.id)); err != nil {
+		s.in.log.Error("delivery: link body", "tx", tx.id, "err", err)
+		return replyStorage
+	}
+	if err := s.appendSent(&job); err != nil {
+		s.in.log.Error("delivery: append Sent copy", "tx", tx.id, "user", s.user, "err", err)
+		if err := s.in.blobs.Unlink(s.ctx, ref, outgoingBlobOwner(tx.id)); err != nil {
+			s.in.log.Warn("delivery: unlink body", "tx", tx.id, "err", err)
+		}
+		return replyStorage
+	}
+	if _, err := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id}); err != nil {
+		s.in.log.Error("delivery: enqueue", "tx", tx.id, "err", err)
+		return replyStorage
+	}
+	return nil
+}
+
+// appendSent appends the message as it will be sent to the user's Sent
+// folder, marked seen, keyed by the transaction.
+func (s *subSession) appendSent(j *OutgoingJob) error {
+	rc, err := s.in.blobs.Open(s.ctx, j.Blob)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	msg := io.MultiReader(strings.NewReader(j.Header), rc)
+	_, err = s.sub.mail.Append(s.ctx, j.User, mailbox.RoleFolder(mailbox.RoleSent), msg, &mailbox.AppendOptions{
+		Key:          sentKey(j.ID),
+		Flags:        []string{mailbox.FlagSeen},
+		InternalDate: j.Received,
+	})
+	return err
+}
+
+// sentKey is the mailbox idempotency key of a transaction's Sent copy.
+func sentKey(txID string) string {
+	k := "delivery/sent/" + txID
+	if len(k) > mailbox.MaxKeyLen {
+		k = k[:mailbox.MaxKeyLen]
+	}
+	return k
+}
+
+func outgoingBlobOwner(txID string) string { return "delivery/outgoing/" + txID }
+
+// headerScan passes r through and notes whether the header section (up to
+// the first empty line) has a Message-ID and a Date field. It keeps only
+// the start of the current line.
+type headerScan struct {
+	r         io.Reader
+	done      bool // past the header section
+	line      []byte
+	lineLen   int
+	messageID bool
+	date      bool
+}
+
+func (h *headerScan) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	for _, b := range p[:n] {
+		if h.done {
+			break
+		}
+		h.lineLen++
+		if len(h.line) < 32 { // room for "Message-ID" and spaces before the colon
+			h.line = append(h.line, b)
+		}
+		if b != '\n' {
+			continue
+		}
+		if h.lineLen <= 2 { // CRLF (or LF, which the checker refuses)
+			h.done = true
+			break
+		}
+		name, _, ok := bytes.Cut(h.line, []byte(":"))
+		if ok {
+			switch strings.ToLower(strings.TrimRight(string(name), " \t")) {
+			case "message-id":
+				h.messageID = true
+			case "date":
+				h.date = true
+			}
+		}
+		h.line, h.lineLen = h.line[:0], 0
+	}
+	return n, err
+}
+
+// OutgoingJob is the payload of a job on the outgoing topic: one submitted
+// message, the contract with the outbound worker. It is encoded as JSON
+// (version 1):
+//
+//	{"v":1, "id":"<transaction ID>", "blob":"<dedup.Ref>",
+//	 "user":"<authenticated user>", "from":"<MAIL FROM>",
+//	 "rcpt":["<RCPT TO>",…], "ip":"<client IP>",
+//	 "received":"<RFC 3339>",
+//	 "header":"Message-ID: …\r\nDate: …\r\n"}
+//
+// The message to send is header followed by the blob's bytes. The blob
+// holds exactly the bytes received and is linked by owner
+// "delivery/outgoing/<ID>" (OutgoingBlobOwner); the outbound worker unlinks
+// it when it is done with every recipient (delivered or bounced). The job's
+// key is ID.
+type OutgoingJob struct {
+	// Version is the payload format, 1.
+	Version int `json:"v"`
+	// ID is the SMTP transaction ID, also the job's key.
+	ID string `json:"id"`
+	// Blob is the message as received, in the blob store.
+	Blob dedup.Ref `json:"blob"`
+	// User is the authenticated user who submitted the message.
+	User mailbricks.UserID `json:"user"`
+	// From is the MAIL FROM address, the bounce address.
+	From string `json:"from"`
+	// Recipients are the RCPT TO addresses, in order.
+	Recipients []string `json:"rcpt"`
+	// ClientIP is the submitting client's IP address.
+	ClientIP string `json:"ip"`
+	// Received is when the message was accepted.
+	Received time.Time `json:"received"`
+	// Header holds the fields to prepend, CRLF-terminated: Message-ID and
+	// Date when the message had none. It may be empty.
+	Header string `json:"header,omitempty"`
+}
+
+// OutgoingBlobOwner is the dedup owner under which the blob of the
+// outgoing job with transaction ID txID is linked.
+func OutgoingBlobOwner(txID string) string { return outgoingBlobOwner(txID) }
+
+// ParseOutgoingJob decodes an outgoing job's payload. A payload that does
+// not decode, or is of another version, wraps ErrInvalidJob.
+func ParseOutgoingJob(payload []byte) (*OutgoingJob, error) {
+	var j OutgoingJob
+	if err := json.Unmarshal(payload, &j); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidJob, err)
+	}
+	if j.Version != 1 || j.ID == "" || j.Blob.IsZero() || j.User == "" || len(j.Recipients) == 0 {
+		return nil, fmt.Errorf("%w: version %d, id %q, user %q, %d recipients", ErrInvalidJob, j.Version, j.ID, j.User, len(j.Recipients))
+	}
+	return &j, nil
+}
