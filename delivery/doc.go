@@ -3,7 +3,8 @@
 // backend, checks it (RFC 7208 SPF, RFC 6376 DKIM, RFC 7489 DMARC, reported
 // in one RFC 8601 Authentication-Results field) and hands it off durably;
 // Deliver, the handler of the incoming queue topic, appends each message to
-// its recipients' mailboxes. The sending half (outbound, submission) is
+// its recipients' mailboxes. Submission receives mail from authenticated
+// local users (RFC 6409) for the outgoing topic. The outbound worker is
 // not part of this package yet.
 //
 // # Flow
@@ -103,6 +104,43 @@
 // MaxHeaderLineBytes, MaxHeaderBytes, MaxHeaderFields, MaxDKIMSignatures,
 // Resolver, DNSTimeout, Logger and Now. DeliverOptions: Filter (Inbox, Junk
 // or reject) and Logger. Each field's documentation gives its default.
+//
+// # Submission
+//
+// Submission is a second go-smtp backend, for a submission listener
+// (port 587 with STARTTLS, or 465 with implicit TLS: wrap the listener
+// in tls.NewListener). It takes the limits, timeouts, TLSConfig and header
+// rules of an embedded InboundOptions; its topic defaults to "outgoing".
+//
+//   - AUTH PLAIN and LOGIN (github.com/emersion/go-sasl; LOGIN is served
+//     by this package) are offered and accepted only under TLS: go-smtp
+//     answers AUTH without TLS with 523 5.7.10. AllowInsecureAuth allows
+//     it on loopback connections only, for tests and local relays. The
+//     Authenticate hook maps user name and password to a user; a failure
+//     is 535 5.7.8.
+//   - MAIL before a successful AUTH is 530 5.7.0. The MAIL FROM address
+//     must belong to the user (SenderAllowed; by default only the address
+//     equal to the user name): else 553 5.7.1.
+//   - DATA streams through the same smuggling and header checks as
+//     Inbound into dedup; the blob is exactly the bytes received. If the
+//     header section lacks a Message-ID or a Date field, the fields are
+//     generated ("<transaction ID@host name>", the time of acceptance) and
+//     carried in OutgoingJob.Header, to be prepended: the message as sent
+//     is Header followed by the blob. Nothing is buffered beyond the
+//     start of each header line.
+//   - Then the blob is linked (owner OutgoingBlobOwner), a copy of the
+//     message as sent is appended to the user's Sent folder (role Sent,
+//     marked \Seen, AppendOptions.Key "delivery/sent/<transaction ID>"),
+//     and one OutgoingJob is queued with Key = the transaction ID; only
+//     then 250. If the Sent append fails the message is not sent: the
+//     client gets 451 4.3.0 and nothing is queued, so a 250 means both
+//     the job and the Sent copy are durable. If the enqueue fails after
+//     the Sent append, the client gets 451 4.3.0 and the Sent copy stays;
+//     the client's retry is a new transaction, so the Sent folder then
+//     holds the message twice.
+//
+// Submission adds no Received or Authentication-Results field and runs no
+// SPF, DKIM or DMARC; signing is the outbound worker's job.
 //
 // # Errors
 //
