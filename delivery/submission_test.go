@@ -39,7 +39,12 @@ type subEnv struct {
 
 func newSubEnv(t *testing.T, mod func(*SubmissionOptions)) *subEnv {
 	t.Helper()
-	blocks, err := embedded.Open("mail", &embedded.Options{FS: vfs.NewMem()})
+	return newSubEnvOn(t, &embedded.Options{FS: vfs.NewMem()}, mod)
+}
+
+func newSubEnvOn(t *testing.T, eo *embedded.Options, mod func(*SubmissionOptions)) *subEnv {
+	t.Helper()
+	blocks, err := embedded.Open("mail", eo)
 	require.NoError(t, err)
 	t.Cleanup(func() { blocks.Close() })
 	cert := selfSigned(t, "smtp.example.net")
@@ -283,6 +288,21 @@ func TestSubmissionRefusesBareLF(t *testing.T) {
 	assert.Empty(t, env.outgoing(t))
 	_, bodies := env.sent(t, "alice")
 	assert.Empty(t, bodies, "no Sent copy of a refused message")
+}
+
+func TestSubmissionSentFailure(t *testing.T) {
+	// The mailbox refuses messages over 100 bytes; the blob store and the
+	// queue take them, so only the Sent append fails.
+	env := newSubEnvOn(t, &embedded.Options{FS: vfs.NewMem(), Mailbox: &mailbox.Options{MaxMessageSize: 100}}, nil)
+	c := env.dialTLS(t)
+	require.NoError(t, c.Auth(sasl.NewPlainClient("", subUser, subPass)))
+	big := "Subject: x\r\n\r\n" + strings.Repeat("long line of text\r\n", 20)
+	code, enh := smtpCode(t, c.SendMail(subUser, []string{"carol@remote.example"}, strings.NewReader(big)))
+	assert.Equal(t, 451, code)
+	assert.Equal(t, smtp.EnhancedCode{4, 3, 0}, enh)
+	assert.Empty(t, env.outgoing(t), "not sent without its Sent copy")
+	_, bodies := env.sent(t, "alice")
+	assert.Empty(t, bodies)
 }
 
 func TestNewSubmissionOptions(t *testing.T) {
