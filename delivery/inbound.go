@@ -457,21 +457,16 @@ func (s *session) Data(r io.Reader) error {
 		return reply(503, [3]int{5, 5, 1}, "RCPT first")
 	}
 	o := &s.in.opts
-	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
-
 	dnsCtx, cancel := context.WithTimeout(s.ctx, o.DNSTimeout+o.ReadTimeout)
 	defer cancel()
 	pr, pw := io.Pipe()
 	dkimDone := make(chan []DKIMResult, 1)
 	go func() { dkimDone <- verifyDKIM(dnsCtx, o.Resolver, pr, o.MaxDKIMSignatures) }()
-	ref, err := s.in.blobs.Put(s.ctx, io.TeeReader(chk, pw))
+	ref, chk, err := s.storeData(tx, r, func(c io.Reader) io.Reader { return io.TeeReader(c, pw) })
 	pw.CloseWithError(err) // nil err closes with io.EOF
 	dkimRes := <-dkimDone
-	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
-		err = errors.New("delivery: blob store returned before the end of the data")
-	}
 	if err != nil {
-		return s.dataError(tx, chk, err)
+		return err
 	}
 
 	res := &AuthResults{SPF: tx.spf, SPFDomain: tx.spfDom, DKIM: dkimRes}
@@ -536,6 +531,27 @@ func (s *session) Data(r io.Reader) error {
 
 // dataError maps a failed Put to the reply: a rule violation, a data
 // transfer failure, or a storage failure.
+// storeData streams the data of tx from r through the smuggling and
+// header checks, then wrap (if not nil), into the blob store. It returns
+// the stored ref and the checker (what it saw of the header), or the
+// reply for a refused or failed transfer.
+func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) io.Reader) (dedup.Ref, *dataChecker, error) {
+	o := &s.in.opts
+	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
+	var src io.Reader = chk
+	if wrap != nil {
+		src = wrap(chk)
+	}
+	ref, err := s.in.blobs.Put(s.ctx, src)
+	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
+		err = errors.New("delivery: blob store returned before the end of the data")
+	}
+	if err != nil {
+		return dedup.Ref{}, chk, s.dataError(tx, chk, err)
+	}
+	return ref, chk, nil
+}
+
 func (s *session) dataError(tx *transaction, chk *dataChecker, err error) error {
 	switch {
 	case chk.err != nil:

@@ -295,14 +295,10 @@ func (s *subSession) Data(r io.Reader) error {
 		return reply(503, [3]int{5, 5, 1}, "RCPT first")
 	}
 	o := &s.in.opts
-	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
-	hs := &headerScan{r: chk}
-	ref, err := s.in.blobs.Put(s.ctx, hs)
-	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
-		err = errors.New("delivery: blob store returned before the end of the data")
-	}
+	var hs *headerScan
+	ref, _, err := s.storeData(tx, r, func(c io.Reader) io.Reader { hs = &headerScan{r: c}; return hs })
 	if err != nil {
-		return s.dataError(tx, chk, err)
+		return err
 	}
 
 	now := o.Now()
