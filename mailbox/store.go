@@ -335,6 +335,17 @@ type AppendOptions struct {
 // MaxKeyLen is the maximum length of [AppendOptions.Key] in bytes.
 const MaxKeyLen = 512
 
+// ValidateKey reports whether k is a valid idempotency or thread key: at
+// most [MaxKeyLen] bytes, of any value. If not, the error wraps
+// [ErrInvalidArgument]. [Store] checks it, and backends call it too,
+// because [Store.Backend] hands them out to callers that skip the Store.
+func ValidateKey(k string) error {
+	if len(k) > MaxKeyLen {
+		return fmt.Errorf("%w: key of %d bytes", ErrInvalidArgument, len(k))
+	}
+	return nil
+}
+
 // Append stores a message in a folder and returns its metadata. It reads
 // r to the end (at most [Options.MaxMessageSize] bytes), extracts the
 // metadata, threads the message, and stores its body through dedup (large
@@ -359,8 +370,8 @@ func (s *Store) Append(ctx context.Context, user mailbricks.UserID, folder strin
 	if err != nil {
 		return Message{}, err
 	}
-	if len(o.Key) > MaxKeyLen {
-		return Message{}, fmt.Errorf("%w: key of %d bytes", ErrInvalidArgument, len(o.Key))
+	if err := ValidateKey(o.Key); err != nil {
+		return Message{}, err
 	}
 	if o.Key != "" {
 		m, err := s.b.LookupKey(ctx, user, o.Key)

@@ -159,15 +159,6 @@ func (b *Backend) checkFolder(user mailbricks.UserID, names ...string) error {
 	return nil
 }
 
-// checkKey rejects an idempotency or thread key longer than
-// [mailbox.MaxKeyLen] with [mailbox.ErrInvalidArgument].
-func checkKey(k string) error {
-	if len(k) > mailbox.MaxKeyLen {
-		return fmt.Errorf("lsmmailbox: %w: key of %d bytes", mailbox.ErrInvalidArgument, len(k))
-	}
-	return nil
-}
-
 func (b *Backend) lock(user mailbricks.UserID) (unlock func(), err error) {
 	if err := b.checkUser(user); err != nil {
 		return nil, err
@@ -562,7 +553,7 @@ func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailb
 		return mailbox.Message{}, false, err
 	}
 	for _, k := range append([]string{rec.Key}, rec.ThreadKeys...) {
-		if err := checkKey(k); err != nil {
+		if err := mailbox.ValidateKey(k); err != nil {
 			return mailbox.Message{}, false, err
 		}
 	}
@@ -633,7 +624,7 @@ func (b *Backend) lookupKey(r reader, user mailbricks.UserID, k string) (mailbox
 
 // LookupKey implements [mailbox.Backend.LookupKey].
 func (b *Backend) LookupKey(ctx context.Context, user mailbricks.UserID, k string) (mailbox.Message, error) {
-	if err := checkKey(k); err != nil {
+	if err := mailbox.ValidateKey(k); err != nil {
 		return mailbox.Message{}, err
 	}
 	snap, err := b.snapshot(user)
@@ -1115,7 +1106,7 @@ func (b *Backend) FindThread(ctx context.Context, user mailbricks.UserID, keys [
 		return mailbricks.MessageID{}, false, err
 	}
 	for _, k := range keys {
-		if err := checkKey(k); err != nil {
+		if err := mailbox.ValidateKey(k); err != nil {
 			return mailbricks.MessageID{}, false, err
 		}
 	}

@@ -185,15 +185,6 @@ func (b *Backend) checkFolder(user mailbricks.UserID, names ...string) error {
 	return nil
 }
 
-// checkKey rejects an idempotency or thread key longer than
-// [mailbox.MaxKeyLen] with [mailbox.ErrInvalidArgument].
-func checkKey(k string) error {
-	if len(k) > mailbox.MaxKeyLen {
-		return fmt.Errorf("pgmailbox: %w: key of %d bytes", mailbox.ErrInvalidArgument, len(k))
-	}
-	return nil
-}
-
 // t qualifies a table name with the schema.
 func (b *Backend) t(name string) string { return b.schema + "." + name }
 
@@ -491,7 +482,7 @@ func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailb
 		return mailbox.Message{}, false, err
 	}
 	for _, k := range append([]string{rec.Key}, rec.ThreadKeys...) {
-		if err := checkKey(k); err != nil {
+		if err := mailbox.ValidateKey(k); err != nil {
 			return mailbox.Message{}, false, err
 		}
 	}
@@ -572,7 +563,7 @@ func (b *Backend) LookupKey(ctx context.Context, user mailbricks.UserID, key str
 	if err := b.checkUser(user); err != nil {
 		return mailbox.Message{}, err
 	}
-	if err := checkKey(key); err != nil {
+	if err := mailbox.ValidateKey(key); err != nil {
 		return mailbox.Message{}, err
 	}
 	var m mailbox.Message
@@ -1117,7 +1108,7 @@ func (b *Backend) FindThread(ctx context.Context, user mailbricks.UserID, keys [
 		return mailbricks.MessageID{}, false, err
 	}
 	for _, k := range keys {
-		if err := checkKey(k); err != nil {
+		if err := mailbox.ValidateKey(k); err != nil {
 			return mailbricks.MessageID{}, false, err
 		}
 	}
