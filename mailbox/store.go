@@ -65,13 +65,13 @@ func (o *Options) withDefaults() Options {
 		r.MaxMessageSize = 64 << 20
 	}
 	if r.MaxHeaderBytes <= 0 {
-		r.MaxHeaderBytes = 256 << 10
+		r.MaxHeaderBytes = mailparse.DefaultMaxHeaderBytes
 	}
 	if r.MaxParts <= 0 {
-		r.MaxParts = 1000
+		r.MaxParts = mailparse.DefaultMaxParts
 	}
 	if r.MaxDepth <= 0 {
-		r.MaxDepth = 32
+		r.MaxDepth = mailparse.DefaultMaxDepth
 	}
 	if r.SnippetLen <= 0 {
 		r.SnippetLen = 200

@@ -23,6 +23,13 @@ import (
 	"time"
 )
 
+// The defaults of [Limits]; mailbox.Options documents and uses the same.
+const (
+	DefaultMaxHeaderBytes = 256 << 10
+	DefaultMaxParts       = 1000
+	DefaultMaxDepth       = 32
+)
+
 // Limits bounds the work of [Parse]. Zero fields mean the default.
 type Limits struct {
 	// MaxHeaderBytes bounds the header of the message and of each part;
@@ -48,13 +55,13 @@ func (l *Limits) withDefaults() Limits {
 		r = *l
 	}
 	if r.MaxHeaderBytes <= 0 {
-		r.MaxHeaderBytes = 256 << 10
+		r.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if r.MaxParts <= 0 {
-		r.MaxParts = 1000
+		r.MaxParts = DefaultMaxParts
 	}
 	if r.MaxDepth <= 0 {
-		r.MaxDepth = 32
+		r.MaxDepth = DefaultMaxDepth
 	}
 	if r.MaxPartTextBytes <= 0 {
 		r.MaxPartTextBytes = 4 << 20
