@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -148,7 +150,10 @@ func (d *Deliver) Handle(ctx context.Context, job queue.Job) error {
 func appendKey(jobKey string) string {
 	k := "delivery/incoming/" + jobKey
 	if len(k) > mailbox.MaxKeyLen {
-		k = k[:mailbox.MaxKeyLen]
+		// Cutting the key could make two jobs' keys equal; a hash keeps
+		// them apart.
+		h := sha256.Sum256([]byte(jobKey))
+		k = "delivery/incoming/sha256/" + hex.EncodeToString(h[:])
 	}
 	return k
 }
