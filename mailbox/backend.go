@@ -115,7 +115,8 @@ type Backend interface {
 	List(ctx context.Context, user mailbricks.UserID, folder string, q ListQuery) ([]Message, error)
 	// FetchUIDs returns the messages of a folder with first <= UID <=
 	// last, by increasing UID. If the folder does not exist the error must
-	// match ErrNoFolder.
+	// match ErrNoFolder. Every message a backend returns, here and from
+	// every other method, has UIDValidity set to its folder's.
 	FetchUIDs(ctx context.Context, user mailbricks.UserID, folder string, first, last uint32) ([]Message, error)
 	// Scan returns up to limit messages of the user in any folder with an
 	// ID greater than after, by increasing ID.
@@ -138,6 +139,22 @@ type Backend interface {
 	// Expunge removes the messages that exist among ids, leaving expunge
 	// tombstones with new MODSEQs, in one transaction, and returns them.
 	Expunge(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID) ([]Removed, error)
+	// ExpungeFlagged is Expunge restricted to the messages among ids that
+	// carry flag (as [HasFlag] tests it) when the transaction runs: the
+	// check and the removal are one atomic step, so a message whose flag a
+	// concurrent SetFlags removed is kept (IMAP EXPUNGE of \Deleted
+	// messages, RFC 9051 section 6.4.3). A flag of "" is
+	// ErrInvalidArgument.
+	ExpungeFlagged(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID, flag string) ([]Removed, error)
+	// Subscribe adds folder name to the user's subscriptions when
+	// subscribed is true and removes it when false (IMAP SUBSCRIBE and
+	// UNSUBSCRIBE). The folder need not exist: subscriptions are names,
+	// kept when the folder is deleted, renamed or never created (RFC 9051
+	// section 6.3.7). Both directions are idempotent.
+	Subscribe(ctx context.Context, user mailbricks.UserID, name string, subscribed bool) error
+	// Subscriptions returns the names the user subscribed to, sorted
+	// bytewise, and an empty slice when there are none.
+	Subscriptions(ctx context.Context, user mailbricks.UserID) ([]string, error)
 	// Changes returns what changed in a folder after MODSEQ since. If the
 	// folder does not exist the error must match ErrNoFolder.
 	Changes(ctx context.Context, user mailbricks.UserID, folder string, since uint64) (Changes, error)

@@ -238,6 +238,11 @@ type Message struct {
 	Folder string
 	// UID is the message's IMAP UID in Folder.
 	UID uint32
+	// UIDValidity is the UIDVALIDITY of Folder (see [Folder.UIDValidity]),
+	// so that a UID read with it, such as the one [Store.Append] returns,
+	// names the message unambiguously (RFC 4315 APPENDUID) even if the
+	// folder is deleted and created again meanwhile.
+	UIDValidity uint32
 	// ModSeq is the MODSEQ of the message's last change (RFC 7162).
 	ModSeq uint64
 	// Flags are the message's flags and keywords, canonicalized by

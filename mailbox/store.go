@@ -860,7 +860,7 @@ func (s *Store) ExpungeDeleted(ctx context.Context, user mailbricks.UserID, fold
 			del = append(del, msgs[i].ID)
 		}
 	}
-	return s.expunge(ctx, user, del)
+	return s.ExpungeIfDeleted(ctx, user, del...)
 }
 
 func (s *Store) expunge(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID) ([]Message, error) {
@@ -871,6 +871,12 @@ func (s *Store) expunge(ctx context.Context, user mailbricks.UserID, ids []mailb
 	if err != nil {
 		return nil, err
 	}
+	return s.afterExpunge(ctx, user, removed)
+}
+
+// afterExpunge unlinks the blobs of the removed messages and drops them
+// from the index.
+func (s *Store) afterExpunge(ctx context.Context, user mailbricks.UserID, removed []Removed) ([]Message, error) {
 	out := make([]Message, len(removed))
 	for i, r := range removed {
 		out[i] = r.Message

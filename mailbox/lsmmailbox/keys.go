@@ -34,6 +34,7 @@ package lsmmailbox
 //	prefix 'k' | key               → id                        (idempotency keys)
 //	prefix 't' | thread id | id    → empty                     (thread members)
 //	prefix 'h' | thread key        → thread id                 (thread lookup)
+//	prefix 's' | name              → empty                     (subscriptions)
 //
 // The read and unread tables are denormalized: their entries carry the
 // whole message record, so listing a page reads one key range and nothing
@@ -66,6 +67,7 @@ const (
 	tKey        = 'k'
 	tThread     = 't'
 	tThreadKey  = 'h'
+	tSubscribed = 's'
 )
 
 const (

@@ -578,6 +578,7 @@ func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailb
 	}
 	m := rec.Message
 	m.Folder = f.rec.Name
+	m.UIDValidity = f.id
 	m.UID = f.rec.UIDNext
 	f.rec.UIDNext++
 	f.rec.HighestModSeq++
@@ -659,6 +660,7 @@ func (b *Backend) get(r reader, user mailbricks.UserID, id mailbricks.MessageID,
 	}
 	m := rec.Message
 	m.Folder = name
+	m.UIDValidity = rec.FID
 	return m, nil
 }
 
@@ -756,6 +758,7 @@ func (b *Backend) List(ctx context.Context, user mailbricks.UserID, folder strin
 			return nil, b.wrap("list", fmt.Errorf("corrupt table entry for message %s: %w", undesc(best.it.Key()[best.off:]), err))
 		}
 		m.Folder = folder
+		m.UIDValidity = fid
 		best.ok = best.it.Next()
 	}
 	for _, c := range cs {
@@ -894,6 +897,7 @@ func (b *Backend) SetFlags(ctx context.Context, user mailbricks.UserID, ids []ma
 		m.ModSeq = f.rec.HighestModSeq
 		t.putMsg(f, &m)
 		m.Folder = f.rec.Name
+		m.UIDValidity = f.id
 		res.Updated = append(res.Updated, m)
 		t.events = append(t.events, mailbox.Event{Kind: mailbox.EventFlags, User: user, Folder: m.Folder, ID: id, UID: m.UID, ModSeq: m.ModSeq, Flags: m.Flags})
 	}
@@ -1004,6 +1008,21 @@ func (b *Backend) Copy(ctx context.Context, user mailbricks.UserID, pairs []mail
 
 // Expunge implements [mailbox.Backend.Expunge].
 func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID) ([]mailbox.Removed, error) {
+	return b.expunge(user, ids, "")
+}
+
+// ExpungeFlagged implements [mailbox.Backend.ExpungeFlagged].
+func (b *Backend) ExpungeFlagged(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID, flag string) ([]mailbox.Removed, error) {
+	if flag == "" {
+		return nil, fmt.Errorf("lsmmailbox: %w: empty flag", mailbox.ErrInvalidArgument)
+	}
+	return b.expunge(user, ids, flag)
+}
+
+// expunge removes the messages among ids that carry flag (any, if flag
+// is ""), under the user's lock, so the flag check and the removal are one
+// atomic step.
+func (b *Backend) expunge(user mailbricks.UserID, ids []mailbricks.MessageID, flag string) ([]mailbox.Removed, error) {
 	unlock, err := b.lock(user)
 	if err != nil {
 		return nil, err
@@ -1024,6 +1043,9 @@ func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mai
 		if err != nil {
 			return nil, b.wrap("expunge", err)
 		}
+		if flag != "" && !mailbox.HasFlag(rec.Flags, flag) {
+			continue
+		}
 		skel, err := b.db.Get(key(user, tSkeleton, id[:]))
 		if err != nil && !errors.Is(err, lsm.ErrNotFound) {
 			return nil, b.wrap("expunge", err)
@@ -1038,6 +1060,7 @@ func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mai
 		t.batch.Delete(key(user, tSkeleton, id[:]))
 		t.batch.Delete(key(user, tThread, m.ThreadID[:], id[:]))
 		m.Folder = f.rec.Name
+		m.UIDValidity = f.id
 		out = append(out, mailbox.Removed{Message: m, Skeleton: skel})
 	}
 	if err := t.commit(); err != nil {
@@ -1209,4 +1232,45 @@ func (b *Backend) Watch(ctx context.Context, user mailbricks.UserID) (<-chan mai
 		return nil, mailbox.ErrClosed
 	}
 	return b.hub.Subscribe(ctx, user), nil
+}
+
+// Subscribe implements [mailbox.Backend.Subscribe].
+func (b *Backend) Subscribe(ctx context.Context, user mailbricks.UserID, name string, subscribed bool) error {
+	if err := b.checkFolder(user, name); err != nil {
+		return err
+	}
+	unlock, err := b.lock(user)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	t := b.begin(user)
+	if subscribed {
+		t.batch.Set(key(user, tSubscribed, []byte(name)), nil)
+	} else {
+		t.batch.Delete(key(user, tSubscribed, []byte(name)))
+	}
+	return t.commit()
+}
+
+// Subscriptions implements [mailbox.Backend.Subscriptions].
+func (b *Backend) Subscriptions(ctx context.Context, user mailbricks.UserID) ([]string, error) {
+	snap, err := b.snapshot(user)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	p := key(user, tSubscribed)
+	it, err := snap.NewIter(&lsm.IterOptions{LowerBound: p, UpperBound: upper(p)})
+	if err != nil {
+		return nil, b.wrap("subscriptions", err)
+	}
+	out := []string{}
+	for ok := it.First(); ok; ok = it.Next() {
+		out = append(out, string(it.Key()[len(p):]))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, b.wrap("subscriptions", err)
+	}
+	return out, nil
 }

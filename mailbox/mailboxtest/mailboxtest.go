@@ -78,6 +78,11 @@ func RunWithOptions(t *testing.T, newBackend NewBackend, opts *Options) {
 		{"OpaqueValues", testOpaque},
 		{"InvalidInput", testInvalidInput},
 		{"FlagLimit", testFlagLimit},
+		{"Subscriptions", testSubscriptions},
+		{"UIDValidityEverywhere", testUIDValidityEverywhere},
+		{"FetchUIDSet", testFetchUIDSet},
+		{"Status", testStatus},
+		{"ExpungeIfDeleted", testExpungeIfDeleted},
 		{"Corpus", func(t *testing.T, s *mailbox.Store) { RunCorpus(t, s, o.CorpusEvery) }},
 	}
 	for _, tc := range tests {

@@ -44,6 +44,7 @@
 //	expunged(user_id, folder_id, modseq, uid)         expunge tombstones
 //	msgkeys(user_id, key bytea, id)                   idempotency keys
 //	thread_keys(user_id, tkey, thread_id)             thread lookup
+//	subscriptions(user_id, name)                      IMAP subscriptions
 //
 // "List 50 newest unread" is an index range scan of unread's primary key
 // backwards, joined to messages by primary key: its cost follows the page.
@@ -458,7 +459,7 @@ func unread(flags []string) int64 {
 // columns of their own.
 func metaJSON(m *mailbox.Message) []byte {
 	c := *m
-	c.Folder, c.UID, c.ModSeq, c.Flags = "", 0, 0, nil
+	c.Folder, c.UID, c.ModSeq, c.Flags, c.UIDValidity = "", 0, 0, nil, 0
 	p, _ := json.Marshal(c)
 	return p
 }
@@ -516,7 +517,7 @@ func (b *Backend) Append(ctx context.Context, user mailbricks.UserID, rec *mailb
 		if err != nil {
 			return err
 		}
-		m.UID, m.ModSeq = uint32(uid), uint64(hms)
+		m.UID, m.ModSeq, m.UIDValidity = uint32(uid), uint64(hms), uint32(fid)
 		if err := b.insertMsg(ctx, tx, user, fid, &m, rec.Skeleton); err != nil {
 			return err
 		}
@@ -575,7 +576,7 @@ func (b *Backend) LookupKey(ctx context.Context, user mailbricks.UserID, key str
 	return m, err
 }
 
-const msgCols = `m.id, f.name, m.uid, m.modseq, m.flags, m.meta`
+const msgCols = `m.id, f.name, m.uid, m.modseq, m.flags, m.meta, m.folder_id`
 
 // messages runs a query over messages m joined to folders f, with where
 // (and any ORDER BY/LIMIT) appended.
@@ -596,8 +597,9 @@ func scanMsg(row pgx.CollectableRow) (mailbox.Message, error) {
 		modseq  int64
 		flags   []string
 		metaRaw []byte
+		fid     int64
 	)
-	if err := row.Scan(&id, &folder, &uid, &modseq, &flags, &metaRaw); err != nil {
+	if err := row.Scan(&id, &folder, &uid, &modseq, &flags, &metaRaw, &fid); err != nil {
 		return mailbox.Message{}, err
 	}
 	var m mailbox.Message
@@ -605,6 +607,7 @@ func scanMsg(row pgx.CollectableRow) (mailbox.Message, error) {
 		return m, fmt.Errorf("corrupt metadata of message %s: %w", mailbricks.MessageID(id), err)
 	}
 	m.ID, m.Folder, m.UID, m.ModSeq, m.Flags = id, folder, uint32(uid), uint64(modseq), flags
+	m.UIDValidity = uint32(fid)
 	if m.Flags == nil {
 		m.Flags = []string{}
 	}
@@ -1026,6 +1029,21 @@ func (b *Backend) Copy(ctx context.Context, user mailbricks.UserID, pairs []mail
 
 // Expunge implements [mailbox.Backend.Expunge].
 func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID) ([]mailbox.Removed, error) {
+	return b.expunge(ctx, user, ids, "")
+}
+
+// ExpungeFlagged implements [mailbox.Backend.ExpungeFlagged].
+func (b *Backend) ExpungeFlagged(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID, flag string) ([]mailbox.Removed, error) {
+	if flag == "" {
+		return nil, fmt.Errorf("pgmailbox: %w: empty flag", mailbox.ErrInvalidArgument)
+	}
+	return b.expunge(ctx, user, ids, flag)
+}
+
+// expunge removes the messages among ids that carry flag (any, if flag is
+// ""), checking the flag on the rows it holds locked, so a concurrent
+// flag change cannot slip between the check and the removal.
+func (b *Backend) expunge(ctx context.Context, user mailbricks.UserID, ids []mailbricks.MessageID, flag string) ([]mailbox.Removed, error) {
 	if err := b.checkUser(user); err != nil {
 		return nil, err
 	}
@@ -1035,6 +1053,9 @@ func (b *Backend) Expunge(ctx context.Context, user mailbricks.UserID, ids []mai
 		msgs, err := b.lockMsgs(ctx, tx, user, ids)
 		if err != nil {
 			return err
+		}
+		if flag != "" {
+			msgs = slices.DeleteFunc(msgs, func(l locked) bool { return !mailbox.HasFlag(l.flags, flag) })
 		}
 		if len(msgs) == 0 {
 			return nil
@@ -1269,4 +1290,40 @@ func (b *Backend) listenLoop(ctx context.Context, conn *pgxpool.Conn, done chan 
 		}
 		b.hub.Publish(mailbox.Event{Kind: w.K, User: mailbricks.UserID(w.U), Folder: w.F, ID: w.I, UID: w.D, ModSeq: w.M, Flags: w.L})
 	}
+}
+
+// Subscribe implements [mailbox.Backend.Subscribe].
+func (b *Backend) Subscribe(ctx context.Context, user mailbricks.UserID, name string, subscribed bool) error {
+	if err := b.checkFolder(user, name); err != nil {
+		return err
+	}
+	return b.write(ctx, "subscribe", func(tx pgx.Tx) error {
+		var err error
+		if subscribed {
+			_, err = tx.Exec(ctx, `INSERT INTO `+b.t("subscriptions")+` (user_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING`, []byte(user), name)
+		} else {
+			_, err = tx.Exec(ctx, `DELETE FROM `+b.t("subscriptions")+` WHERE user_id = $1 AND name = $2`, []byte(user), name)
+		}
+		return err
+	})
+}
+
+// Subscriptions implements [mailbox.Backend.Subscriptions].
+func (b *Backend) Subscriptions(ctx context.Context, user mailbricks.UserID) ([]string, error) {
+	if err := b.checkUser(user); err != nil {
+		return nil, err
+	}
+	var out []string
+	err := b.query(ctx, "subscriptions", func(q querier) error {
+		rows, err := q.Query(ctx, `SELECT name FROM `+b.t("subscriptions")+` WHERE user_id = $1 ORDER BY name COLLATE "C"`, []byte(user))
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if out == nil {
+		out = []string{}
+	}
+	return out, err
 }
