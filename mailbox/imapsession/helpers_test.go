@@ -3,8 +3,8 @@ package imapsession_test
 import (
 	"bufio"
 	"context"
-	"os"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
