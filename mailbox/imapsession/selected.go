@@ -702,7 +702,9 @@ func (s *session) expunged(uids []uint32, write func(uint32) error) error {
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
 	sel := s.sel
 	if sel.readOnly {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only"}
+		// Nothing to expunge in a read-only (EXAMINEd) folder. go-imap
+		// calls Expunge for CLOSE too, which must succeed there.
+		return nil
 	}
 	// The candidates are read fresh, not from the view: a message another
 	// session flagged \Deleted a moment ago is expunged too. The Store
