@@ -486,7 +486,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(raw)))
 		}
 		for _, bs := range options.BodySection {
-			buf := imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+			buf := bodySection(raw, bs)
 			if err := writeSection(rw.WriteBodySection(bs, int64(len(buf))), buf); err != nil {
 				return err
 			}
@@ -736,4 +736,44 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		removed[k] = gone[k].UID
 	}
 	return s.expunged(removed, w.WriteExpunge)
+}
+
+// bodySection returns a BODY[section]<partial> of raw. The whole message,
+// its header and its text are cut from raw, so they are the stored bytes
+// exactly (go-imap's ExtractBodySection rewrites header line ends); other
+// sections come from ExtractBodySection.
+func bodySection(raw []byte, bs *imap.FetchItemBodySection) []byte {
+	if len(bs.Part) > 0 || len(bs.HeaderFields) > 0 || len(bs.HeaderFieldsNot) > 0 {
+		return imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+	}
+	var b []byte
+	switch bs.Specifier {
+	case imap.PartSpecifierNone:
+		b = raw
+	case imap.PartSpecifierHeader, imap.PartSpecifierText:
+		end := len(raw)
+		if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+			end = i + 4
+		}
+		if i := bytes.Index(raw, []byte("\n\n")); i >= 0 && i+2 < end {
+			end = i + 2
+		}
+		if bs.Specifier == imap.PartSpecifierHeader {
+			b = raw[:end]
+		} else {
+			b = raw[end:]
+		}
+	default:
+		return imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+	}
+	if p := bs.Partial; p != nil {
+		if p.Offset >= int64(len(b)) {
+			return nil
+		}
+		b = b[p.Offset:]
+		if p.Size >= 0 && p.Size < int64(len(b)) {
+			b = b[:p.Size]
+		}
+	}
+	return b
 }
