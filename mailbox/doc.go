@@ -42,7 +42,13 @@
 // [Store.FetchUIDs] reads UID ranges, [Store.SetFlags] with UNCHANGEDSINCE
 // serves STORE, [Store.Move] and [Store.Copy] return COPYUID maps,
 // [Store.ExpungeDeleted] serves EXPUNGE, [Store.Changes] serves
-// CONDSTORE/QRESYNC and [Store.Watch] serves IDLE. For an HTTP API:
+// CONDSTORE/QRESYNC and [Store.Watch] serves IDLE; [Store.Subscribe] and
+// [Store.Subscriptions] keep subscriptions, [Store.FetchUIDSet] reads UID
+// sets, [Store.Status] adds the keywords and \Deleted count,
+// [Store.ExpungeIfDeleted] expunges only what is still \Deleted, and every
+// [Message] carries its folder's UIDValidity (APPENDUID). Package
+// github.com/mailbricks/mailbricks/mailbox/imapsession is that server,
+// on go-imap. For an HTTP API:
 // [Store.List] with a cursor, [Store.Get], [Store.Open], [Store.MarkRead].
 // For a search index: [Store.Watch] and [Store.Scan].
 //

@@ -69,9 +69,14 @@
 // finds "port" and "Port", not "report" (in scripts written without
 // spaces any substring of two characters or more matches). This is how
 // most large IMAP services with full-text search behave and what the
-// RFC's "substring" allows servers with an index to do. A HEADER
-// criterion on a header the index does not hold is evaluated on the
-// message's header bytes, as a case-insensitive substring.
+// RFC's "substring" allows servers with an index to do. A criterion the
+// index cannot answer — HEADER on a header it does not hold, or a UID or
+// sequence set of more than [index.MaxQueryUIDRanges] ranges — makes that
+// SEARCH evaluate every message as without an index (below).
+//
+// SEARCH answers with the messages the client knows: mail that arrived
+// since its last command is announced (EXISTS) after the SEARCH result,
+// and found by the next SEARCH.
 //
 // Freshness: pass the index the Store keeps current (the Store's
 // [mailbox.Options.Index], as embedded.Open sets up). The Store indexes a
@@ -91,10 +96,17 @@
 // go-imap before the literal is read), [Options.MaxSessionsPerUser] the
 // concurrent sessions of one user and [Options.LoginFailureDelay] slows
 // password guessing. go-imap bounds a command line, literals of other
-// commands excepted, at 50 KiB, and a connection that exceeds it is
-// closed; other connections are not affected. Malformed commands get a
-// tagged BAD from go-imap's parser; a panic in a command would end only
-// its own connection.
+// commands excepted, at 50 KiB. Malformed commands get a tagged BAD from
+// go-imap's parser and the session goes on; what go-imap cannot
+// resynchronize on — a line over 50 KiB, a line without a valid tag, a
+// non-synchronizing literal (LITERAL-) over the APPEND limit — closes
+// that connection, and a panic in a command would end only its own
+// connection: other sessions are never affected.
+//
+// Message bytes are served as they were appended: BODY[], BODY[HEADER]
+// and BODY[TEXT] are cut from the stored bytes, so RFC822.SIZE and
+// BODY[] agree and a message synchronized down and up again is the same
+// message.
 //
 // # CONDSTORE and QRESYNC
 //

@@ -114,8 +114,9 @@ func (s *session) search(c *imap.SearchCriteria) ([]int, error) {
 	return out, nil
 }
 
-// uidRanges turns sequence sets and UID sets of a criteria into UID
-// ranges of the view.
+// critRanges turns a sequence set or UID set of a criterion into UID
+// ranges of the view, and reports false when they are too many for the
+// index.
 func (s *session) critRanges(set imap.NumSet) ([]index.UIDRange, bool) {
 	idxs, err := s.resolve(set)
 	if err != nil {
