@@ -162,6 +162,12 @@ func TestMalformed(t *testing.T) {
 		tag := fmt.Sprintf("n%d", i)
 		r.expect(t, tag+" "+cmd, tag+" ")
 	}
+	// COPY and MOVE of nothing, MOVE onto itself.
+	r.expect(t, "o1 UID COPY 99 INBOX", "o1 OK")
+	r.expect(t, "o2 UID MOVE 99 INBOX", "o2 OK")
+	r.expect(t, "o3 APPEND INBOX {3}\r\nabc", "o3 OK")
+	r.expect(t, "o4 MOVE 1 INBOX", "o4 OK")
+	r.expect(t, "o5 FETCH 1 (UID)", "o5 OK")
 	r.expect(t, "z NOOP", "z OK")
 
 	// An over-long line, or a line without a valid tag, closes that

@@ -629,7 +629,12 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	return copyData(f.UIDValidity, maps), nil
 }
 
+// copyData is the COPYUID of maps, or nil when nothing was copied (an
+// empty set cannot be written).
 func copyData(uidValidity uint32, maps []mailbox.UIDMap) *imap.CopyData {
+	if len(maps) == 0 {
+		return nil
+	}
 	sort.Slice(maps, func(i, j int) bool { return maps[i].SourceUID < maps[j].SourceUID })
 	data := &imap.CopyData{UIDValidity: uidValidity}
 	for _, m := range maps {
@@ -664,8 +669,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err != nil {
 		return s.fail("move", err)
 	}
-	if err := w.WriteCopyData(copyData(f.UIDValidity, maps)); err != nil {
-		return err
+	if data := copyData(f.UIDValidity, maps); data != nil {
+		if err := w.WriteCopyData(data); err != nil {
+			return err
+		}
 	}
 	if f.Name == sel.name {
 		return nil
