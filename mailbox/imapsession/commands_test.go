@@ -1,6 +1,14 @@
 package imapsession_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +20,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mailbricks/mailbricks/embedded"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
 	"github.com/mailbricks/mailbricks/mailbox"
 	"github.com/mailbricks/mailbricks/mailbox/imapsession"
 )
@@ -327,4 +337,30 @@ func TestAppendLimit(t *testing.T) {
 	n, err := e.store.Counts(ctx, "alice", mailbox.Inbox)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n.Total)
+}
+
+// TestTLS: over TLS, login works without AllowPlaintextLoopback.
+func TestTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	mail, err := embedded.Open("mail", &embedded.Options{FS: vfs.NewMem(), NoSync: true})
+	require.NoError(t, err)
+	defer mail.Close()
+	srv := imapsession.NewServer(mail.Mailbox, testAuth, &imapsession.Options{LoginFailureDelay: -1})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	require.NoError(t, err)
+	go srv.Serve(ln)
+	defer srv.Close()
+	c, err := imapclient.DialTLS(ln.Addr().String(), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Login("alice", password).Wait(), "login over TLS")
+	_, err = c.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
 }
