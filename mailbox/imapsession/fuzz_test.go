@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/stretchr/testify/require"
@@ -164,4 +165,64 @@ func applyFlag(flags []string, flag string, add bool) []string {
 		flags = append(flags, flag)
 	}
 	return flags
+}
+
+// FuzzCommandLine sends arbitrary command lines to a selected session:
+// each is answered (tagged OK, NO or BAD) or ends that connection, and
+// the server keeps serving other sessions.
+func FuzzCommandLine(f *testing.F) {
+	for _, s := range []string{
+		"FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[1.MIME]<0.10>)",
+		"UID FETCH 1:4294967295 (BINARY[1] BINARY.SIZE[1])",
+		"STORE 1 +FLAGS.SILENT (\\Deleted $x)",
+		"SEARCH OR (FROM a) (NOT TO b) UID 1:* LARGER 1 MODSEQ 5 HEADER X-Y z",
+		"UID SEARCH RETURN (MIN MAX COUNT SAVE) TEXT hello",
+		"UID FETCH $ FLAGS",
+		"COPY 1:2 Archive",
+		"MOVE * INBOX",
+		"UID EXPUNGE 1:*",
+		"LIST (SPECIAL-USE SUBSCRIBED) \"\" (* %) RETURN (CHILDREN STATUS (MESSAGES DELETED SIZE))",
+		"STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE APPENDLIMIT)",
+		"RENAME INBOX Saved",
+		"CREATE a/b/c/",
+		"SEARCH CHARSET UTF-8 BODY \"\xc3\xa9t\xc3\xa9\"",
+		"FETCH 0:0 UID",
+	} {
+		f.Add(s)
+	}
+	e := newEnv(f, nil, false)
+	seed := e.dial(f, "alice", nil)
+	for i := range 3 {
+		appendClient(f, seed, "INBOX", msg(fmt.Sprintf("fuzz seed %d", i), "hello body"))
+	}
+	require.NoError(f, seed.Create("Archive", nil).Wait())
+	seed.Close()
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsAny(line, "\r\n{") {
+			return // one line, no literals: a literal would wait for bytes
+		}
+		r := e.raw(t)
+		r.login(t, "alice")
+		r.expect(t, "s SELECT INBOX", "s OK")
+		r.c.Write([]byte("f " + line + "\r\nz NOOP\r\n"))
+		// An unterminated quoted string makes go-imap wait for its end,
+		// past the NOOP: give up on this connection after a while (the
+		// fuzzer counts an input running 10 s as hung).
+		r.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		for {
+			l, err := r.r.ReadString('\n')
+			if err != nil {
+				break // the server closed this connection: allowed
+			}
+			if strings.HasPrefix(l, "z ") {
+				require.True(t, strings.HasPrefix(l, "z OK"), "NOOP after %q: %q", line, l)
+				break
+			}
+		}
+		r.c.Close()
+		other := e.raw(t)
+		other.login(t, "alice")
+		other.expect(t, "n NOOP", "n OK")
+		other.c.Close()
+	})
 }
