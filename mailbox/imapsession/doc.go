@@ -44,6 +44,11 @@
 // UID EXPUNGE, SEARCH and UID SEARCH with ESEARCH return options (MIN,
 // MAX, COUNT, ALL, SAVE and "$"), IDLE, NOOP, CLOSE, UNSELECT, LOGOUT.
 //
+// Capabilities advertise AUTH=PLAIN on every connection, because go-imap
+// decides that per server, not per connection; a login over plaintext
+// where the options do not allow it answers NO [PRIVACYREQUIRED]. After
+// STARTTLS ([Options.TLSConfig]) the connection counts as TLS.
+//
 // # Updates
 //
 // Each authenticated session watches the user's mailbox with
