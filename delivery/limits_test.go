@@ -31,7 +31,7 @@ func TestRateLimiterGroupsIPv6By64(t *testing.T) {
 	l := newRateLimiter(2, clock.Now)
 	a1 := netip.MustParseAddr("2001:db8:1:2::1")
 	a2 := netip.MustParseAddr("2001:db8:1:2:dead:beef:0:1") // same /64
-	b := netip.MustParseAddr("2001:db8:1:3::1")            // next /64
+	b := netip.MustParseAddr("2001:db8:1:3::1")             // next /64
 	require.True(t, l.allow(a1))
 	require.True(t, l.allow(a2))
 	assert.False(t, l.allow(a1), "two addresses of one /64 share a bucket")
