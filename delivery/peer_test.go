@@ -24,6 +24,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/embedded"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
 )
 
 // Tests with real SMTP clients: swaks (plain, STARTTLS, AUTH PLAIN and
@@ -291,4 +293,47 @@ func checkData(b []byte) error {
 		err = chk.err
 	}
 	return err
+}
+
+// TestPeerSwaksImplicitTLS submits over implicit TLS (port 465 style):
+// the TLS listener wraps Submission.Listener, so go-smtp sees a *tls.Conn
+// and offers AUTH without STARTTLS.
+func TestPeerSwaksImplicitTLS(t *testing.T) {
+	needBinary(t, "swaks")
+	blocks, err := embedded.Open("mail", &embedded.Options{FS: vfs.NewMem()})
+	require.NoError(t, err)
+	t.Cleanup(func() { blocks.Close() })
+	cert := selfSigned(t, "smtp.example.net")
+	sub, err := NewSubmission(blocks.Blobs, blocks.Queue, blocks.Mailbox, &SubmissionOptions{
+		InboundOptions: InboundOptions{Hostname: "smtp.example.net"},
+		Authenticate: func(_ context.Context, username, password string) (mailbricks.UserID, error) {
+			if username == subUser && password == subPass {
+				return "alice", nil
+			}
+			return "", ErrAuthFailed
+		},
+	})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := sub.NewServer()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(tls.NewListener(sub.Listener(l), &tls.Config{Certificates: []tls.Certificate{cert}}))
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		l.Close()
+		<-done
+	})
+
+	code, out := swaks(t, l.Addr().String(), "--tls-on-connect", "--auth", "LOGIN", "--auth-user", subUser, "--auth-password", subPass,
+		"--from", subUser, "--to", "carol@remote.example", "--no-data-fixup", "--data", swaksData(t, peerMsgWire))
+	require.Equal(t, 0, code, "swaks implicit TLS:\n%s", out)
+	env := &subEnv{blocks: blocks, sub: sub}
+	jobs := env.outgoing(t)
+	require.Len(t, jobs, 1)
+	assert.Equal(t, peerMsg, env.blob(t, jobs[0].Blob))
+	assert.Contains(t, jobs[0].Header, " with ESMTPSA id ")
 }

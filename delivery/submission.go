@@ -151,7 +151,8 @@ func NewSubmission(blobs *dedup.Store, q *queue.Queue, mail *mailbox.Store, opts
 // NewServer returns an smtp.Server configured from the options, as
 // Inbound.NewServer does, with the Submission as its backend. Serve it on
 // sub.Listener(l) so the per-IP connection limits apply; for implicit TLS
-// (port 465) wrap the listener with tls.NewListener first. Callers may set
+// (port 465) serve on tls.NewListener(sub.Listener(l), config), in that
+// order: go-smtp recognizes TLS only on a *tls.Conn. Callers may set
 // further fields before serving, but setting AllowInsecureAuth there
 // would offer AUTH without TLS to every client: use
 // SubmissionOptions.AllowInsecureAuth instead.
