@@ -72,6 +72,13 @@ type InboundOptions struct {
 	// MaxConnsPerIP is the most concurrent connections from one client IP;
 	// more are answered 421 4.7.0 and closed. Negative means no limit. The
 	// default is DefaultMaxConnsPerIP, 20.
+	//
+	// All per-IP limits (MaxConnsPerIP, ConnRatePerIP, MessageRatePerIP
+	// and Submission's AuthFailuresPerIP) count an IPv4 client by its
+	// address (/32) and an IPv6 client by its /64 prefix: a host or site
+	// usually holds a whole /64, and could otherwise start afresh from
+	// each of its addresses. An IPv4-mapped IPv6 address counts as the
+	// IPv4 address.
 	MaxConnsPerIP int
 	// ConnRatePerIP is how many connections a minute one client IP may
 	// open (a token bucket of that size); more are answered 421 4.7.0 and

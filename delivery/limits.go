@@ -7,12 +7,28 @@ import (
 	"time"
 )
 
-// rateLimiter is a token bucket per client IP: each IP may spend burst
-// tokens at once and regains perMinute tokens a minute. Buckets that are
-// full again are dropped when the map grows, so memory stays bounded by
-// the IPs active within the last refill period.
+// clientKey is the key the per-IP limits count a client under: an IPv4
+// address is its own key (/32); an IPv6 address counts under its /64
+// prefix, since one host or site usually holds a whole /64 and could
+// otherwise evade every limit by changing addresses within it. An
+// IPv4-mapped IPv6 address counts as the IPv4 address.
+func clientKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
+// rateLimiter is a token bucket per client (clientKey): each client may
+// spend size tokens at once and regains size tokens a period. Buckets that
+// are full again are dropped when the map grows, so memory stays bounded by
+// the clients active within the last refill period.
 type rateLimiter struct {
-	perMinute float64
+	perMinute float64 // size tokens per period, as a rate a minute
+	size      float64
 	now       func() time.Time
 
 	mu      sync.Mutex
@@ -26,11 +42,24 @@ type bucket struct {
 
 const pruneAt = 4096
 
+// newRateLimiter returns a limiter of perMinute tokens a minute, or nil
+// (no limit) if perMinute is not positive.
 func newRateLimiter(perMinute int, now func() time.Time) *rateLimiter {
-	if perMinute <= 0 {
+	return newRateLimiterPer(perMinute, time.Minute, now)
+}
+
+// newRateLimiterPer returns a limiter of n tokens a period, or nil (no
+// limit) if n is not positive.
+func newRateLimiterPer(n int, period time.Duration, now func() time.Time) *rateLimiter {
+	if n <= 0 {
 		return nil
 	}
-	return &rateLimiter{perMinute: float64(perMinute), now: now, buckets: make(map[netip.Addr]*bucket)}
+	return &rateLimiter{
+		perMinute: float64(n) * float64(time.Minute) / float64(period),
+		size:      float64(n),
+		now:       now,
+		buckets:   make(map[netip.Addr]*bucket),
+	}
 }
 
 // allow takes a token for ip and reports whether there was one. A nil
@@ -39,18 +68,9 @@ func (l *rateLimiter) allow(ip netip.Addr) bool {
 	if l == nil {
 		return true
 	}
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[ip]
-	if b == nil {
-		if len(l.buckets) >= pruneAt {
-			l.prune(now)
-		}
-		b = &bucket{tokens: l.perMinute, last: now}
-		l.buckets[ip] = b
-	}
-	b.refill(now, l.perMinute)
+	b := l.bucket(ip)
 	if b.tokens < 1 {
 		return false
 	}
@@ -58,23 +78,50 @@ func (l *rateLimiter) allow(ip netip.Addr) bool {
 	return true
 }
 
-func (b *bucket) refill(now time.Time, perMinute float64) {
+// available reports whether ip has a token, without taking it. A nil
+// limiter always has one.
+func (l *rateLimiter) available(ip netip.Addr) bool {
+	if l == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bucket(ip).tokens >= 1
+}
+
+// bucket returns ip's bucket, refilled to now. l.mu is held.
+func (l *rateLimiter) bucket(ip netip.Addr) *bucket {
+	ip = clientKey(ip)
+	now := l.now()
+	b := l.buckets[ip]
+	if b == nil {
+		if len(l.buckets) >= pruneAt {
+			l.prune(now)
+		}
+		b = &bucket{tokens: l.size, last: now}
+		l.buckets[ip] = b
+	}
+	b.refill(now, l.perMinute, l.size)
+	return b
+}
+
+func (b *bucket) refill(now time.Time, perMinute, size float64) {
 	if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(perMinute, b.tokens+d.Minutes()*perMinute)
+		b.tokens = min(size, b.tokens+d.Minutes()*perMinute)
 		b.last = now
 	}
 }
 
 func (l *rateLimiter) prune(now time.Time) {
 	for ip, b := range l.buckets {
-		b.refill(now, l.perMinute)
-		if b.tokens >= l.perMinute {
+		b.refill(now, l.perMinute, l.size)
+		if b.tokens >= l.size {
 			delete(l.buckets, ip)
 		}
 	}
 }
 
-// connCounter counts open connections per client IP.
+// connCounter counts open connections per client (clientKey).
 type connCounter struct {
 	max int
 	mu  sync.Mutex
@@ -85,6 +132,7 @@ func (c *connCounter) acquire(ip netip.Addr) bool {
 	if c.max <= 0 {
 		return true
 	}
+	ip = clientKey(ip)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n[ip] >= c.max {
@@ -98,6 +146,7 @@ func (c *connCounter) release(ip netip.Addr) {
 	if c.max <= 0 {
 		return
 	}
+	ip = clientKey(ip)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n[ip]--; c.n[ip] <= 0 {

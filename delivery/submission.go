@@ -23,6 +23,13 @@ import (
 // DefaultOutgoingTopic is the default topic of SubmissionOptions.Topic.
 const DefaultOutgoingTopic = "outgoing"
 
+// Defaults of SubmissionOptions' AUTH limits.
+const (
+	DefaultAuthFailureDelay       = time.Second
+	DefaultMaxAuthFailuresPerConn = 3
+	DefaultAuthFailuresPerIP      = 30
+)
+
 // SubmissionOptions configures a Submission. A nil *SubmissionOptions is
 // invalid (Authenticate is required); every other zero field means the
 // default. NewSubmission copies the options.
@@ -53,6 +60,29 @@ type SubmissionOptions struct {
 	// connections still need STARTTLS or implicit TLS. The default is
 	// false: AUTH only under TLS.
 	AllowInsecureAuth bool
+	// AuthFailureDelay is how long the answer to a failed AUTH (wrong
+	// credentials) is held back, which slows guessing on one connection.
+	// Negative means no delay. The default is DefaultAuthFailureDelay,
+	// 1 second.
+	AuthFailureDelay time.Duration
+	// MaxAuthFailuresPerConn is how many failed AUTH attempts one
+	// connection may make: the last one is answered 421 4.7.0 instead of
+	// 535 5.7.8 and the connection is closed. Negative means no limit.
+	// The default is DefaultMaxAuthFailuresPerConn, 3.
+	MaxAuthFailuresPerConn int
+	// AuthFailuresPerIP is how many failed AUTH attempts an hour one
+	// client IP (IPv6: its /64, see InboundOptions.MaxConnsPerIP) may
+	// make, a token bucket of that size. When it is spent, every AUTH from
+	// that client is answered 454 4.7.0 without the credentials being
+	// checked (a right password does not help) until a token is back,
+	// after 1/AuthFailuresPerIP of an hour. Users behind one NAT share the
+	// bucket. Negative means no limit. The default is
+	// DefaultAuthFailuresPerIP, 30.
+	AuthFailuresPerIP int
+	// HideAuthUser leaves the authenticated user out of the Received
+	// field Submission prepends. The default is false: the field names
+	// the user ("(authenticated user alice)"), never the password.
+	HideAuthUser bool
 }
 
 // ErrAuthFailed is what a [SubmissionOptions.Authenticate] hook returns
@@ -67,18 +97,22 @@ var (
 	replyAuthTemp     = reply(454, [3]int{4, 7, 0}, "Temporary authentication failure")
 	replyEncryptReq   = reply(538, [3]int{5, 7, 11}, "Encryption required for requested authentication mechanism")
 	replyNotYourAddr  = reply(553, [3]int{5, 7, 1}, "Sender address not owned by the authenticated user")
+	replyAuthIPLimit  = reply(454, [3]int{4, 7, 0}, "Too many failed authentication attempts from your address, try again later")
 )
 
 // Submission receives mail from authenticated local users (RFC 6409
 // message submission): an smtp.Backend whose sessions require AUTH PLAIN or
 // LOGIN under TLS, check that the envelope sender belongs to the user, add
-// Message-ID and Date fields if missing, append a copy to the user's Sent
-// folder and queue one OutgoingJob per message (see the package doc). It is
-// safe for concurrent use.
+// a Received field and, if missing, Message-ID and Date fields, append a
+// copy to the user's Sent folder and queue one OutgoingJob per message
+// (see the package doc). Failed AUTH attempts are slowed and limited per
+// connection and per client (AuthFailureDelay, MaxAuthFailuresPerConn,
+// AuthFailuresPerIP). It is safe for concurrent use.
 type Submission struct {
-	in   *Inbound // limits, defaults, blob store and queue
-	mail *mailbox.Store
-	opts SubmissionOptions
+	in       *Inbound // limits, defaults, blob store and queue
+	mail     *mailbox.Store
+	opts     SubmissionOptions
+	authFail *rateLimiter // failed AUTH attempts per client
 }
 
 var _ smtp.Backend = (*Submission)(nil)
@@ -103,13 +137,22 @@ func NewSubmission(blobs *dedup.Store, q *queue.Queue, mail *mailbox.Store, opts
 		return nil, err
 	}
 	o.InboundOptions = in.opts
-	return &Submission{in: in, mail: mail, opts: o}, nil
+	setDefault(&o.AuthFailureDelay, DefaultAuthFailureDelay)
+	setDefault(&o.MaxAuthFailuresPerConn, DefaultMaxAuthFailuresPerConn)
+	setDefault(&o.AuthFailuresPerIP, DefaultAuthFailuresPerIP)
+	return &Submission{
+		in:       in,
+		mail:     mail,
+		opts:     o,
+		authFail: newRateLimiterPer(o.AuthFailuresPerIP, time.Hour, o.Now),
+	}, nil
 }
 
 // NewServer returns an smtp.Server configured from the options, as
 // Inbound.NewServer does, with the Submission as its backend. Serve it on
 // sub.Listener(l) so the per-IP connection limits apply; for implicit TLS
-// (port 465) wrap the listener with tls.NewListener first. Callers may set
+// (port 465) serve on tls.NewListener(sub.Listener(l), config), in that
+// order: go-smtp recognizes TLS only on a *tls.Conn. Callers may set
 // further fields before serving, but setting AllowInsecureAuth there
 // would offer AUTH without TLS to every client: use
 // SubmissionOptions.AllowInsecureAuth instead.
@@ -143,9 +186,10 @@ func (sub *Submission) NewSession(c *smtp.Conn) (smtp.Session, error) {
 // the connection fields, Reset, Logout and the data error replies.
 type subSession struct {
 	session
-	sub      *Submission
-	user     mailbricks.UserID // "" until AUTH succeeds
-	username string
+	sub          *Submission
+	user         mailbricks.UserID // "" until AUTH succeeds
+	username     string
+	authFailures int // failed AUTH attempts on this connection
 }
 
 var _ smtp.AuthSession = (*subSession)(nil)
@@ -170,11 +214,15 @@ func (s *subSession) Auth(mech string) (sasl.Server, error) {
 	if !s.authAllowed() {
 		return nil, replyEncryptReq
 	}
+	if !s.sub.authFail.available(s.ip) {
+		s.in.log.Warn("delivery: AUTH refused, too many failures", "ip", s.ip)
+		return nil, replyAuthIPLimit
+	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
 			if identity != "" && identity != username {
-				return replyAuthFailed // no proxy authorization
+				return s.authFailed(username) // no proxy authorization
 			}
 			return s.authenticate(username, password)
 		}), nil
@@ -192,12 +240,12 @@ func (s *subSession) authenticate(username, password string) error {
 	case errors.As(err, &e):
 		return e.SMTP()
 	case errors.Is(err, ErrAuthFailed):
-		return replyAuthFailed
+		return s.authFailed(username)
 	case mailbricks.IsTemporary(err):
 		s.in.log.Warn("delivery: authenticate", "ip", s.ip, "err", err)
 		return replyAuthTemp
 	default:
-		return replyAuthFailed
+		return s.authFailed(username)
 	}
 	if err := user.Validate(); err != nil {
 		s.in.log.Warn("delivery: Authenticate returned an invalid user", "username", username, "err", err)
@@ -205,6 +253,36 @@ func (s *subSession) authenticate(username, password string) error {
 	}
 	s.user, s.username = user, username
 	return nil
+}
+
+// authFailed counts a failed AUTH against the connection and the client,
+// waits AuthFailureDelay, and returns the reply: 535 5.7.8, or, at the
+// connection's MaxAuthFailuresPerConn-th failure, 421 4.7.0 written here
+// before the connection is closed.
+func (s *subSession) authFailed(username string) error {
+	o := &s.sub.opts
+	s.authFailures++
+	s.sub.authFail.allow(s.ip) // spend a token; an empty bucket refuses later AUTHs
+	s.in.log.Info("delivery: AUTH failed", "ip", s.ip, "username", username, "failures", s.authFailures)
+	if d := o.AuthFailureDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+		}
+	}
+	if o.MaxAuthFailuresPerConn > 0 && s.authFailures >= o.MaxAuthFailuresPerConn {
+		// go-smtp keeps a connection open after any reply, so the 421 is
+		// written and the connection closed here; go-smtp's own write of
+		// the returned error then fails, and its read loop ends.
+		c := s.conn.Conn()
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(c, "421 4.7.0 "+o.Hostname+" Too many failed authentication attempts, closing connection\r\n")
+		_ = c.Close()
+		return reply(421, [3]int{4, 7, 0}, "Too many failed authentication attempts")
+	}
+	return replyAuthFailed
 }
 
 // loginServer is the server side of the obsolete but widely used LOGIN
@@ -314,12 +392,14 @@ func (s *subSession) Data(r io.Reader) error {
 	for _, rc := range tx.rcpts {
 		job.Recipients = append(job.Recipients, rc.Address)
 	}
+	var added string // fields the message lacked, also in the Sent copy
 	if !hs.messageID {
-		job.Header += "Message-ID: <" + tx.id + "@" + o.Hostname + ">\r\n"
+		added += "Message-ID: <" + tx.id + "@" + o.Hostname + ">\r\n"
 	}
 	if !hs.date {
-		job.Header += "Date: " + now.Format(time.RFC1123Z) + "\r\n"
+		added += "Date: " + now.Format(time.RFC1123Z) + "\r\n"
 	}
+	job.Header = s.receivedField(tx, now) + added
 	payload, err := json.Marshal(&job)
 	if err != nil {
 		s.in.log.Error("delivery: encode job", "tx", tx.id, "err", err)
@@ -329,7 +409,7 @@ func (s *subSession) Data(r io.Reader) error {
 		s.in.log.Error("delivery: link body", "tx", tx.id, "err", err)
 		return replyStorage
 	}
-	if err := s.appendSent(&job); err != nil {
+	if err := s.appendSent(&job, added); err != nil {
 		s.in.log.Error("delivery: append Sent copy", "tx", tx.id, "user", s.user, "err", err)
 		if err := s.in.blobs.Unlink(s.ctx, ref, outgoingBlobOwner(tx.id)); err != nil {
 			s.in.log.Warn("delivery: unlink body", "tx", tx.id, "err", err)
@@ -343,15 +423,52 @@ func (s *subSession) Data(r io.Reader) error {
 	return nil
 }
 
-// appendSent appends the message as it will be sent to the user's Sent
-// folder, marked seen, keyed by the transaction.
-func (s *subSession) appendSent(j *OutgoingJob) error {
+// receivedField formats the Received trace field of a submission (RFC
+// 5321 section 4.4), with protocol ESMTPSA or ESMTPA (RFC 3848) and,
+// unless HideAuthUser, the authenticated user in a comment. The user
+// name the client logged in with and its password never appear.
+func (s *subSession) receivedField(tx *transaction, now time.Time) string {
+	proto := "ESMTPA"
+	if s.tls() {
+		proto = "ESMTPSA"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])", tx.helo, s.ip)
+	if u := string(s.user); !s.sub.opts.HideAuthUser && commentSafe(u) {
+		fmt.Fprintf(&b, "\r\n\t(authenticated user %s)", u)
+	}
+	fmt.Fprintf(&b, "\r\n\tby %s with %s id %s", s.in.opts.Hostname, proto, tx.id)
+	if len(tx.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", tx.rcpts[0].Address)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// commentSafe reports whether s can go in a header comment as is: 1 to
+// 200 printable ASCII characters without parentheses or backslashes.
+func commentSafe(s string) bool {
+	if s == "" || len(s) > 200 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendSent appends the message as the user wrote it, with the added
+// Message-ID and Date fields but without the Received trace field, to
+// the user's Sent folder, marked seen, keyed by the transaction.
+func (s *subSession) appendSent(j *OutgoingJob, added string) error {
 	rc, err := s.in.blobs.Open(s.ctx, j.Blob)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	msg := io.MultiReader(strings.NewReader(j.Header), rc)
+	msg := io.MultiReader(strings.NewReader(added), rc)
 	_, err = s.sub.mail.Append(s.ctx, j.User, mailbox.RoleFolder(mailbox.RoleSent), msg, &mailbox.AppendOptions{
 		Key:          sentKey(j.ID),
 		Flags:        []string{mailbox.FlagSeen},
@@ -422,7 +539,7 @@ func (h *headerScan) Read(p []byte) (int, error) {
 //	 "user":"<authenticated user>", "from":"<MAIL FROM>",
 //	 "rcpt":["<RCPT TO>",…], "ip":"<client IP>",
 //	 "received":"<RFC 3339>",
-//	 "header":"Message-ID: …\r\nDate: …\r\n"}
+//	 "header":"Received: …\r\nMessage-ID: …\r\nDate: …\r\n"}
 //
 // The message to send is header followed by the blob's bytes. The blob
 // holds exactly the bytes received and is linked by owner
@@ -446,8 +563,8 @@ type OutgoingJob struct {
 	ClientIP string `json:"ip"`
 	// Received is when the message was accepted.
 	Received time.Time `json:"received"`
-	// Header holds the fields to prepend, CRLF-terminated: Message-ID and
-	// Date when the message had none. It may be empty.
+	// Header holds the fields to prepend, CRLF-terminated: a Received
+	// trace field, then Message-ID and Date when the message had none.
 	Header string `json:"header,omitempty"`
 }
 

@@ -53,6 +53,7 @@ func newSubEnvOn(t *testing.T, eo *embedded.Options, mod func(*SubmissionOptions
 			Hostname:  "smtp.example.net",
 			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 		},
+		AuthFailureDelay: -1, // TestSubmissionAuthLimits tests the delay
 		Authenticate: func(_ context.Context, username, password string) (mailbricks.UserID, error) {
 			if username == subUser && password == subPass {
 				return "alice", nil
@@ -155,18 +156,28 @@ func TestSubmissionSend(t *testing.T) {
 	assert.Equal(t, []string{"carol@remote.example", "dave@other.example"}, j.Recipients)
 	assert.Equal(t, "127.0.0.1", j.ClientIP)
 	assert.Equal(t, bare, env.blob(t, j.Blob), "the blob is the message as received")
-	require.True(t, strings.HasPrefix(j.Header, "Message-ID: <"+j.ID+"@smtp.example.net>\r\nDate: "), j.Header)
-	date := strings.TrimSuffix(strings.SplitN(j.Header, "Date: ", 2)[1], "\r\n")
-	_, err := time.Parse(time.RFC1123Z, date)
+	received, added, ok := strings.Cut(j.Header, "Message-ID: ")
+	require.True(t, ok, j.Header)
+	added = "Message-ID: " + added
+	assert.Equal(t, "Received: from localhost ([127.0.0.1])\r\n\t(authenticated user alice)\r\n\tby smtp.example.net with ESMTPSA id "+j.ID+";\r\n\t", received[:len(received)-len("Mon, 07 Dec 2026 01:33:26 +0000\r\n")], "Received field first")
+	_, err := time.Parse(time.RFC1123Z, strings.TrimSpace(received[strings.LastIndex(received, ";")+1:]))
+	require.NoError(t, err, "Received date in %q", received)
+	assert.NotContains(t, j.Header, subPass)
+	require.True(t, strings.HasPrefix(added, "Message-ID: <"+j.ID+"@smtp.example.net>\r\nDate: "), j.Header)
+	date := strings.TrimSuffix(strings.SplitN(added, "Date: ", 2)[1], "\r\n")
+	_, err = time.Parse(time.RFC1123Z, date)
 	require.NoError(t, err, "Date field %q", date)
 	require.NoError(t, env.blocks.Blobs.Unlink(context.Background(), j.Blob, OutgoingBlobOwner(j.ID)), "the blob is linked for the outbound worker")
 
-	assert.Empty(t, jobs[1].Header, "a message with Message-ID and Date gets neither")
+	assert.True(t, strings.HasPrefix(jobs[1].Header, "Received: from localhost ([127.0.0.1])\r\n"), jobs[1].Header)
+	assert.Contains(t, jobs[1].Header, "\r\n\tfor <erin@remote.example>;\r\n")
+	assert.NotContains(t, jobs[1].Header, "Message-ID:", "a message with Message-ID and Date gets neither")
+	assert.NotContains(t, jobs[1].Header, "Date:")
 	assert.Equal(t, full, env.blob(t, jobs[1].Blob))
 
 	msgs, bodies := env.sent(t, "alice")
 	require.Len(t, bodies, 2, "each message has a Sent copy")
-	assert.ElementsMatch(t, []string{j.Header + bare, full}, bodies)
+	assert.ElementsMatch(t, []string{added + bare, full}, bodies, "the Sent copy has the added fields but no Received")
 	for _, m := range msgs {
 		assert.Contains(t, m.Flags, mailbox.FlagSeen)
 	}
