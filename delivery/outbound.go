@@ -468,7 +468,11 @@ func (ob *Outbound) Status(ctx context.Context, txID, domain string) ([]Recipien
 }
 
 func (ob *Outbound) load(ctx context.Context, tag string) (*outState, int64, error) {
-	v, ver, err := ob.state.GetState(ctx, stateKey(tag))
+	return loadState(ctx, ob.state, tag)
+}
+
+func loadState(ctx context.Context, store StateStore, tag string) (*outState, int64, error) {
+	v, ver, err := store.GetState(ctx, stateKey(tag))
 	if err != nil {
 		return nil, 0, fmt.Errorf("delivery: load state %s: %w", tag, err)
 	}

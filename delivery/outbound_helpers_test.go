@@ -1,9 +1,9 @@
 package delivery
 
 import (
-	"encoding/json"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,13 +48,13 @@ type mxBehavior struct {
 // mxServer is an in-process go-smtp server playing a remote MX on a
 // 127.0.0.x address.
 type mxServer struct {
-	mu       sync.Mutex
-	addr     string
-	ip       string
-	got      []received
-	conns    map[string]bool // client addresses: one per connection
-	beh      mxBehavior
-	srv      *smtp.Server
+	mu    sync.Mutex
+	addr  string
+	ip    string
+	got   []received
+	conns map[string]bool // client addresses: one per connection
+	beh   mxBehavior
+	srv   *smtp.Server
 }
 
 func (m *mxServer) set(b mxBehavior) {
