@@ -48,13 +48,15 @@ type mxBehavior struct {
 // mxServer is an in-process go-smtp server playing a remote MX on a
 // 127.0.0.x address.
 type mxServer struct {
-	mu    sync.Mutex
-	addr  string
-	ip    string
-	got   []received
-	conns map[string]bool // client addresses: one per connection
-	beh   mxBehavior
-	srv   *smtp.Server
+	mu        sync.Mutex
+	addr      string
+	ip        string
+	got       []received
+	conns     map[string]bool // client addresses: one per connection
+	active    int             // sessions open now
+	maxActive int
+	beh       mxBehavior
+	srv       *smtp.Server
 }
 
 func (m *mxServer) set(b mxBehavior) {
@@ -75,6 +77,8 @@ func (m *mxServer) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		m.conns = map[string]bool{}
 	}
 	m.conns[c.Conn().RemoteAddr().String()] = true
+	m.active++
+	m.maxActive = max(m.maxActive, m.active)
 	m.mu.Unlock()
 	_, isTLS := c.TLSConnectionState()
 	return &mxSession{m: m, c: c, tls: isTLS}, nil
@@ -137,8 +141,13 @@ func (s *mxSession) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *mxSession) Reset()        { s.from, s.rcpts = "", nil }
-func (s *mxSession) Logout() error { return nil }
+func (s *mxSession) Reset() { s.from, s.rcpts = "", nil }
+func (s *mxSession) Logout() error {
+	s.m.mu.Lock()
+	s.m.active--
+	s.m.mu.Unlock()
+	return nil
+}
 
 // smtpErr builds a go-smtp reply error.
 func smtpErr(code int, enh [3]int, msg string) error {
