@@ -120,16 +120,14 @@ func dialSMTP(ctx context.Context, host, addr, localIP, helo string, tlsConf *tl
 		return nil, err
 	}
 	if _, ok := c.ext["STARTTLS"]; ok && tlsConf != nil {
-		code, msg, err := c.cmd(to.Greeting, "STARTTLS")
+		code, _, err := c.cmd(to.Greeting, "STARTTLS")
 		if err != nil {
 			conn.Close()
 			return nil, err
 		}
-		if code != 220 {
-			// The server offered STARTTLS and then refused it: go on in
-			// plain text, as it still has the EHLO state.
-			_ = msg
-		} else {
+		// A server that offered STARTTLS and then refuses it keeps its
+		// EHLO state: go on in plain text.
+		if code == 220 {
 			cfg := tlsConf.Clone()
 			if cfg.ServerName == "" {
 				cfg.ServerName = host
@@ -266,12 +264,6 @@ func parseEnhanced(s string) ([3]int, string, bool) {
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\r", " ")
 	return strings.ReplaceAll(s, "\n", " ")
-}
-
-// txResult is the outcome of one transaction: one error per recipient
-// (nil: accepted), or a hostError for the whole transaction.
-type txResult struct {
-	rcpt []*Error
 }
 
 // send runs one transaction: MAIL, RCPT for each recipient, DATA with the
@@ -459,7 +451,6 @@ type normState struct {
 	bol    bool // at the beginning of a line (after CRLF, or at the start)
 	cr     bool // the previous byte was a CR not yet written
 	start  bool // past the first byte
-	nbytes int64
 }
 
 // normalize appends p to dst with bare CR and LF turned into CRLF; if
