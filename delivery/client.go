@@ -448,9 +448,9 @@ type dataWriter struct {
 // normState is the line-ending normaliser's state, shared by the DKIM
 // signer's copy and the wire copy so both see the same bytes.
 type normState struct {
-	bol    bool // at the beginning of a line (after CRLF, or at the start)
-	cr     bool // the previous byte was a CR not yet written
-	start  bool // past the first byte
+	bol   bool // at the beginning of a line (after CRLF, or at the start)
+	cr    bool // the previous byte was a CR not yet written
+	start bool // past the first byte
 }
 
 // normalize appends p to dst with bare CR and LF turned into CRLF; if
