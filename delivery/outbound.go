@@ -561,6 +561,13 @@ func (ob *Outbound) split(ctx context.Context, oj *OutgoingJob) error {
 	for _, d := range domains {
 		tag := stateTag(oj.ID, d)
 		owner := orig + "/" + tag
+		// A domain whose delivery has state was split off by an earlier
+		// run: linking again could leave a link nobody removes.
+		if st, _, err := ob.load(ctx, tag); err != nil {
+			return err
+		} else if st != nil {
+			continue
+		}
 		if err := ob.blobs.Link(ctx, oj.Blob, owner); err != nil {
 			if errors.Is(err, dedup.ErrNotFound) {
 				// The original link is gone, so an earlier run finished

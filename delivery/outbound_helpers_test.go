@@ -228,6 +228,8 @@ type outEnv struct {
 	state *lsmreputation.Backend
 	ob    *Outbound
 	port  int
+	// firstBlob is the blob of the first submitted message.
+	firstBlob dedup.Ref
 }
 
 func newOutEnv(t *testing.T, port int, configure func(o *OutboundOptions)) *outEnv {
@@ -285,6 +287,9 @@ func (env *outEnv) submit(id, from string, rcpts []string, msg string) {
 	ref, err := env.blobs.Put(ctx, strings.NewReader(msg))
 	require.NoError(t, err)
 	require.NoError(t, env.blobs.Link(ctx, ref, OutgoingBlobOwner(id)))
+	if env.firstBlob.IsZero() {
+		env.firstBlob = ref
+	}
 	user := mailbricks.UserID(from)
 	if user == "" {
 		user = "postmaster"

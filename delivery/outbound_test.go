@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks/lsm/vfs"
+	"github.com/mailbricks/mailbricks/queue"
 	"github.com/mailbricks/mailbricks/reputation"
 	"github.com/mailbricks/mailbricks/reputation/lsmreputation"
 )
@@ -71,6 +72,17 @@ func TestOutboundDeliversSplitsAndReuses(t *testing.T) {
 	mx1.mu.Lock()
 	assert.Len(t, mx1.conns, 1, "the connection to mx1 is reused")
 	mx1.mu.Unlock()
+
+	// The split job handled again (a worker died before its ack) adds
+	// nothing and sends nothing.
+	payload, err := (&OutgoingJob{Version: 1, ID: "tx1", Blob: env.firstBlob, User: "alice@example.com", From: "alice@example.com",
+		Recipients: []string{"x@a.test", "bob@example.com", "y@b.test", "Z@A.test"}, Received: env.clock.Now()}).marshalForTest()
+	require.NoError(t, err)
+	require.NoError(t, env.ob.Handle(context.Background(), queue.Job{ID: "again", Payload: payload}))
+	assert.Equal(t, 0, env.drain())
+	assert.Len(t, mx1.messages(), 2)
+	assert.Len(t, mx2.messages(), 1)
+	assert.Len(t, env.inbox("bob@example.com"), 1)
 
 	// Handling the same jobs again sends nothing twice.
 	env.submit("tx1", "alice@example.com", []string{"x@a.test"}, "ignored")
