@@ -562,12 +562,13 @@ type connPool struct {
 	mu    sync.Mutex
 	idle  map[string][]*smtpConn
 	slots map[string]chan struct{}
+	wake  map[string]chan struct{}
 	max   int
 	idleT time.Duration
 }
 
 func newConnPool(max int, idle time.Duration) *connPool {
-	return &connPool{idle: map[string][]*smtpConn{}, slots: map[string]chan struct{}{}, max: max, idleT: idle}
+	return &connPool{idle: map[string][]*smtpConn{}, slots: map[string]chan struct{}{}, wake: map[string]chan struct{}{}, max: max, idleT: idle}
 }
 
 func poolKey(addr, localIP string) string { return addr + "|" + localIP }
@@ -586,7 +587,8 @@ func (p *connPool) slot(addr string) chan struct{} {
 
 // get returns an idle connection to addr from localIP, or nil after
 // taking a connection slot for a new one (waiting while the destination is
-// at its cap). The caller dials and later calls put or drop.
+// at its cap, until a connection is put back or closed). The caller dials
+// and later calls put or drop.
 func (p *connPool) get(ctx context.Context, addr, localIP string) (*smtpConn, error) {
 	key := poolKey(addr, localIP)
 	for {
@@ -602,10 +604,11 @@ func (p *connPool) get(ctx context.Context, addr, localIP string) (*smtpConn, er
 			}
 			p.mu.Unlock()
 			c.quit()
-			<-p.slot(addr)
+			p.free(addr)
 			p.mu.Lock()
 			list = p.idle[key]
 		}
+		wake := p.wakeLocked(addr)
 		p.mu.Unlock()
 		s := p.slot(addr)
 		select {
@@ -621,12 +624,38 @@ func (p *connPool) get(ctx context.Context, addr, localIP string) (*smtpConn, er
 		select {
 		case s <- struct{}{}:
 			return nil, nil
+		case <-wake: // a connection was put back or closed
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-			// An idle connection may have been put back meanwhile.
 		}
 	}
+}
+
+// wakeLocked returns the channel closed at the next put or free of a
+// connection to addr. p.mu must be held.
+func (p *connPool) wakeLocked(addr string) chan struct{} {
+	w, ok := p.wake[addr]
+	if !ok {
+		w = make(chan struct{})
+		p.wake[addr] = w
+	}
+	return w
+}
+
+// signal wakes the waiters for addr.
+func (p *connPool) signal(addr string) {
+	p.mu.Lock()
+	if w, ok := p.wake[addr]; ok {
+		close(w)
+		delete(p.wake, addr)
+	}
+	p.mu.Unlock()
+}
+
+// free gives up a connection slot of addr.
+func (p *connPool) free(addr string) {
+	<-p.slot(addr)
+	p.signal(addr)
 }
 
 // closeIdle closes one idle connection to addr, whatever its source IP,
@@ -639,7 +668,7 @@ func (p *connPool) closeIdle(addr string) bool {
 			p.idle[key] = list[1:]
 			p.mu.Unlock()
 			c.quit()
-			<-p.slot(addr)
+			p.free(addr)
 			return true
 		}
 	}
@@ -658,16 +687,17 @@ func (p *connPool) put(c *smtpConn, localIP string) {
 	key := poolKey(c.addr, localIP)
 	p.idle[key] = append(p.idle[key], c)
 	p.mu.Unlock()
+	p.signal(c.addr)
 }
 
 // drop closes a connection and frees its slot.
 func (p *connPool) drop(c *smtpConn) {
 	c.conn.Close()
-	<-p.slot(c.addr)
+	p.free(c.addr)
 }
 
 // release frees a slot taken by get for a dial that failed.
-func (p *connPool) release(addr string) { <-p.slot(addr) }
+func (p *connPool) release(addr string) { p.free(addr) }
 
 // close quits every idle connection.
 func (p *connPool) close() {
@@ -678,7 +708,7 @@ func (p *connPool) close() {
 	for _, list := range idle {
 		for _, c := range list {
 			c.quit()
-			<-p.slot(c.addr)
+			p.free(c.addr)
 		}
 	}
 }

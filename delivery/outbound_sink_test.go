@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func startSmtpSink(t *testing.T, ip string, port int, dir string, extra ...strin
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Wait until it listens (polling a real process, not clock logic).
 	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("%s:%d", ip, port))
+		c, err := net.Dial("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		if err == nil {
 			c.Close()
 			return
