@@ -76,6 +76,9 @@ func (t Timeouts) withDefaults() Timeouts {
 type hostError struct {
 	e       *Error
 	tlsFail bool // the TLS handshake failed: retry in plain text
+	// session means the host refused the session itself (greeting,
+	// EHLO/HELO): even a 5xx sends the recipients to the next MX host.
+	session bool
 }
 
 func (h *hostError) Error() string { return h.e.Error() }
@@ -163,7 +166,7 @@ func (c *smtpConn) hello(helo string, d time.Duration) error {
 		return err
 	}
 	if code != 220 {
-		return &hostError{e: replyError(c.host, code, msg)}
+		return &hostError{e: replyError(c.host, code, msg), session: true}
 	}
 	return c.ehlo(helo, d)
 }
@@ -187,7 +190,7 @@ func (c *smtpConn) ehlo(helo string, d time.Duration) error {
 		return err
 	}
 	if code != 250 {
-		return &hostError{e: replyError(c.host, code, msg)}
+		return &hostError{e: replyError(c.host, code, msg), session: true}
 	}
 	return nil
 }

@@ -973,12 +973,13 @@ func (ob *Outbound) deliverRemote(ctx context.Context, j *OutboundJob, tag, ip s
 			var he *hostError
 			if errors.As(err, &he) {
 				// The whole transaction failed at this host: a permanent
-				// refusal (MAIL 5xx, DATA 5xx) is final; else next address
-				// or host.
+				// refusal of the message (MAIL 5xx, DATA 5xx) is final;
+				// else, and for a host that refused the session, next
+				// address or host.
 				for _, i := range todo {
 					res[i], hostOf[i] = he.e, h
 				}
-				if !he.e.Temporary() {
+				if !he.e.Temporary() && !he.session {
 					todo = nil
 				}
 				continue

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -103,6 +104,28 @@ func TestOutboundMXFallback(t *testing.T) {
 	st, done := env.status("tx1", "c.test")
 	require.True(t, done)
 	assert.Equal(t, "good.c.test", st[0].Host)
+
+	// A host that greets with 554 (no service here): the next host.
+	port3 := mxPort(t, "127.0.0.23", "127.0.0.24")
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.23:%d", port3))
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("554 5.7.1 no service for you\r\n"))
+			c.Close()
+		}
+	}()
+	ok3 := startMX(t, "127.0.0.24", port3, nil)
+	env3 := newOutEnv(t, port3, noJitter)
+	env3.mx("n.test", "no.n.test", "127.0.0.23", "yes.n.test", "127.0.0.24")
+	env3.submit("tx9", "alice@example.com", []string{"u@n.test"}, testMessage("alice@example.com", "u@n.test", "554"))
+	env3.drain()
+	require.Len(t, ok3.messages(), 1, "a 554 greeting sends the message to the next MX")
 
 	// A host that drops the connection mid-DATA: the next host gets it.
 	port2 := mxPort(t, "127.0.0.7", "127.0.0.8")
