@@ -190,10 +190,12 @@
 // MX records is its own host (its A/AAAA records), one that does not exist
 // fails with 550 5.1.2; a temporary DNS failure is 451 4.4.3. Each host's
 // addresses are tried in order, and the next address or host is tried after
-// a connection failure or a failure of the whole transaction (greeting,
-// EHLO, MAIL, DATA, a connection dropped mid-DATA: 4.4.1, 4.4.2); a
-// recipient's own 4xx reply to RCPT waits for the next attempt. An address
-// literal domain ("[192.0.2.1]") is its own host.
+// a connection failure (4.4.1), a refused session (any 4xx or 5xx greeting
+// or EHLO), a 4xx to MAIL or DATA, or a connection dropped mid-DATA
+// (4.4.2); a 5xx to MAIL or after DATA fails the recipients, and a
+// recipient's own reply to RCPT is final for this attempt (a 4xx waits for
+// the next attempt, not the next host). An address literal domain
+// ("[192.0.2.1]") is its own host.
 //
 // The SMTP client is this package's own, not go-smtp's (whose v0.26
 // client cannot upgrade to TLS after reading the EHLO reply and has no
