@@ -38,8 +38,10 @@ import (
 // 4000, 500 with -quick), each to one recipient at one of 100 destination
 // domains, are queued as Submission queues them (blob in filededup, an
 // OutgoingJob in lsmqueue, both synced, in a temporary directory; not
-// timed); then a queue.Worker running delivery.Outbound (concurrency
-// -out-conc, 16; delivery state in lsmreputation) delivers them, timed
+// timed); then a queue.Worker running delivery.Outbound (-out-workers
+// jobs in flight, 64, sharing -out-conc SMTP connections, 16, as
+// ConnsPerHost 4 per sink; delivery state in lsmreputation) delivers
+// them, timed
 // from the worker's start to the last job done. The 100 domains resolve
 // through an in-memory DNS to four smtp-sink processes on 127.0.0.51-54
 // (25 domains each; smtp-sink without dumps). Messages are DKIM-signed
@@ -64,8 +66,9 @@ import (
 // outbound_5k_unsigned ours/smtp-source.
 
 var outFlags struct {
-	msgs int
-	conc int
+	msgs    int
+	conc    int
+	workers int
 }
 
 func init() {
@@ -73,7 +76,8 @@ func init() {
 		Impls: []string{"ours", "smtp-source"},
 		Flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&outFlags.msgs, "out-msgs", 0, "outbound messages per run (0: 4000, or 500 with -quick)")
-			fs.IntVar(&outFlags.conc, "out-conc", 16, "outbound concurrency (worker jobs; smtp-source sessions in total)")
+			fs.IntVar(&outFlags.conc, "out-conc", 16, "outbound SMTP connections in total (ours: ConnsPerHost is this over the 4 sinks; smtp-source: sessions)")
+			fs.IntVar(&outFlags.workers, "out-workers", 64, "our queue worker's concurrency (jobs in flight; they share the -out-conc connections)")
 		},
 		Run:    runOutbound,
 		Ratios: outboundRatios,
@@ -318,7 +322,7 @@ func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, 
 	ch := &countHandler{h: ob, want: int64(n), done: make(chan struct{})}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := queue.NewWorker(q, delivery.DefaultOutgoingTopic, ch, &queue.WorkerOptions{Concurrency: conc, PollWait: 50 * time.Millisecond})
+	w := queue.NewWorker(q, delivery.DefaultOutgoingTopic, ch, &queue.WorkerOptions{Concurrency: max(1, outFlags.workers), PollWait: 50 * time.Millisecond})
 	start := time.Now()
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()
