@@ -272,7 +272,8 @@
 // Jitter, Expire, DelayedDSNAfter, ConnsPerHost, Timeouts (Connect 30s,
 // Greeting 5m, Mail 5m, Rcpt 5m, DataInit 2m, DataBlock 3m, DataTerm 10m,
 // Idle 30s), MaxPacingWait, BounceAddress, Postmaster, Now, Rand and
-// Logger. Each field's documentation gives its default.
+// Logger; FeedbackOptions: Logger. Each field's documentation gives its
+// default.
 //
 // # Errors
 //

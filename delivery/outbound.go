@@ -153,9 +153,8 @@ type OutboundOptions struct {
 	// the sender's own address.
 	BounceAddress string
 	// Postmaster is the user that remote DSN jobs are enqueued under
-	// (OutgoingJob.User), and the local part of the DSN From address
-	// (MAILER-DAEMON at Hostname is used when it is empty). The default is
-	// DefaultPostmaster, "postmaster".
+	// (OutboundJob.User); DSNs come From MAILER-DAEMON at Hostname. The
+	// default is DefaultPostmaster, "postmaster".
 	Postmaster mailbricks.UserID
 	// Now is the clock for retry times, expiry and DSN dates. The default
 	// is time.Now.
