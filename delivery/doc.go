@@ -4,8 +4,11 @@
 // in one RFC 8601 Authentication-Results field) and hands it off durably;
 // Deliver, the handler of the incoming queue topic, appends each message to
 // its recipients' mailboxes. Submission receives mail from authenticated
-// local users (RFC 6409) for the outgoing topic. The outbound worker is
-// not part of this package yet.
+// local users (RFC 6409) for the outgoing topic. Outbound, the handler of
+// the outgoing topic, delivers to other servers' MX hosts (or straight into
+// local mailboxes), signs with DKIM, retries, and sends delivery status
+// notifications (RFC 3464); Feedback records the bounces and complaints
+// that come back.
 //
 // # Flow
 //
@@ -142,12 +145,146 @@
 // Submission adds no Received or Authentication-Results field and runs no
 // SPF, DKIM or DMARC; signing is the outbound worker's job.
 //
+// # Outbound
+//
+// Outbound is a queue.Handler for the outgoing topic (run it in a
+// queue.Worker). NewOutbound takes the queue, the blob store and a
+// StateStore: small versioned records with compare-and-set, which every
+// reputation.Backend is (lsmreputation on one machine, redisreputation
+// shared by many sending machines), so nothing else needs to be deployed.
+//
+//	OutgoingJob (Submission, or any producer's Enqueue)
+//	  one domain    handled in place as that domain's first step
+//	  several       split: per domain, Link the blob under its own owner
+//	                and Enqueue an OutboundJob (key "delivery/out/<tag>#1"),
+//	                then Unlink the original owner; all idempotent
+//	OutboundJob, step n (tag = hash of transaction ID and domain)
+//	  load state    "delivery/out/<tag>"; if step n is recorded as done, an
+//	                earlier run died after saving: redo only what follows
+//	  local domain  same-domain shortcut: mailbox Append per recipient into
+//	                Inbox, keyed "delivery/out/<tag>" (no SMTP, no queue hop)
+//	  remote        Reputation.Decide per recipient (suppressed: failed
+//	                5.7.1, never attempted; held for longer than
+//	                MaxPacingWait: step again after RetryAfter, not counted
+//	                as an attempt; shorter waits are slept through), DKIM
+//	                signatures computed once, then per source IP one
+//	                transaction down the MX list
+//	  outcomes      every reply classified and passed to Reputation.Record
+//	  save state    compare-and-set on the record's version (a stale
+//	                lease's worker gets ErrStateConflict and writes nothing)
+//	  then          this step's DSNs (idempotent), then the next step's job
+//	                (NotBefore = the retry time, key "<tag>#<n+1>") or, when
+//	                every recipient is done, Unlink of the blob
+//
+// Per-recipient state (pending, sent, failed; source IP, MX host, last
+// reply) is durable before the job is acknowledged, so a partial success
+// is never resent: a redelivered job, after a worker died, attempts only
+// the recipients still pending. The one window for a duplicate is a crash
+// between the remote server's 250 and the save of the state; the kill test
+// counts those. State records are kept after delivery (Feedback maps
+// late bounces through them); Status reads them.
+//
+// MX resolution (RFC 5321 section 5.1) goes through OutboundOptions.Resolver:
+// hosts by preference, equal preferences shuffled, at most MaxMXHosts; a
+// null MX (RFC 7505) fails the recipients with 556 5.1.10; a domain without
+// MX records is its own host (its A/AAAA records), one that does not exist
+// fails with 550 5.1.2; a temporary DNS failure is 451 4.4.3. Each host's
+// addresses are tried in order, and the next address or host is tried after
+// a connection failure (4.4.1), a refused session (any 4xx or 5xx greeting
+// or EHLO), a 4xx to MAIL or DATA, or a connection dropped mid-DATA
+// (4.4.2); a 5xx to MAIL or after DATA fails the recipients, and a
+// recipient's own reply to RCPT is final for this attempt (a 4xx waits for
+// the next attempt, not the next host). An address literal domain
+// ("[192.0.2.1]") is its own host.
+//
+// The SMTP client is this package's own, not go-smtp's (whose v0.26
+// client cannot upgrade to TLS after reading the EHLO reply and has no
+// PIPELINING): it dials from the source IP Reputation chose (net.Dialer
+// LocalAddr), says EHLO with Hostname (HELO when EHLO is refused), uses
+// STARTTLS on the same connection whenever offered (opportunistic, RFC 7435:
+// certificates are not verified by default; a failed handshake makes that
+// host plain text for TLSFallback and the message goes at once over a new
+// plain connection), pipelines MAIL, RCPT and DATA when PIPELINING is
+// offered (RFC 2920), adds SIZE and SMTPUTF8 when offered and needed,
+// applies the Timeouts of RFC 5321 section 4.5.3.2 to each step, keeps
+// connections open for reuse per MX address and source IP (RSET between
+// transactions, idle for Timeouts.Idle) and caps the connections to one
+// MX address at ConnsPerHost. DATA is streamed from the blob store:
+// every bare CR or LF becomes CRLF, a line starting with "." is
+// dot-stuffed, and the last line is ended, so the data on the wire never
+// carries a bare line ending.
+//
+// DKIM (RFC 6376; Ed25519 per RFC 8463): each DKIMKey whose Domain is the
+// RFC5322.From domain or a parent of it, and each key marked All, signs
+// relaxed/relaxed with SHA-256 over DefaultDKIMHeaders (or its own
+// HeaderKeys). Signing is streamed: one read of the message through every
+// dkim.Signer at once (only the header section is buffered, up to
+// MaxHeaderBytes), then a second read to send it with the DKIM-Signature
+// fields prepended.
+//
+// # Retries and DSNs
+//
+// The first attempt is immediate; after a temporary failure the next
+// attempt waits Retry[i] for the i-th failed attempt, the last wait
+// repeating, each with ±Jitter (default 10%): by default 7.5m, 15m, 30m,
+// 1h, 2h, 4h, 8h, 16h, 16h, … until Expire (5 days) after the message was
+// accepted, when one last attempt runs and the recipients still pending
+// fail with 4.4.7 "delivery time expired" (keeping the last reply). The
+// retry times go into the queue as the next job's NotBefore, computed on
+// OutboundOptions.Now.
+//
+// DSNs are RFC 3464 multipart/report messages (WriteDSN) with the RFC 3463
+// status of each recipient's last reply, its Remote-MTA and
+// Diagnostic-Code, and the original header section as text/rfc822-headers:
+//
+//   - a failure DSN in the step where recipients fail permanently (5xx,
+//     null MX, no such domain, suppressed) or expire, naming those
+//     recipients;
+//   - one delayed DSN, in the first step at least DelayedDSNAfter (4h)
+//     after acceptance that still leaves recipients pending, with
+//     Will-Retry-Until;
+//   - never for a message with the null reverse-path;
+//   - to a sender at a local domain: appended to its Inbox through Mail
+//     (key "delivery/dsn/<tag>/<step>/<kind>"); to another sender: stored
+//     in the blob store and queued on the outgoing topic as an OutboundJob
+//     from the null reverse-path (user Postmaster), so a DSN that bounces
+//     gets no DSN.
+//
+// # Feedback
+//
+// With OutboundOptions.BounceAddress set ("bounces@example.com"), every
+// message goes out from "bounces+<tag>@example.com", the tag naming the
+// message and domain (its state record). Feedback takes what arrives at
+// that address: Handle parses DSNs and ARF reports with
+// reputation.ParseReport, maps each outcome to the tagged message's
+// recipient (the only one, when the report names a forwarded address) and
+// its source IP, and records it with the Tracker, so late bounces and
+// complaints suppress recipients and count against the IP. Filter wraps a
+// DeliverOptions.Filter so that reports to the bounce address are recorded
+// and not stored.
+//
+// # Outbound options
+//
+// OutboundOptions: Hostname, Topic, Mail, LocalDomain and LocalRecipient
+// (the same-domain shortcut and local DSNs), Reputation and Class (source
+// IP, pacing, suppression, outcomes), Resolver and Port (MX lookups; port
+// 25), TLSConfig, DisableTLS and TLSFallback, DKIM, MaxHeaderBytes, Retry,
+// Jitter, Expire, DelayedDSNAfter, ConnsPerHost, Timeouts (Connect 30s,
+// Greeting 5m, Mail 5m, Rcpt 5m, DataInit 2m, DataBlock 3m, DataTerm 10m,
+// Idle 30s), MaxPacingWait, BounceAddress, Postmaster, Now, Rand and
+// Logger; FeedbackOptions: Logger. Each field's documentation gives its
+// default.
+//
 // # Errors
 //
 // Hooks choose SMTP replies by returning an *Error (code, enhanced code,
 // text). Other hook errors become 451 4.3.0 when mailbricks.IsTemporary
 // reports them temporary and 550 5.3.0 otherwise; ErrUnknownRecipient
 // becomes 550 5.1.1. ValidateAddress and ValidateHelo wrap
-// ErrInvalidAddress and ErrInvalidHelo; ParseIncomingJob wraps
-// ErrInvalidJob.
+// ErrInvalidAddress and ErrInvalidHelo; ParseIncomingJob, ParseOutgoingJob
+// and ParseOutboundJob wrap ErrInvalidJob. Outbound reports each
+// recipient's outcome as an *Error (Code, Enhanced, Message; Temporary
+// for a 4xx) in RecipientStatus, with the MX host beside it; Handle
+// returns an error only when a step could not run or be recorded (then the
+// queue retries the job), ErrStateConflict among them.
 package delivery
