@@ -112,7 +112,7 @@ func dialSMTP(ctx context.Context, host, addr, localIP, helo string, tlsConf *tl
 	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, &hostError{e: &Error{Code: 421, Enhanced: [3]int{4, 4, 1}, Message: "connect to " + host + ": " + oneLine(err.Error())}}
+		return nil, &hostError{e: &Error{Code: 421, Enhanced: [3]int{4, 4, 1}, Host: host, Message: "connect to " + host + ": " + oneLine(err.Error())}}
 	}
 	c := &smtpConn{conn: conn, host: host, addr: addr, timeout: to}
 	c.setup(conn)
@@ -139,7 +139,7 @@ func dialSMTP(ctx context.Context, host, addr, localIP, helo string, tlsConf *tl
 			tc.SetDeadline(time.Now().Add(to.Greeting))
 			if err := tc.HandshakeContext(ctx); err != nil {
 				conn.Close()
-				return nil, &hostError{e: &Error{Code: 421, Enhanced: [3]int{4, 7, 5}, Message: "TLS handshake with " + host + ": " + oneLine(err.Error())}, tlsFail: true}
+				return nil, &hostError{e: &Error{Code: 421, Enhanced: [3]int{4, 7, 5}, Host: host, Message: "TLS handshake with " + host + ": " + oneLine(err.Error())}, tlsFail: true}
 			}
 			c.setup(tc)
 			c.tls = true
@@ -209,7 +209,7 @@ func (c *smtpConn) readReply() (int, string, error) {
 }
 
 func (c *smtpConn) lost(err error) error {
-	return &hostError{e: &Error{Code: 421, Enhanced: [3]int{4, 4, 2}, Message: "connection to " + c.host + " lost: " + oneLine(err.Error())}}
+	return &hostError{e: &Error{Code: 421, Enhanced: [3]int{4, 4, 2}, Host: c.host, Message: "connection to " + c.host + " lost: " + oneLine(err.Error())}}
 }
 
 // cmd sends one command and reads its reply within d.
@@ -228,7 +228,7 @@ func (c *smtpConn) cmd(d time.Duration, line string) (int, string, error) {
 // code from the text when present (RFC 2034) and else a generic X.0.0.
 func replyError(host string, code int, msg string) *Error {
 	msg = oneLine(msg)
-	e := &Error{Code: code, Message: msg}
+	e := &Error{Code: code, Message: msg, Host: host}
 	if code < 400 || code > 599 {
 		e.Code = 451 // an unexpected reply is a protocol error: retry
 		e.Enhanced = [3]int{4, 5, 0}

@@ -46,6 +46,11 @@ type Error struct {
 	Enhanced [3]int
 	// Message is the reply text. It must not contain CR or LF.
 	Message string
+	// Host is the remote MX host that gave the reply, for replies the
+	// outbound client received or failures connecting to a host; it is ""
+	// for replies this package sends and for failures before any host
+	// (DNS, suppression, local delivery).
+	Host string
 }
 
 // Error formats the reply as it is sent.

@@ -423,7 +423,7 @@ func (r *rcptState) err() *Error {
 	if r.Code == 0 {
 		return nil
 	}
-	return &Error{Code: r.Code, Enhanced: r.Enhanced, Message: r.Message}
+	return &Error{Code: r.Code, Enhanced: r.Enhanced, Message: r.Message, Host: r.Host}
 }
 
 // dsnRecord is a DSN decided at step Seq; it is sent (idempotently) after
