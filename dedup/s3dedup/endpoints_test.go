@@ -194,3 +194,43 @@ func readAll(r interface {
 	}
 	return sb.String()
 }
+
+// TestTwoEndpointsMarker races collectors on two endpoints for one hash's
+// marker, many times: exactly one may win each race, which needs the
+// servers to decide If-None-Match: * once for the bucket.
+func TestTwoEndpointsMarker(t *testing.T) {
+	ca, cb, bucket := twoGateways(t)
+	ctx := context.Background()
+	var bs []*Backend
+	for _, c := range []*minio.Client{ca, cb} {
+		b, err := Open(ctx, c, bucket, "", &Options{TempDir: t.TempDir()})
+		require.NoError(t, err)
+		bs = append(bs, b)
+	}
+	races := 50
+	if os.Getenv("MAILBRICKS_LONG") == "1" {
+		races = 1000
+	}
+	for r := range races {
+		var h dedup.Hash
+		h[0], h[1] = byte(r>>8), byte(r)
+		wins := make(chan bool, 16)
+		for i := range 16 {
+			go func() {
+				ok, err := bs[i%2].acquire(ctx, h)
+				if err != nil {
+					t.Error(err)
+				}
+				wins <- ok
+			}()
+		}
+		n := 0
+		for range 16 {
+			if <-wins {
+				n++
+			}
+		}
+		require.Equal(t, 1, n, "race %d: exactly one collector of either endpoint may hold a hash's marker", r)
+	}
+	t.Logf("%d marker races through two endpoints: one winner each", races)
+}
