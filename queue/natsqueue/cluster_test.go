@@ -7,12 +7,15 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks/queue"
 	"github.com/mailbricks/mailbricks/queue/natsqueue"
@@ -176,3 +179,48 @@ func TestClusterConformanceR3(t *testing.T) {
 }
 
 func longRun() bool { return os.Getenv("MAILBRICKS_LONG") == "1" }
+
+// TestClusterFirstUse has four backends, each on its own connection as
+// four processes would be, and 16 goroutines on each, enqueue to and
+// lease from a topic nobody has used yet, at once, on R1 and R3: every
+// call must succeed (a cluster leaves concurrent duplicate stream
+// creations unanswered, which the per-process single flight and the
+// bounded, retried attempts absorb).
+func TestClusterFirstUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test skipped in -short mode")
+	}
+	c := startCluster(t, 3)
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
+			prefix := fmt.Sprintf("QU%d", rand.Uint32())
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			var bs []*natsqueue.Backend
+			for range 4 {
+				b, err := natsqueue.Open(ctx, c.connect(), &natsqueue.Options{Prefix: prefix, LeaseTTL: testTTL, Replicas: replicas})
+				require.NoError(t, err)
+				bs = append(bs, b)
+			}
+			for round := range 3 {
+				topic := fmt.Sprintf("first%d", round)
+				start := time.Now()
+				var wg sync.WaitGroup
+				for i := range 64 {
+					b := bs[i%len(bs)]
+					wg.Go(func() {
+						if i%2 == 0 {
+							_, err := b.Enqueue(ctx, topic, []byte("x"), queue.EnqueueOptions{MaxAttempts: 3})
+							assert.NoError(t, err, "Enqueue on first use")
+							return
+						}
+						_, err := b.Lease(ctx, topic, 1, testTTL, 100*time.Millisecond)
+						assert.NoError(t, err, "Lease on first use")
+					})
+				}
+				wg.Wait()
+				t.Logf("R%d round %d: 64 concurrent first uses from 4 backends took %v", replicas, round, time.Since(start).Round(time.Millisecond))
+			}
+		})
+	}
+}

@@ -13,7 +13,10 @@
 // topic go to stream "<Prefix>_DEAD", subject "<prefix>.dead.T"; the last
 // error of a failed attempt goes to key-value bucket "<Prefix>_ERRORS".
 // Streams are created on first use of a topic, once per topic and
-// process however many goroutines use it at the same time. Every message
+// process however many goroutines use it at the same time (a cluster
+// may leave concurrent duplicate creations unanswered; between processes,
+// that costs the losers one [Options.AttemptTimeout] before their retry
+// finds the stream: measured, 3 s on R1). Every message
 // carries a Msg-Id (the job ID, or for a dead letter its delivery), so
 // that a publish retried after a lost PubAck is dropped by the stream
 // within DedupWindow.
