@@ -130,16 +130,6 @@ func (c *cluster) connect() *nats.Conn {
 	return nc
 }
 
-// streamLeader returns the index of the server leading stream, or -1.
-func (c *cluster) streamLeader(stream string) int {
-	for i, s := range c.servers {
-		if s.Running() && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
-			return i
-		}
-	}
-	return -1
-}
-
 func clusterConformance(t *testing.T, replicas int) {
 	c := startCluster(t, 3)
 	jobs := 2000

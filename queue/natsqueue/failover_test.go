@@ -4,11 +4,17 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks"
@@ -22,7 +28,7 @@ import (
 // twice only if an acknowledgement of it failed, and that every error the
 // backend returned is temporary. It prints the stall: the time from the
 // shutdown to the next successful acknowledgement, and the longest gap
-// between two successful acknowledgements. MAILBRICKS_LONG=1: 3 runs of
+// between two successful acknowledgements after the shutdown. MAILBRICKS_LONG=1: 3 runs of
 // 5,000 jobs; otherwise 1 run of 1,500.
 func TestFailover(t *testing.T) {
 	if testing.Short() {
@@ -33,12 +39,43 @@ func TestFailover(t *testing.T) {
 		runs, jobs = 3, 5000
 	}
 	for r := range runs {
-		t.Run(fmt.Sprint(r), func(t *testing.T) { failover(t, jobs) })
+		t.Run(fmt.Sprint(r), func(t *testing.T) { failover(t, startCluster(t, 3), jobs) })
 	}
 }
 
-func failover(t *testing.T, n int) {
-	c := startCluster(t, 3)
+// killable is a 3-node cluster whose servers a test can take down.
+type killable interface {
+	connect() *nats.Conn
+	// kill takes down the server named name.
+	kill(name string)
+}
+
+// kill shuts the in-process server named name down.
+func (c *cluster) kill(name string) {
+	for _, s := range c.servers {
+		if s.Name() == name {
+			s.Shutdown()
+			return
+		}
+	}
+	c.t.Fatalf("no server %s", name)
+}
+
+// streamLeaderName asks JetStream which server leads stream.
+func streamLeaderName(ctx context.Context, t *testing.T, nc *nats.Conn, stream string) string {
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	for {
+		s, err := js.Stream(ctx, stream)
+		if err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Leader != "" {
+			return s.CachedInfo().Cluster.Leader
+		}
+		require.NoError(t, ctx.Err(), "the stream must have a leader")
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func failover(t *testing.T, c killable, n int) {
 	nc := c.connect()
 	prefix := fmt.Sprintf("QF%d", rand.Uint32())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -116,7 +153,7 @@ func failover(t *testing.T, n int) {
 						ackFailed[j.ID]++
 					} else {
 						acked[j.ID]++
-						if !lastAck.IsZero() && now.Sub(lastAck) > longestGap {
+						if !killedAt.IsZero() && !lastAck.IsZero() && now.Sub(lastAck) > longestGap {
 							longestGap = now.Sub(lastAck)
 						}
 						lastAck = now
@@ -150,17 +187,12 @@ func failover(t *testing.T, n int) {
 	for total.Load() < int64(n/3) && wctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	leader := -1
-	for leader < 0 && wctx.Err() == nil {
-		leader = c.streamLeader(prefix + "_" + topic)
-		time.Sleep(10 * time.Millisecond)
-	}
-	require.GreaterOrEqual(t, leader, 0, "the stream must have a leader")
+	leader := streamLeaderName(ctx, t, nc, prefix+"_"+topic)
 	mu.Lock()
 	killedAt = time.Now()
 	mu.Unlock()
-	c.servers[leader].Shutdown()
-	t.Logf("shut down stream leader n%d after %d acknowledgements", leader+1, total.Load())
+	c.kill(leader)
+	t.Logf("took stream leader %s down after %d acknowledgements", leader, total.Load())
 
 	wg.Go(func() {
 		for {
@@ -200,9 +232,95 @@ func failover(t *testing.T, n int) {
 	if !firstAfter.IsZero() {
 		stall = firstAfter.Sub(killedAt)
 	}
-	t.Logf("failover: %d jobs, %d acknowledged, %d lost, %d duplicates, %d failed acks, %d temporary errors; stall: first ack %v after the shutdown, longest gap between acks %v",
+	t.Logf("failover: %d jobs, %d acknowledged, %d lost, %d duplicates, %d failed acks, %d temporary errors; stall: first ack %v after the leader went down, longest gap between acks after that %v",
 		n, len(acked), lost, dups, failedAcks, tempErrs.Load(), stall.Round(time.Millisecond), longestGap.Round(time.Millisecond))
 	require.Len(t, enqueued, n)
 	require.Zero(t, lost, "no enqueued job may be lost")
 	require.Zero(t, unexplained, "a job may be acknowledged twice only after a failed acknowledgement")
+}
+
+// TestFailoverKill is TestFailover with the leader SIGKILLed: a 3-node
+// cluster of nats-server processes (the binary on PATH), whose stream
+// leader dies without stepping down, so the others elect a new one after
+// the Raft election timeout. MAILBRICKS_LONG=1 only: 3 runs of 5,000
+// jobs.
+func TestFailoverKill(t *testing.T) {
+	if !longRun() {
+		t.Skip("MAILBRICKS_LONG is not 1: the SIGKILL failover test is skipped")
+	}
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("nats-server is required under CI=true: %v", err)
+		}
+		t.Skip("nats-server not found: the SIGKILL failover test is skipped")
+	}
+	for r := range 3 {
+		t.Run(fmt.Sprint(r), func(t *testing.T) { failover(t, startProcCluster(t, bin), 5000) })
+	}
+}
+
+// procCluster is a 3-node cluster of nats-server processes.
+type procCluster struct {
+	t     *testing.T
+	urls  []string
+	procs map[string]*exec.Cmd
+}
+
+func startProcCluster(t *testing.T, bin string) *procCluster {
+	c := &procCluster{t: t, procs: map[string]*exec.Cmd{}}
+	var cports, routes []string
+	for range 3 {
+		p := strconv.Itoa(freePort(t))
+		cports = append(cports, p)
+		routes = append(routes, "nats://127.0.0.1:"+p)
+	}
+	for i := range 3 {
+		name := fmt.Sprintf("p%d", i+1)
+		port := strconv.Itoa(freePort(t))
+		cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-n", name, "-js", "-sd", t.TempDir(),
+			"--cluster_name", "mailbricks", "--cluster", "nats://127.0.0.1:"+cports[i], "--routes", strings.Join(routes, ","))
+		require.NoError(t, cmd.Start())
+		c.procs[name] = cmd
+		c.urls = append(c.urls, "nats://127.0.0.1:"+port)
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+	}
+	// Wait until JetStream answers through every server.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, u := range c.urls {
+		for {
+			nc, err := nats.Connect(u)
+			if err == nil {
+				js, _ := jetstream.New(nc)
+				actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err = js.AccountInfo(actx)
+				acancel()
+				nc.Close()
+			}
+			if err == nil {
+				break
+			}
+			require.NoError(t, ctx.Err(), "nats-server cluster not ready: %v", err)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+func (c *procCluster) connect() *nats.Conn {
+	nc, err := nats.Connect(strings.Join(c.urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	require.NoError(c.t, err)
+	c.t.Cleanup(nc.Close)
+	return nc
+}
+
+// kill SIGKILLs the server named name.
+func (c *procCluster) kill(name string) {
+	cmd, ok := c.procs[name]
+	require.True(c.t, ok, "no server %s", name)
+	require.NoError(c.t, cmd.Process.Kill())
 }
