@@ -682,7 +682,7 @@ func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) 
 // deadMsgs reads the topic's dead letters, up to limit, with an ordered
 // consumer.
 func (b *Backend) deadMsgs(ctx context.Context, topic string, limit int) ([]jetstream.Msg, error) {
-	info, err := b.dead.Info(ctx, jetstream.WithSubjectFilter(b.deadSubject(topic)))
+	info, err := b.deadInfo(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -711,6 +711,15 @@ func (b *Backend) deadMsgs(ctx context.Context, topic string, limit int) ([]jets
 		}
 	}
 	return out, nil
+}
+
+// deadInfo reads the dead-letter stream's counters for topic.
+func (b *Backend) deadInfo(ctx context.Context, topic string) (info *jetstream.StreamInfo, err error) {
+	err = b.retry(ctx, true, func(ctx context.Context) error {
+		info, err = b.dead.Info(ctx, jetstream.WithSubjectFilter(b.deadSubject(topic)))
+		return err
+	})
+	return info, err
 }
 
 func deadJob(topic string, m jetstream.Msg) queue.Job {
@@ -814,7 +823,7 @@ func (b *Backend) Stats(ctx context.Context, topic string) (_ queue.Stats, err e
 	}
 	s.Ready = int64(ci.NumPending)
 	s.Leased = int64(ci.NumAckPending)
-	info, err := b.dead.Info(ctx, jetstream.WithSubjectFilter(b.deadSubject(topic)))
+	info, err := b.deadInfo(ctx, topic)
 	if err != nil {
 		return s, err
 	}
