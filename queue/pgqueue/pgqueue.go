@@ -31,6 +31,20 @@
 // U+FFFD. Errors a retry may cure (a dropped connection, a failover, a
 // deadlock) satisfy [mailbricks.IsTemporary].
 //
+// A restart or failover of the server needs nothing from the caller but
+// retries: the calls under way and those made while it is down fail with
+// errors that satisfy [mailbricks.IsTemporary], and the same pool and
+// Backend work again as soon as the server accepts connections (pgxpool
+// replaces broken connections; a waiting long-poll Lease re-listens). An
+// Enqueue or Ack that returned nil survives a crash of the server (a
+// committed transaction, with PostgreSQL's default synchronous_commit);
+// one that failed may have committed or not, so retry it with the same
+// Key (Enqueue) or expect ErrLeaseLost (Ack of a job it completed).
+// TestServerRestart (MAILBRICKS_LONG=1) restarts a private server twice,
+// cleanly and as a crash, under 4 producers and 8 workers: 3,000 keyed
+// jobs, every error temporary, none lost, none delivered again after a
+// successful Ack, the first Ack 30 to 80 ms after the server is back.
+//
 // # Schema
 //
 // [Open] creates, if missing, the schema [Options.Schema] and applies the

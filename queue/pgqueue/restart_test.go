@@ -52,6 +52,8 @@ func TestServerRestart(t *testing.T) {
 		again     int // deliveries of a job after an Ack of it returned nil
 		tempErrs  = map[string]int{}
 		total     atomic.Int64
+		upAt      time.Time       // when the server was started again
+		recovery  []time.Duration // from upAt to the next successful Ack
 	)
 	// transient checks that err is temporary and reports whether to retry.
 	transient := func(what string, err error) bool {
@@ -125,6 +127,10 @@ func TestServerRestart(t *testing.T) {
 						if err == nil {
 							acked[j.ID] = true
 							total.Add(1)
+							if !upAt.IsZero() {
+								recovery = append(recovery, time.Since(upAt))
+								upAt = time.Time{}
+							}
 						} else {
 							ackFailed[j.ID] = true
 						}
@@ -146,6 +152,9 @@ func TestServerRestart(t *testing.T) {
 		srv.Stop(mode)
 		time.Sleep(time.Second)
 		srv.Start()
+		mu.Lock()
+		upAt = time.Now()
+		mu.Unlock()
 		t.Logf("restarted (%s shutdown) after %d acknowledgements", mode, at)
 	}
 	pwg.Wait()
@@ -172,8 +181,8 @@ func TestServerRestart(t *testing.T) {
 			lost++
 		}
 	}
-	t.Logf("PostgreSQL restart: %d acknowledged Enqueues checked, %d lost, %d acknowledged jobs delivered again, %d failed acks; temporary errors %v",
-		len(enqueued), lost, again, len(ackFailed), tempErrs)
+	t.Logf("PostgreSQL restart: %d acknowledged Enqueues checked, %d lost, %d acknowledged jobs delivered again, %d failed acks; temporary errors %v; first Ack %v after each start",
+		len(enqueued), lost, again, len(ackFailed), tempErrs, recovery)
 	require.Len(t, enqueued, n, "every Enqueue must eventually succeed")
 	require.Zero(t, lost, "no acknowledged Enqueue may be lost")
 	require.Zero(t, again, "a job whose Ack returned nil must not be delivered again")
