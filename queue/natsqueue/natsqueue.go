@@ -428,35 +428,13 @@ func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time
 	if wait > 0 {
 		deadline = time.Now().Add(wait)
 	}
+	if wait <= 0 {
+		return b.leaseNow(ctx, topic, c, n)
+	}
 	for {
 		jobs, err := b.fetch(ctx, topic, c, n, 0)
 		if err != nil || len(jobs) > 0 {
 			return jobs, err
-		}
-		if wait <= 0 {
-			// A no-wait pull can miss messages the consumer has not
-			// registered yet; ask the consumer before reporting none.
-			var ci *jetstream.ConsumerInfo
-			err := b.retry(ctx, true, func(ctx context.Context) (err error) {
-				ci, err = c.Info(ctx)
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
-			if ci.NumPending == 0 {
-				if b.opts.Replicas == 1 {
-					return nil, nil
-				}
-				// A replicated consumer may lead on another server than
-				// its stream and see a message a moment after the
-				// stream's leader stored it: ask the stream too.
-				if !b.streamAhead(ctx, topic, ci) {
-					return nil, nil
-				}
-				return b.fetch(ctx, topic, c, n, 500*time.Millisecond)
-			}
-			return b.fetch(ctx, topic, c, n, 100*time.Millisecond)
 		}
 		d := time.Until(deadline)
 		if d <= 0 {
@@ -480,6 +458,43 @@ func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time
 		}
 		return jobs, nil
 	}
+}
+
+// leaseNow is Lease without waiting: up to n jobs the topic has ready.
+func (b *Backend) leaseNow(ctx context.Context, topic string, c jetstream.Consumer, n int) ([]queue.Job, error) {
+	jobs, err := b.fetch(ctx, topic, c, n, 0)
+	if err != nil || len(jobs) == n || len(jobs) > 0 && b.opts.Replicas == 1 {
+		return jobs, err
+	}
+	// A no-wait pull can miss messages the consumer has not registered
+	// yet; ask the consumer before reporting fewer than n.
+	var ci *jetstream.ConsumerInfo
+	err = b.retry(ctx, true, func(ctx context.Context) (err error) {
+		ci, err = c.Info(ctx)
+		return err
+	})
+	if err != nil {
+		if len(jobs) > 0 {
+			return jobs, nil
+		}
+		return nil, err
+	}
+	wait := 100 * time.Millisecond
+	if ci.NumPending == 0 {
+		// A replicated consumer may lead on another server than its
+		// stream and see a message a moment after the stream's leader
+		// stored it: ask the stream too.
+		if b.opts.Replicas == 1 || !b.streamAhead(ctx, topic, ci) {
+			return jobs, nil
+		}
+		wait = 300 * time.Millisecond
+	}
+	more, err := b.fetch(ctx, topic, c, n-len(jobs), wait)
+	if len(jobs) > 0 {
+		// The first jobs are leased: return them whatever happened.
+		return append(jobs, more...), nil
+	}
+	return more, err
 }
 
 // streamAhead reports whether the topic's stream holds more messages
