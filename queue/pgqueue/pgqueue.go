@@ -313,6 +313,11 @@ func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time
 	}
 }
 
+// maxLeaseConflicts bounds how many times one Lease statement is run
+// again after PostgreSQL aborted it as a deadlock or serialization
+// failure; the last such error is returned, marked temporary.
+const maxLeaseConflicts = 5
+
 func (b *Backend) tryLease(ctx context.Context, topic string, n int, ttl time.Duration) ([]queue.Job, error) {
 	q := fmt.Sprintf(`WITH c AS (
 	SELECT id FROM %[1]s.jobs
@@ -328,12 +333,23 @@ UPDATE %[1]s.jobs j SET
 	run_at = CASE WHEN j.state = 2 AND j.attempt >= j.max_attempts THEN now() ELSE now() + $3 * interval '1 microsecond' END
 FROM c WHERE j.id = c.id
 RETURNING %[2]s`, b.s, jobCols)
+	// FOR UPDATE SKIP LOCKED skips locked rows but still waits on a row
+	// whose newer version (leased by another worker a moment ago) is
+	// being deleted by an Ack, and keeps the lock it took on such a
+	// version; an Ack batch can then wait on this statement, and
+	// PostgreSQL aborts one of the two as a deadlock. Nothing of an
+	// aborted lease was applied: run it again.
+	conflicts := 0
 	for {
 		if err := b.check(ctx); err != nil {
 			return nil, err
 		}
 		rows, err := b.pool.Query(ctx, q, topic, n, usec(ttl))
 		if err != nil {
+			if pgerr.IsConflict(err) && conflicts < maxLeaseConflicts {
+				conflicts++
+				continue
+			}
 			return nil, err
 		}
 		var jobs []queue.Job
@@ -351,6 +367,10 @@ RETURNING %[2]s`, b.s, jobCols)
 			jobs = append(jobs, j)
 		}
 		if err := rows.Err(); err != nil {
+			if pgerr.IsConflict(err) && conflicts < maxLeaseConflicts {
+				conflicts++
+				continue
+			}
 			return nil, err
 		}
 		if len(jobs) > 0 || !died {
