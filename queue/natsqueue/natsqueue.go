@@ -152,7 +152,8 @@ type Options struct {
 	Storage jetstream.StorageType
 	// Replicas is the number of servers that store each of the backend's
 	// streams (the topics', the dead letters' and the error bucket's):
-	// 1, 3 or 5, at most the size of the JetStream cluster. With 1, a
+	// JetStream takes 1 to 5, at most the size of the cluster, and an odd
+	// count is the useful one (a majority must be up). With 1, a
 	// stream lives on one server: when that server is down its topics
 	// cannot be used, and when its disk is lost its jobs are lost. With 3,
 	// a stream survives the loss of one server (two of three must be up
@@ -168,9 +169,11 @@ type Options struct {
 	// AttemptTimeout. It also bounds the setup of a topic. The default is
 	// 20 seconds.
 	RetryFor time.Duration
-	// AttemptTimeout bounds each request of an acknowledgement and of a
-	// topic's setup, when the caller's context gives it less time to
-	// fail over. The default is 3 seconds.
+	// AttemptTimeout bounds each request of a publish, an
+	// acknowledgement, an info request and a topic's setup, so that a
+	// request sent to a server that died is sent again within RetryFor
+	// instead of waiting out the caller's context. The default is 3
+	// seconds.
 	AttemptTimeout time.Duration
 }
 
