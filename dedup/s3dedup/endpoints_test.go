@@ -3,10 +3,12 @@ package s3dedup
 import (
 	"context"
 	"fmt"
+	"go/build"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,21 +21,26 @@ import (
 	"github.com/mailbricks/mailbricks/dedup/deduptest"
 )
 
-// versitygw returns the versitygw binary: on PATH or in /root/go/bin
-// (where go install puts it). It skips the test when there is none, except
-// under CI=true, where it fails.
+// versitygw returns the versitygw binary: on PATH or in GOPATH/bin
+// (where go install, and .ci/run, put it). It skips the test when there
+// is none, except under CI=true, where it fails.
 func versitygw(t testing.TB) string {
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p
 	}
-	if _, err := os.Stat("/root/go/bin/versitygw"); err == nil {
-		return "/root/go/bin/versitygw"
+	if p := filepath.Join(build.Default.GOPATH, "bin", "versitygw"); fileExists(p) {
+		return p
 	}
 	if os.Getenv("CI") == "true" {
 		t.Fatal("versitygw is required under CI=true")
 	}
 	t.Skip("versitygw not found: the two-endpoint test is skipped")
 	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // twoGateways starts two private versitygw instances on free loopback

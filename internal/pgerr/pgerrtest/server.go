@@ -6,42 +6,58 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
-// Binaries of the private server.
-const (
-	initdb = "/usr/local/bin/initdb"
-	pgCtl  = "/usr/local/bin/pg_ctl"
-)
+// pgBin returns the path of PostgreSQL program name: on PATH, in
+// /usr/local/bin, or in Debian's /usr/lib/postgresql/<version>/bin
+// (newest version first), or "" if there is none.
+func pgBin(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	cands := []string{filepath.Join("/usr/local/bin", name)}
+	deb, _ := filepath.Glob(filepath.Join("/usr/lib/postgresql", "*", "bin", name))
+	sort.Sort(sort.Reverse(sort.StringSlice(deb)))
+	for _, p := range append(cands, deb...) {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
 
 // Server is a private PostgreSQL server in a temporary directory on a
 // free loopback port, for tests that stop and restart it (never the
 // shared one). It is stopped and removed when the test ends.
 type Server struct {
-	t    testing.TB
-	dir  string
-	port int
+	t      testing.TB
+	dir    string
+	port   int
+	pgCtl  string
+	initdb string
 }
 
 // StartServer creates a cluster with initdb (trust authentication, user
-// postgres) and starts it. It skips the test when initdb is absent,
-// except under CI=true, where it fails. As root it runs the server as
+// postgres) and starts it with pg_ctl. It skips the test when they are
+// absent, except under CI=true, where it fails. As root it runs them as
 // user postgres, which PostgreSQL requires.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	if _, err := os.Stat(initdb); err != nil {
+	s := &Server{t: t, initdb: pgBin("initdb"), pgCtl: pgBin("pg_ctl")}
+	if s.initdb == "" || s.pgCtl == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI=true: %v", initdb, err)
+			t.Fatal("initdb and pg_ctl are required under CI=true")
 		}
-		t.Skipf("%s not found: private PostgreSQL server tests skipped", initdb)
+		t.Skip("initdb or pg_ctl not found: private PostgreSQL server tests skipped")
 	}
 	dir, err := os.MkdirTemp("", "mailbricks-pg-")
 	require.NoError(t, err)
-	s := &Server{t: t, dir: dir}
+	s.dir = dir
 	t.Cleanup(func() {
 		_ = s.ctl("stop", "-m", "immediate")
 		_ = os.RemoveAll(dir)
@@ -53,7 +69,7 @@ func StartServer(t testing.TB) *Server {
 	require.NoError(t, err)
 	s.port = l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	out, err := s.cmd(initdb, "-D", s.data(), "-U", "postgres", "-A", "trust", "--no-sync").CombinedOutput()
+	out, err := s.cmd(s.initdb, "-D", s.data(), "-U", "postgres", "-A", "trust", "--no-sync").CombinedOutput()
 	require.NoError(t, err, "initdb: %s", out)
 	s.Start()
 	return s
@@ -71,7 +87,7 @@ func (s *Server) cmd(name string, args ...string) *exec.Cmd {
 
 func (s *Server) ctl(args ...string) error {
 	args = append([]string{"-D", s.data(), "-w"}, args...)
-	out, err := s.cmd(pgCtl, args...).CombinedOutput()
+	out, err := s.cmd(s.pgCtl, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl %v: %w: %s", args, err, out)
 	}
