@@ -484,10 +484,11 @@ func (b *Backend) leaseNow(ctx context.Context, topic string, c jetstream.Consum
 	}
 	wait := 100 * time.Millisecond
 	if ci.NumPending == 0 {
-		// A replicated consumer may lead on another server than its
-		// stream and see a message a moment after the stream's leader
-		// stored it: ask the stream too.
-		if b.opts.Replicas == 1 || !b.streamAhead(ctx, topic, ci) {
+		// On a cluster a consumer may see a message a moment after its
+		// stream stored it (a replicated consumer may lead on another
+		// server than its stream; a new one may not have started yet):
+		// ask the stream too.
+		if ci.Cluster == nil || !b.streamAhead(ctx, topic, ci) {
 			return jobs, nil
 		}
 		wait = 300 * time.Millisecond
