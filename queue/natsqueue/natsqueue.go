@@ -487,8 +487,9 @@ func (b *Backend) leaseNow(ctx context.Context, topic string, c jetstream.Consum
 		// On a cluster a consumer may see a message a moment after its
 		// stream stored it (a replicated consumer may lead on another
 		// server than its stream; a new one may not have started yet):
-		// ask the stream too.
-		if ci.Cluster == nil || !b.streamAhead(ctx, topic, ci) {
+		// ask the stream too. (A server outside a cluster has no
+		// cluster name.)
+		if ci.Cluster == nil || ci.Cluster.Name == "" || !b.streamAhead(ctx, topic, ci) {
 			return jobs, nil
 		}
 		wait = 300 * time.Millisecond
