@@ -95,8 +95,8 @@
 // job was lost and none was delivered twice. The stall, the longest pause
 // between two successful acknowledgements after the leader went down,
 // was 0.05 to 5.6 s when the leader shut down cleanly and handed over
-// its leadership (TestFailover, in-process servers, 5 runs of 1,500
-// jobs), and 1.9 to 7.9 s when it was SIGKILLed and the others had to
+// its leadership (TestFailover, in-process servers, 8 runs of 1,500 or
+// 5,000 jobs), and 1.9 to 7.9 s when it was SIGKILLed and the others had to
 // wait out the Raft election timeout, 4 to 9 s (TestFailoverKill,
 // nats-server processes, 6 runs of 5,000 jobs). Plan for pauses of up to about 10 s, which
 // RetryFor covers; a lease shorter than that may expire during one and
