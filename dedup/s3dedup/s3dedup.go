@@ -50,6 +50,23 @@
 // needs read-after-write and list-after-write consistency, which AWS S3,
 // MinIO and versitygw provide.
 //
+// The processes may reach the bucket through different endpoints (several
+// gateways or nodes behind a load balancer) as long as every endpoint
+// gives that consistency for the writes made through the others, and
+// decides If-None-Match: * and If-Match once for the bucket, not per
+// endpoint: the collector's marker and the create-if-absent upload rely
+// on it. Two versitygw v1.8.0 instances serving one directory with the
+// posix backend do. TestTwoEndpoints runs the conformance suite and the
+// GC race with uploads, Unlink and Collect through one and reads, Link
+// and the candidate listing through the other; TestTwoEndpointsPut puts
+// one content through both at once and finds one blob object;
+// TestTwoEndpointsMarker races collectors of both for one marker (50
+// races, 1,000 under MAILBRICKS_LONG=1: one winner each). AWS S3 within
+// a region and a single MinIO deployment document the same guarantees.
+// Endpoints that replicate asynchronously between them (S3 cross-region
+// replication, MinIO site or bucket replication) do not: give each site
+// its own bucket.
+//
 // A marker older than Options.MarkerTTL (by the server's Last-Modified
 // against the local clock) is stale, left by a collector that died:
 // waiters ignore it, and a collector takes it over with If-Match on its

@@ -25,6 +25,16 @@
 // alike. Errors a retry may cure (a dropped connection, a failover, a
 // deadlock) satisfy [mailbricks.IsTemporary].
 //
+// A restart or failover of the server needs only retries: calls fail with
+// such errors while it is down and the same pool and Backend work again
+// once it is back (pgxpool replaces broken connections). An Index that
+// returned nil survives a crash of the server; one that failed committed
+// all of its documents or none, and may simply be repeated (it replaces
+// documents by ID). TestServerRestart (MAILBRICKS_LONG=1) restarts a
+// private server twice, cleanly and as a crash, under 6 writers and 2
+// searchers: 3,600 acknowledged documents, none lost, every error
+// temporary.
+//
 // Limits: a tsvector keeps at most 256 positions of one lexeme, so only
 // the first 256 occurrences of a term in a field of a message count for
 // phrase matching (a term alone still matches). [index.MaxFieldPositions]

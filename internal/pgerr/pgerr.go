@@ -79,3 +79,12 @@ func IsTransient(err error) bool {
 	}
 	return false
 }
+
+// IsConflict reports whether err is a transaction PostgreSQL aborted to
+// resolve a conflict with another one, a deadlock (40P01) or a
+// serialization failure (40001): nothing of it was applied, and running it
+// again at once usually succeeds.
+func IsConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}

@@ -64,3 +64,12 @@ func TestClassify(t *testing.T) {
 	}
 	assert.NoError(t, pgerr.Classify(nil, errInvalid))
 }
+
+func TestIsConflict(t *testing.T) {
+	assert.True(t, pgerr.IsConflict(pg("40P01")))
+	assert.True(t, pgerr.IsConflict(fmt.Errorf("lease: %w", pg("40001"))))
+	assert.True(t, pgerr.IsConflict(pgerr.Classify(pg("40P01"), errInvalid)))
+	for _, err := range []error{pg("08006"), pg("23505"), pg("57P01"), io.EOF, nil} {
+		assert.False(t, pgerr.IsConflict(err), "%v", err)
+	}
+}

@@ -31,6 +31,20 @@
 // U+FFFD. Errors a retry may cure (a dropped connection, a failover, a
 // deadlock) satisfy [mailbricks.IsTemporary].
 //
+// A restart or failover of the server needs nothing from the caller but
+// retries: the calls under way and those made while it is down fail with
+// errors that satisfy [mailbricks.IsTemporary], and the same pool and
+// Backend work again as soon as the server accepts connections (pgxpool
+// replaces broken connections; a waiting long-poll Lease re-listens). An
+// Enqueue or Ack that returned nil survives a crash of the server (a
+// committed transaction, with PostgreSQL's default synchronous_commit);
+// one that failed may have committed or not, so retry it with the same
+// Key (Enqueue) or expect ErrLeaseLost (Ack of a job it completed).
+// TestServerRestart (MAILBRICKS_LONG=1) restarts a private server twice,
+// cleanly and as a crash, under 4 producers and 8 workers: 3,000 keyed
+// jobs, every error temporary, none lost, none delivered again after a
+// successful Ack, the first Ack 30 to 80 ms after the server is back.
+//
 // # Schema
 //
 // [Open] creates, if missing, the schema [Options.Schema] and applies the
@@ -299,6 +313,11 @@ func (b *Backend) Lease(ctx context.Context, topic string, n int, ttl, wait time
 	}
 }
 
+// maxLeaseConflicts bounds how many times one Lease statement is run
+// again after PostgreSQL aborted it as a deadlock or serialization
+// failure; the last such error is returned, marked temporary.
+const maxLeaseConflicts = 5
+
 func (b *Backend) tryLease(ctx context.Context, topic string, n int, ttl time.Duration) ([]queue.Job, error) {
 	q := fmt.Sprintf(`WITH c AS (
 	SELECT id FROM %[1]s.jobs
@@ -314,12 +333,23 @@ UPDATE %[1]s.jobs j SET
 	run_at = CASE WHEN j.state = 2 AND j.attempt >= j.max_attempts THEN now() ELSE now() + $3 * interval '1 microsecond' END
 FROM c WHERE j.id = c.id
 RETURNING %[2]s`, b.s, jobCols)
+	// FOR UPDATE SKIP LOCKED skips locked rows but still waits on a row
+	// whose newer version (leased by another worker a moment ago) is
+	// being deleted by an Ack, and keeps the lock it took on such a
+	// version; an Ack batch can then wait on this statement, and
+	// PostgreSQL aborts one of the two as a deadlock. Nothing of an
+	// aborted lease was applied: run it again.
+	conflicts := 0
 	for {
 		if err := b.check(ctx); err != nil {
 			return nil, err
 		}
 		rows, err := b.pool.Query(ctx, q, topic, n, usec(ttl))
 		if err != nil {
+			if pgerr.IsConflict(err) && conflicts < maxLeaseConflicts {
+				conflicts++
+				continue
+			}
 			return nil, err
 		}
 		var jobs []queue.Job
@@ -337,6 +367,10 @@ RETURNING %[2]s`, b.s, jobCols)
 			jobs = append(jobs, j)
 		}
 		if err := rows.Err(); err != nil {
+			if pgerr.IsConflict(err) && conflicts < maxLeaseConflicts {
+				conflicts++
+				continue
+			}
 			return nil, err
 		}
 		if len(jobs) > 0 || !died {

@@ -21,6 +21,33 @@
 // server's clock); a token bucket expires an hour after it was last used,
 // when it would be full anyway.
 //
+// # Losing Redis's data
+//
+// While Redis is down or restarting, every call fails with an error that
+// satisfies [mailbricks.IsTemporary] (Decide included: a caller should
+// defer the message, not send it unchecked); go-redis reconnects by itself
+// and the same Backend and Tracker work again as soon as Redis answers,
+// reloading the Lua scripts it no longer has. Nothing needs reopening.
+//
+// If Redis comes back without its data (no persistence, --save "" and
+// no AOF, or a replica promoted before it had caught up), every key reads
+// as absent and the Tracker treats the state as new:
+//
+//   - the suppression list is empty: addresses suppressed by bounces,
+//     complaints or by hand are mailed again, so keep the list's source
+//     of truth elsewhere or persist Redis (appendonly yes) and re-import
+//     it (Tracker.Suppress) after such a loss;
+//   - pauses are forgotten: a paused IP sends again at once;
+//   - an IP marked Warmup starts its warm-up again at the first stage,
+//     with today's count at zero, and one that had graduated warms up
+//     again too (slower, never faster, than before the loss); an IP not
+//     marked Warmup is active;
+//   - rates count from zero: a pause needs MinVolume new outcomes;
+//   - token buckets are full: each IP and provider may send one burst
+//     at once.
+//
+// TestRedisRestart checks each of these on a private redis-server.
+//
 // # Keys
 //
 // Every key starts with Options.Prefix:
