@@ -96,11 +96,6 @@ func (c *config) check() error {
 	return nil
 }
 
-// distributed reports whether any block is on a server backend.
-func (c *config) distributed() bool {
-	return c.PGURL != "" || c.NATSURL != "" || c.RedisURL != "" || c.S3URL != ""
-}
-
 // loadTLS returns the STARTTLS configuration: the files given, or a
 // self-signed certificate for localhost, the host name and the loopback
 // addresses, made on first run in <data>/tls.

@@ -34,7 +34,7 @@ type route struct {
 	// Query lists the query parameters the route reads.
 	Query []string
 	// Body names the JSON request body type, "" for none.
-	Body string
+	Body   string
 	handle func(h *api, w http.ResponseWriter, r *http.Request, user mailbricks.UserID) error
 }
 

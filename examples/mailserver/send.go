@@ -266,4 +266,3 @@ func parseRecipients(field string, list []string) ([]*mail.Address, error) {
 	}
 	return out, nil
 }
-
