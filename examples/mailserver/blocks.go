@@ -90,10 +90,10 @@ func openBlocks(ctx context.Context, c *config, logger *slog.Logger) (b *blocks,
 		if err != nil {
 			return nil, fmt.Errorf("-s3-url: %w", err)
 		}
-		b.Blobs = dedup.New(be, nil)
+		b.Blobs = dedup.New(be, &dedup.Options{Grace: c.BlobGrace})
 		where("blobs", "S3 bucket "+c.S3Bucket+", prefix "+c.Prefix+"/blobs/")
 	} else {
-		if b.Blobs, err = filededup.OpenStore(dir("blobs"), nil); err != nil {
+		if b.Blobs, err = filededup.OpenStore(dir("blobs"), &filededup.Options{Store: &dedup.Options{Grace: c.BlobGrace}}); err != nil {
 			return nil, err
 		}
 		where("blobs", dir("blobs"))

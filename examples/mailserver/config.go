@@ -39,6 +39,8 @@ type config struct {
 	S3Bucket                        string
 
 	Workers      int
+	GCInterval   time.Duration
+	BlobGrace    time.Duration
 	InsecureAuth bool
 	TLSCert      string
 	TLSKey       string
@@ -67,6 +69,8 @@ func flags(fs *flag.FlagSet) *config {
 	fs.StringVar(&c.Prefix, "prefix", "mailbricks", "name prefix of the PostgreSQL schemas, NATS streams, Redis keys and S3 keys")
 	fs.StringVar(&c.S3Bucket, "s3-bucket", "mailbricks", "S3 bucket, created if missing")
 	fs.IntVar(&c.Workers, "workers", 4, "delivery workers (jobs handled at once)")
+	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often unreferenced blobs are collected")
+	fs.DurationVar(&c.BlobGrace, "blob-grace", 24*time.Hour, "minimum age of a blob the collector deletes (it must exceed the time from storing a body to linking it)")
 	fs.BoolVar(&c.InsecureAuth, "insecure-auth", true, "allow SMTP AUTH without TLS on loopback connections (others always need STARTTLS)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file for STARTTLS (default: a self-signed one in the data directory)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file for -tls-cert")
@@ -82,6 +86,9 @@ func (c *config) check() error {
 	}
 	if c.Workers < 1 || c.Workers > 1000 {
 		return errors.New("-workers: 1 to 1000")
+	}
+	if c.GCInterval <= 0 || c.BlobGrace < time.Second {
+		return errors.New("-gc-interval must be positive and -blob-grace at least 1s")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")

@@ -43,8 +43,6 @@ const (
 	// running then are cut (a job's lease is released, nothing
 	// acknowledged is lost).
 	shutdownGrace = 20 * time.Second
-	// gcInterval is how often unreferenced blobs are collected.
-	gcInterval = 10 * time.Minute
 )
 
 func main() {
@@ -264,7 +262,7 @@ func banner(w io.Writer, a *app, httpAddr string, s *smtpFront, demo []string, t
 // Deliver unlinked and attachments of expunged mail are removed after the
 // store's grace period.
 func (a *app) collectBlobs(ctx context.Context) error {
-	t := time.NewTicker(gcInterval)
+	t := time.NewTicker(a.cfg.GCInterval)
 	defer t.Stop()
 	for {
 		select {
