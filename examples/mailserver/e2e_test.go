@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io/fs"
-	"net/smtp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,7 +190,7 @@ func TestAttachmentStoredOnce(t *testing.T) {
 			"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello " + to + ", here is the deck.\r\n" +
 			"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=deck.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
 			b64.String() + "--b--\r\n"
-		require.NoError(t, smtp.SendMail(s.smtp, nil, "carol@example.org", []string{to}, []byte(msg)))
+		require.NoError(t, sendPlain(s.smtp, "carol@example.org", to, msg))
 	}
 	for i := range users {
 		c := s.client(fmt.Sprintf("u%02d@example.test", i), "password-"+fmt.Sprint(i))
