@@ -39,6 +39,9 @@ type config struct {
 	S3Bucket                        string
 
 	Workers      int
+	// Per-client-IP limits of both SMTP ports: 0 is delivery's default,
+	// negative no limit.
+	MaxConnsPerIP, ConnRatePerIP, MessageRatePerIP int
 	GCInterval   time.Duration
 	BlobGrace    time.Duration
 	InsecureAuth bool
@@ -69,6 +72,9 @@ func flags(fs *flag.FlagSet) *config {
 	fs.StringVar(&c.Prefix, "prefix", "mailbricks", "name prefix of the PostgreSQL schemas, NATS streams, Redis keys and S3 keys")
 	fs.StringVar(&c.S3Bucket, "s3-bucket", "mailbricks", "S3 bucket, created if missing")
 	fs.IntVar(&c.Workers, "workers", 4, "delivery workers (jobs handled at once)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent SMTP connections per client IP (0: delivery's default, 20; negative: no limit)")
+	fs.IntVar(&c.ConnRatePerIP, "conn-rate-per-ip", 0, "SMTP connections a minute per client IP (0: delivery's default, 120; negative: no limit)")
+	fs.IntVar(&c.MessageRatePerIP, "message-rate-per-ip", 0, "SMTP transactions a minute per client IP (0: delivery's default, 300; negative: no limit)")
 	fs.DurationVar(&c.GCInterval, "gc-interval", 10*time.Minute, "how often unreferenced blobs are collected")
 	fs.DurationVar(&c.BlobGrace, "blob-grace", 24*time.Hour, "minimum age of a blob the collector deletes (it must exceed the time from storing a body to linking it)")
 	fs.BoolVar(&c.InsecureAuth, "insecure-auth", true, "allow SMTP AUTH without TLS on loopback connections (others always need STARTTLS)")

@@ -29,17 +29,22 @@ type smtpFront struct {
 // accounts, and binds both ports.
 func newSMTP(a *app) (*smtpFront, error) {
 	log := a.log.With("front", "smtp")
-	in, err := delivery.NewInbound(a.b.Blobs, a.b.Queue, &delivery.InboundOptions{
+	limits := func(o delivery.InboundOptions) delivery.InboundOptions {
+		o.MaxConnsPerIP, o.ConnRatePerIP, o.MessageRatePerIP = a.cfg.MaxConnsPerIP, a.cfg.ConnRatePerIP, a.cfg.MessageRatePerIP
+		return o
+	}
+	inOpts := limits(delivery.InboundOptions{
 		Hostname:  a.cfg.Hostname,
 		Recipient: a.recipient,
 		TLSConfig: a.tls,
 		Logger:    log,
 	})
+	in, err := delivery.NewInbound(a.b.Blobs, a.b.Queue, &inOpts)
 	if err != nil {
 		return nil, err
 	}
 	sub, err := delivery.NewSubmission(a.b.Blobs, a.b.Queue, a.b.Mailbox, &delivery.SubmissionOptions{
-		InboundOptions:    delivery.InboundOptions{Hostname: a.cfg.Hostname, TLSConfig: a.tls, Logger: log.With("port", "submission")},
+		InboundOptions:    limits(delivery.InboundOptions{Hostname: a.cfg.Hostname, TLSConfig: a.tls, Logger: log.With("port", "submission")}),
 		Authenticate:      a.accounts.Verify,
 		AllowInsecureAuth: a.cfg.InsecureAuth,
 	})
