@@ -38,18 +38,18 @@ type config struct {
 	Prefix                          string
 	S3Bucket                        string
 
-	Workers      int
+	Workers int
 	// Per-client-IP limits of both SMTP ports: 0 is delivery's default,
 	// negative no limit.
 	MaxConnsPerIP, ConnRatePerIP, MessageRatePerIP int
-	GCInterval   time.Duration
-	BlobGrace    time.Duration
-	InsecureAuth bool
-	TLSCert      string
-	TLSKey       string
-	DKIMSelector string
-	LogLevel     string
-	LogFormat    string
+	GCInterval                                     time.Duration
+	BlobGrace                                      time.Duration
+	InsecureAuth                                   bool
+	TLSCert                                        string
+	TLSKey                                         string
+	DKIMSelector                                   string
+	LogLevel                                       string
+	LogFormat                                      string
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,23}$`)
