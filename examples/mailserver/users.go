@@ -87,6 +87,10 @@ func hashPassword(pw string) (string, error) {
 type accounts struct {
 	store userStore
 
+	// dummy is a hash to check passwords of unknown users against, so a
+	// wrong name and a wrong password cost the same.
+	dummy []byte
+
 	mu    sync.Mutex
 	known map[string]verified
 }
@@ -97,7 +101,11 @@ type verified struct {
 }
 
 func newAccounts(s userStore) *accounts {
-	return &accounts{store: s, known: map[string]verified{}}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+	if err != nil {
+		panic(err) // only for a cost out of range
+	}
+	return &accounts{store: s, known: map[string]verified{}, dummy: dummy}
 }
 
 // Verify checks a user name and password and returns the user.
@@ -108,9 +116,7 @@ func (a *accounts) Verify(ctx context.Context, name, pw string) (mailbricks.User
 	}
 	hash, err := a.store.Hash(ctx, name)
 	if errors.Is(err, errNoUser) {
-		// Spend the time a real check takes, so a wrong name and a wrong
-		// password cost the same.
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(pw))
+		_ = bcrypt.CompareHashAndPassword(a.dummy, []byte(pw))
 		return "", delivery.ErrAuthFailed
 	}
 	if err != nil {
@@ -134,8 +140,6 @@ func (a *accounts) Verify(ctx context.Context, name, pw string) (mailbricks.User
 	a.mu.Unlock()
 	return mailbricks.UserID(name), nil
 }
-
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
 
 // Exists reports whether name is a user, for the RCPT hook.
 func (a *accounts) Exists(ctx context.Context, name string) (bool, error) {
