@@ -43,6 +43,9 @@ func (h *api) events(w http.ResponseWriter, r *http.Request, user mailbricks.Use
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == "HEAD" {
+		return nil
+	}
 	send := func(name string, v any) error {
 		b, err := json.Marshal(v)
 		if err != nil {

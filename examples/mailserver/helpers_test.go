@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "mailserver")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race") // the server runs under the race detector too
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -157,6 +161,7 @@ func (s *server) stop() {
 		s.t.Fatal("mailserver did not stop within 60s of SIGTERM")
 	}
 	require.True(s.t, s.cmd.ProcessState.Success(), "exit after SIGTERM: %v\nstderr:\n%s", s.cmd.ProcessState, s.errOut)
+	require.NotContains(s.t, s.errOut.String(), "DATA RACE")
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -164,6 +169,7 @@ func (s *server) kill() {
 	s.t.Helper()
 	s.cmd.Process.Kill()
 	<-s.exited
+	require.NotContains(s.t, s.errOut.String(), "DATA RACE")
 }
 
 func (s *server) client(user, pw string) *client {

@@ -147,6 +147,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	defer func() {
 		if err := a.b.Close(); err != nil {
 			log.Error("close", "err", err)
+		} else {
+			log.Info("stopped")
 		}
 	}()
 	a.accounts = newAccounts(a.b.Users)
@@ -197,7 +199,6 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err := context.Cause(runCtx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	log.Info("stopped")
 	return nil
 }
 
