@@ -94,6 +94,12 @@ func newHTTP(a *app) (*httpFront, error) {
 
 func (f *httpFront) addr() string { return f.l.Addr().String() }
 
+func (f *httpFront) front() front {
+	return front{name: "http", run: f.run, banner: []string{
+		fmt.Sprintf("HTTP        %-22s JSON API http://%s/api/ , events /api/events, /healthz", f.addr(), f.addr()),
+	}}
+}
+
 // run serves until ctx is done, then shuts down: the listener closes,
 // event streams end (their contexts derive from baseCtx), and requests in
 // flight get shutdownGrace to finish.

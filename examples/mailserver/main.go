@@ -116,15 +116,25 @@ func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("-log-format %q: text or json", cfg.LogFormat)
 }
 
+// front is one part of the running server: a protocol front or a
+// background worker.
+type front struct {
+	name string
+	// banner lines say what it serves where.
+	banner []string
+	run    func(context.Context) error
+}
+
 // serve runs the server until ctx is done (SIGINT or SIGTERM).
 //
 // Startup order: data directory and keys, blocks, accounts, then each front
 // binds its ports (so a taken port fails the start before anything serves),
 // then all run. The outbound worker (delivery.Outbound on the outgoing
 // topic) and the IMAP front, when they land, are one file each (outbound.go,
-// imap.go) whose constructor is called beside newSMTP and newHTTP below and
-// whose run function joins the fronts list; until then submitted mail waits
-// on the outgoing topic.
+// imap.go) whose constructor returns a front; they are appended to fronts
+// below, beside smtp and http, and the banner's "not wired in yet" lines
+// go away by themselves. Until then submitted mail waits on the outgoing
+// topic.
 func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
@@ -167,16 +177,13 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		smtpF.subL.Close()
 		return err
 	}
-	fronts := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"smtp", smtpF.run},
-		{"http", httpF.run},
-		{"blob-gc", a.collectBlobs},
+	fronts := []front{
+		smtpF.front(),
+		httpF.front(),
+		{name: "blob-gc", run: a.collectBlobs},
 	}
 
-	banner(stdout, a, httpF.addr(), smtpF, demo, tlsCreated, dkimCreated)
+	banner(stdout, a, fronts, demo, tlsCreated, dkimCreated)
 	log.Info("serving", "smtp", smtpF.inL.Addr(), "submission", smtpF.subL.Addr(), "http", httpF.addr())
 
 	// Any front failing stops the others; the signal stops all.
@@ -234,14 +241,22 @@ func createDemoUsers(ctx context.Context, a *app) ([]string, error) {
 	return lines, nil
 }
 
-func banner(w io.Writer, a *app, httpAddr string, s *smtpFront, demo []string, tlsCreated, dkimCreated bool) {
+func banner(w io.Writer, a *app, fronts []front, demo []string, tlsCreated, dkimCreated bool) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("mailbricks mailserver (%s)", a.cfg.Hostname)
-	p("  SMTP        %-22s mail from other servers (STARTTLS)", s.inL.Addr())
-	p("  submission  %-22s mail from your users, AUTH PLAIN/LOGIN (STARTTLS)", s.subL.Addr())
-	p("  HTTP        %-22s JSON API http://%s/api/ , events /api/events, /healthz", httpAddr, httpAddr)
-	p("  IMAP        %-22s reserved for the IMAP front (not wired in yet)", a.cfg.IMAPAddr)
-	p("  outbound    mail to other domains waits on the queue's %q topic until the outbound worker is wired in", delivery.DefaultOutgoingTopic)
+	has := map[string]bool{}
+	for _, f := range fronts {
+		has[f.name] = true
+		for _, l := range f.banner {
+			p("  %s", l)
+		}
+	}
+	if !has["imap"] {
+		p("  IMAP        %-22s reserved for the IMAP front (not wired in yet)", a.cfg.IMAPAddr)
+	}
+	if !has["outbound"] {
+		p("  outbound    sent mail waits on the queue's %q topic until the outbound worker is wired in", delivery.DefaultOutgoingTopic)
+	}
 	for _, w := range a.b.Where {
 		p("  %-11s %s", w[0], w[1])
 	}

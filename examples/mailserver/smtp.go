@@ -75,6 +75,13 @@ func newSMTP(a *app) (*smtpFront, error) {
 	return f, nil
 }
 
+func (f *smtpFront) front() front {
+	return front{name: "smtp", run: f.run, banner: []string{
+		fmt.Sprintf("SMTP        %-22s mail from other servers (STARTTLS)", f.inL.Addr()),
+		fmt.Sprintf("submission  %-22s mail from your users, AUTH PLAIN/LOGIN (STARTTLS)", f.subL.Addr()),
+	}}
+}
+
 // run serves both ports and the workers until ctx is done, then stops
 // accepting, lets the sessions and in-flight jobs finish (the worker
 // releases the leases of jobs it cannot finish in its grace period) and
