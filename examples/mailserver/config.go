@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // config is everything the flags set. Each flag's default is the embedded,
@@ -38,7 +40,8 @@ type config struct {
 	Prefix                          string
 	S3Bucket                        string
 
-	Workers int
+	Workers    int
+	BcryptCost int
 	// Per-client-IP limits of both SMTP ports: 0 is delivery's default,
 	// negative no limit.
 	MaxConnsPerIP, ConnRatePerIP, MessageRatePerIP int
@@ -72,6 +75,7 @@ func flags(fs *flag.FlagSet) *config {
 	fs.StringVar(&c.Prefix, "prefix", "mailbricks", "name prefix of the PostgreSQL schemas, NATS streams, Redis keys and S3 keys")
 	fs.StringVar(&c.S3Bucket, "s3-bucket", "mailbricks", "S3 bucket, created if missing")
 	fs.IntVar(&c.Workers, "workers", 4, "delivery workers (jobs handled at once)")
+	fs.IntVar(&c.BcryptCost, "bcrypt-cost", bcrypt.DefaultCost, "bcrypt cost of new password hashes (4 to 31; each step doubles the work of a check)")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent SMTP connections per client IP (0: delivery's default, 20; negative: no limit)")
 	fs.IntVar(&c.ConnRatePerIP, "conn-rate-per-ip", 0, "SMTP connections a minute per client IP (0: delivery's default, 120; negative: no limit)")
 	fs.IntVar(&c.MessageRatePerIP, "message-rate-per-ip", 0, "SMTP transactions a minute per client IP (0: delivery's default, 300; negative: no limit)")
@@ -92,6 +96,9 @@ func (c *config) check() error {
 	}
 	if c.Workers < 1 || c.Workers > 1000 {
 		return errors.New("-workers: 1 to 1000")
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("-bcrypt-cost: %d to %d", bcrypt.MinCost, bcrypt.MaxCost)
 	}
 	if c.GCInterval <= 0 || c.BlobGrace < time.Second {
 		return errors.New("-gc-interval must be positive and -blob-grace at least 1s")

@@ -38,8 +38,7 @@ func fuzzAPI(t testing.TB) (http.Handler, string, string) {
 	hash, err := bcrypt.GenerateFromPassword([]byte("fuzz-password"), bcrypt.MinCost)
 	require.NoError(t, err)
 	require.NoError(t, b.Users.Add(ctx, "fuzz@example.test", string(hash)))
-	a := &app{cfg: cfg, b: b, accounts: newAccounts(b.Users), log: log}
-	a.accounts.dummy = hash
+	a := &app{cfg: cfg, b: b, accounts: newAccounts(b.Users, bcrypt.MinCost), log: log}
 	msg := "From: a@example.org\r\nTo: fuzz@example.test\r\nSubject: seed\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n" +
 		"Content-Type: text/plain\r\n\r\nhello\r\n--x\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\nAAAA\r\n--x--\r\n"
 	m, err := b.Mailbox.Append(ctx, "fuzz@example.test", mailbox.Inbox, strings.NewReader(msg), nil)

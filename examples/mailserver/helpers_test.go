@@ -117,7 +117,9 @@ func newServer(t *testing.T, data string, extra ...string) *server {
 // flags.
 func (s *server) user(name, pw string) {
 	s.t.Helper()
-	args := append(append([]string{}, s.args...), "user", "add", name, "-password", pw)
+	// The cheapest bcrypt cost: the server checks each user's password
+	// once, and under the race detector bcrypt is slow.
+	args := append(append([]string{}, s.args...), "-bcrypt-cost", "4", "user", "add", name, "-password", pw)
 	out, err := exec.Command(binary, args...).CombinedOutput()
 	require.NoError(s.t, err, "user add: %s", out)
 }

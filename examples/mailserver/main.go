@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 			log.Info("stopped")
 		}
 	}()
-	a.accounts = newAccounts(a.b.Users)
+	a.accounts = newAccounts(a.b.Users, cfg.BcryptCost)
 	demo, err := createDemoUsers(ctx, a)
 	if err != nil {
 		return err
@@ -226,7 +226,7 @@ func createDemoUsers(ctx context.Context, a *app) ([]string, error) {
 			return nil, fmt.Errorf("-demo-domain: %w", err)
 		}
 		pw := generatePassword()
-		hash, err := hashPassword(pw)
+		hash, err := hashPassword(pw, a.cfg.BcryptCost)
 		if err != nil {
 			return nil, err
 		}
@@ -341,7 +341,7 @@ func userCommand(ctx context.Context, cfg *config, args []string, stdout, stderr
 		if generated {
 			*pw = generatePassword()
 		}
-		hash, err := hashPassword(*pw)
+		hash, err := hashPassword(*pw, cfg.BcryptCost)
 		if err != nil {
 			return err
 		}

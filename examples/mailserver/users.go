@@ -72,11 +72,11 @@ func generatePassword() string {
 	return string(b)
 }
 
-func hashPassword(pw string) (string, error) {
+func hashPassword(pw string, cost int) (string, error) {
 	if len(pw) < 8 || len(pw) > 72 {
 		return "", errors.New("a password has 8 to 72 bytes")
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
 	return string(h), err
 }
 
@@ -100,8 +100,10 @@ type verified struct {
 	digest [32]byte
 }
 
-func newAccounts(s userStore) *accounts {
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+// newAccounts returns accounts over s; cost is the bcrypt cost of the hash
+// unknown users' passwords are checked against (that of new passwords).
+func newAccounts(s userStore, cost int) *accounts {
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password"), cost)
 	if err != nil {
 		panic(err) // only for a cost out of range
 	}
