@@ -294,7 +294,12 @@ func testIsolation(t *testing.T, in, api *server) {
 	// Guessed IDs: a fresh UUIDv7, IDs next to alice's, a malformed one.
 	guesses := []string{mailbricks.NewMessageID().String(), mailbricks.NewMessageIDAt(time.Now().Add(-time.Second)).String()}
 	if b := []byte(id); len(b) > 0 {
-		b[len(b)-1] ^= 1
+		// The neighbour ID: another hex digit at the end.
+		if b[len(b)-1] == '0' {
+			b[len(b)-1] = '1'
+		} else {
+			b[len(b)-1] = '0'
+		}
 		guesses = append(guesses, string(b))
 	}
 	for _, g := range guesses {
