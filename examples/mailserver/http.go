@@ -83,7 +83,7 @@ func newHTTP(a *app) (*httpFront, error) {
 	return &httpFront{
 		l: l,
 		srv: &http.Server{
-			Handler:           h.handler(),
+			Handler:           instrumentHTTP(a, h.handler()), // metrics.go
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
@@ -154,9 +154,7 @@ func (h *api) handler() http.Handler {
 			writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: r.Method + " is not allowed here"})
 		})
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
-	})
+	h.mountExtras(mux) // webmail.go: the webmail at /, /metrics, extra API routes, JSON 404s
 	return mux
 }
 

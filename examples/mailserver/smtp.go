@@ -58,7 +58,7 @@ func newSMTP(a *app) (*smtpFront, error) {
 	f := &smtpFront{
 		inSrv:  in.NewServer(),
 		subSrv: sub.NewServer(),
-		worker: queue.NewWorker(a.b.Queue, delivery.DefaultTopic, deliver, &queue.WorkerOptions{
+		worker: queue.NewWorker(a.b.Queue, delivery.DefaultTopic, countDeliveries(a, delivery.DefaultTopic, deliver) /* metrics.go */, &queue.WorkerOptions{
 			Concurrency: a.cfg.Workers,
 			LeaseTTL:    leaseTTL,
 			Logger:      log.With("worker", delivery.DefaultTopic),
@@ -72,6 +72,8 @@ func newSMTP(a *app) (*smtpFront, error) {
 		return nil, fmt.Errorf("-submission: %w", err)
 	}
 	f.inL, f.subL = in.Listener(f.inL), sub.Listener(f.subL)
+	instrumentSMTP(a, f.inSrv, "smtp")        // metrics.go
+	instrumentSMTP(a, f.subSrv, "submission") // metrics.go
 	return f, nil
 }
 
