@@ -313,11 +313,12 @@ async function openMessage(id) {
 
   $("msg-subject").textContent = m.subject || "(no subject)";
   const meta = $("msg-meta");
-  meta.replaceChildren(
+  meta.replaceChildren(...[
     el("div", { text: "From: " + fmtAddrs(m.from) }),
     el("div", { text: "To: " + fmtAddrs(m.to) }),
     m.cc && m.cc.length ? el("div", { text: "Cc: " + fmtAddrs(m.cc) }) : null,
-    el("div", { text: "Date: " + new Date(m.date || m.received).toLocaleString() + " · " + fmtSize(m.size) + " · " + m.folder }));
+    el("div", { text: "Date: " + new Date(m.date || m.received).toLocaleString() + " · " + fmtSize(m.size) + " · " + m.folder }),
+  ].filter(Boolean));
   const atts = $("msg-attachments");
   atts.replaceChildren();
   for (const a of m.attachments || []) {
