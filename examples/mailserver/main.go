@@ -57,6 +57,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: mailserver [flags]                          serve")
 		fmt.Fprintln(stderr, "       mailserver [flags] user add|passwd NAME [-password P]")
 		fmt.Fprintln(stderr, "       mailserver [flags] user list")
+		fmt.Fprintln(stderr, "       mailserver [flags] import -user NAME [-folder F] MBOX-FILE|MAILDIR")
+		fmt.Fprintln(stderr, "       mailserver [flags] dkim show [-domain D] [-all]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -74,6 +76,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, cfg, stdout, stderr)
 	case rest[0] == "user":
 		err = userCommand(ctx, cfg, rest[1:], stdout, stderr)
+	case rest[0] == "import": // import.go
+		err = importCommand(ctx, cfg, rest[1:], stdout, stderr)
+	case rest[0] == "dkim": // dkim_show.go
+		err = dkimCommand(ctx, cfg, rest[1:], stdout, stderr)
 	default:
 		fs.Usage()
 		return 2
@@ -184,6 +190,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 
 	banner(stdout, a, fronts, demo, tlsCreated, dkimCreated)
+	dnsHint(stdout, a) // dkim_show.go
 	log.Info("serving", "smtp", smtpF.inL.Addr(), "submission", smtpF.subL.Addr(), "http", httpF.addr())
 
 	// Any front failing stops the others; the signal stops all.
