@@ -340,10 +340,10 @@ func (im *importer) countNew(ctx context.Context) {
 // progress counts an import's work and shows it: a bar redrawn in place on
 // a terminal, a line every interval otherwise.
 type progress struct {
-	start      time.Time
-	format     mailimport.Format
-	totalMsgs  int64 // 0 when unknown (mbox)
-	totalBytes int64
+	start                                                                time.Time
+	format                                                               mailimport.Format
+	totalMsgs                                                            int64 // 0 when unknown (mbox)
+	totalBytes                                                           int64
 	msgs, bytes, appended, stored, existing, malformed, tooLarge, failed atomic.Int64
 }
 
