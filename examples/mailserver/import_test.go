@@ -190,6 +190,14 @@ func TestImportMaildir(t *testing.T) {
 	require.Equal(t, importSummary{read: n, existing: n, malformed: sum.malformed}, sum2)
 
 	s.start()
+	// With embedded stores a running server holds the data directory: a
+	// clear error, not a crash.
+	cmd := exec.Command(binary, append(append([]string{}, s.args...), "import", "-user", user, root)...)
+	busy, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", busy)
+	require.Contains(t, string(busy), "is a server running on it?")
+
 	c := s.client(user, "import-pw-2")
 	require.EqualValues(t, 240+30+2+1, c.folder(t, "INBOX").Total)
 	require.EqualValues(t, 40, c.folder(t, "Archive/2024").Total)

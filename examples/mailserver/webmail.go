@@ -164,7 +164,7 @@ var (
 	}()
 	remoteImgRE = regexp.MustCompile(`(?is)<img\b[^>]*\bsrc\s*=\s*["']?\s*(?:https?:)?//[^>]*>`)
 	cssURLRE    = regexp.MustCompile(`(?i)url\s*\(\s*['"]?\s*(?:https?:)?//[^)]*\)`)
-	bgAttrRE    = regexp.MustCompile(`(?i)\sbackground\s*=\s*["']?[^"'\s>]*`)
+	bgAttrRE    = regexp.MustCompile(`(?i)\sbackground\s*=\s*("[^"]*"|'[^']*'|[^\s>]*)`)
 )
 
 // sanitizeHTML strips what a mail's HTML must not do when displayed: no
