@@ -189,11 +189,16 @@ func TestWebmailBrowser(t *testing.T) {
 	require.Contains(t, eval[string](t, ctx, `document.getElementById('msg-remote').textContent`), "Remote content blocked")
 	shot(t, ctx, dir, "04-html-message")
 
+	// Move it to Archive with the folder menu: it leaves the list, the
+	// folder appears with its count.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('move-select'); s.value = 'Archive'; s.dispatchEvent(new Event('change')); })()`)))
+	poll(t, ctx, "the message left the inbox list", `![...document.querySelectorAll('#msg-list li')].some(li => li.textContent.includes('Newsletter'))`)
+	poll(t, ctx, "the Archive folder listed", `[...document.querySelectorAll('#folder-list a')].some(a => a.dataset.folder === 'Archive')`)
+	waitFor(t, 10*time.Second, "moved over the API", func() bool { return c.folder(t, "Archive").Total == 1 })
+
 	// Search with the Gmail-style query.
-	require.NoError(t, chromedp.Do(ctx,
-		chromedp.Click(chromedp.ID("back-btn")),
-		chromedp.SendKeys(chromedp.ID("search"), "from:carol quarterly\r"),
-	))
+	require.True(t, eval[bool](t, ctx, `document.getElementById('read-pane').hidden`), "the reading pane closed after the move")
+	require.NoError(t, chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("search"), "from:carol quarterly\r")))
 	poll(t, ctx, "one search hit", `document.getElementById('list-title').textContent.includes('Search') && document.querySelectorAll('#msg-list li').length === 1 && document.querySelector('#msg-list li').textContent.includes('Quarterly report')`)
 	shot(t, ctx, dir, "05-search")
 
