@@ -217,6 +217,7 @@ func TestWebmailBrowser(t *testing.T) {
 	shot(t, ctx, dir, "06-compose")
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("c-send"))))
 	poll(t, ctx, "the compose dialog closes", `!document.getElementById('compose').open`)
+	poll(t, ctx, "the Sent folder listed", `[...document.querySelectorAll('#folder-list a')].some(a => a.dataset.folder === 'Sent')`)
 	var sent messageJSON
 	waitFor(t, 10*time.Second, "the Sent copy", func() bool {
 		for _, m := range c.all(t, "Sent") {
