@@ -104,10 +104,9 @@ func metricsHandler(a *app) http.Handler {
 type stateCollector struct {
 	a *app
 
-	mu       sync.Mutex
-	sizes    map[string]int64
-	sizesAt  time.Time
-	sizesErr error
+	mu      sync.Mutex
+	sizes   map[string]int64
+	sizesAt time.Time
 }
 
 var (
