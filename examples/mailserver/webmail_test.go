@@ -236,6 +236,16 @@ func TestWebmailBrowser(t *testing.T) {
 	require.Equal(t, 200, code)
 	require.Equal(t, attBody, string(got))
 
+	// Open it in Sent: the attachment link downloads it.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#folder-list a')].find(a => a.dataset.folder === 'Sent').click()`)))
+	poll(t, ctx, "the Sent list", `document.getElementById('list-title').textContent === 'Sent' && document.querySelectorAll('#msg-list li').length === 1`)
+	require.NoError(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('#msg-list li').click()`)))
+	poll(t, ctx, "the attachment link", `document.querySelector('#msg-attachments a.attachment') !== null`)
+	require.Equal(t, "notes.txt", eval[string](t, ctx, `document.querySelector('#msg-attachments a.attachment').getAttribute('download')`))
+	dl, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch(document.querySelector('#msg-attachments a.attachment').href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	require.Equal(t, attBody, dl, "the attachment link downloads the attachment")
+
 	// Back to the inbox; a message delivered over SMTP appears without reload.
 	require.NoError(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#folder-list a')].find(a => a.dataset.folder === 'INBOX').click()`)))
 	poll(t, ctx, "the inbox again", `document.getElementById('list-title').textContent === 'Inbox' && document.querySelectorAll('#msg-list li').length >= 50`)
