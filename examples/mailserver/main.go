@@ -190,8 +190,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 
 	banner(stdout, a, fronts, demo, tlsCreated, dkimCreated)
-	dnsHint(stdout, a) // dkim_show.go
 	log.Info("serving", "smtp", smtpF.inL.Addr(), "submission", smtpF.subL.Addr(), "http", httpF.addr())
+	dnsHint(stdout, a) // dkim_show.go: the DNS records a deployment needs
 
 	// Any front failing stops the others; the signal stops all.
 	runCtx, cancel := context.WithCancelCause(ctx)
