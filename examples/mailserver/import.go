@@ -79,12 +79,10 @@ func importCommand(ctx context.Context, cfg *config, args []string, stdout, stde
 			fmt.Fprintln(stderr, "mailserver: close:", err)
 		}
 	}()
-	ok, err := newAccounts(b.Users).Exists(ctx, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
+	if _, err := b.Users.Hash(ctx, name); errors.Is(err, errNoUser) {
 		return fmt.Errorf("no user %s (add it with `mailserver user add %s`)", name, name)
+	} else if err != nil {
+		return err
 	}
 	im := &importer{
 		mb: b.Mailbox, user: mailbricks.UserID(name), folder: mailbox.CanonicalFolderName(*folder),
