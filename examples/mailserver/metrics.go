@@ -130,10 +130,10 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 type lsmEngine interface{ DB() *lsm.DB }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	b := c.a.b
-	if b == nil {
+	if c.a == nil || c.a.b == nil || c.a.cfg == nil {
 		return
 	}
+	b := c.a.b
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if b.Queue != nil {
