@@ -168,6 +168,7 @@ func TestWebmailBrowser(t *testing.T) {
 		c.call(t, "GET", "/api/messages/"+qid, nil, 200, &m)
 		return m.Unread
 	})
+	poll(t, ctx, "the button offers to mark read", `document.getElementById('toggle-read-btn').textContent === 'Mark read'`)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.ID("toggle-read-btn"))))
 	waitFor(t, 10*time.Second, "marked read over the API", func() bool {
 		var m messageJSON
