@@ -56,10 +56,13 @@ type blocks struct {
 // -pg-url the mailbox, the index, the queue and the accounts, -nats-url the
 // queue, -redis-url reputation, -s3-url the blobs.
 func openBlocks(ctx context.Context, c *config, logger *slog.Logger) (b *blocks, err error) {
-	b = &blocks{}
+	// Every error return below sets b to nil, so the deferred cleanup closes
+	// what was opened through its own reference.
+	opened := &blocks{}
+	b = opened
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, b.Close())
+			err = errors.Join(err, opened.Close())
 		}
 	}()
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {

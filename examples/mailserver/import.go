@@ -444,16 +444,9 @@ func humanBytes(n int64) string {
 
 // openBlocksForCommand opens the blocks for a command. With embedded stores
 // a running server holds the data directory's locks, and openBlocks then
-// fails; its deferred cleanup (blocks.go) calls Close on the named result
-// that `return nil, err` has set to nil, which panics: report that as the
-// error it is rather than crash.
-func openBlocksForCommand(ctx context.Context, cfg *config, log *slog.Logger) (b *blocks, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			b, err = nil, fmt.Errorf("cannot open the stores in %s: is a server running on it? Stop it first (or import into a server on -pg-url): %v", cfg.Data, r)
-		}
-	}()
-	b, err = openBlocks(ctx, cfg, log)
+// fails: say what is the likely cause.
+func openBlocksForCommand(ctx context.Context, cfg *config, log *slog.Logger) (*blocks, error) {
+	b, err := openBlocks(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the stores in %s: is a server running on it? Stop it first (or import into a server on -pg-url): %w", cfg.Data, err)
 	}
