@@ -1,6 +1,7 @@
 package lsmindex
 
 import (
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -54,6 +55,14 @@ type Options struct {
 	// a Delete purge them from the postings (see [Backend.Purge]); a
 	// negative value disables automatic purges. The default is 10000.
 	PurgeAfter int
+	// MemoryBudget bounds the bytes of doc values (and the doc-number
+	// maps and orders built on them) that the backend keeps in memory for
+	// all users together. Past it, the least recently used users not in
+	// use are unloaded; their next call loads them again from the DB's
+	// compact doc-value chunks (see the package doc). A user in use stays
+	// loaded whatever its size. The lsm block cache and memtables are
+	// budgeted by CacheSize and MemTableSize. The default is 256 MiB.
+	MemoryBudget int64
 	// Logger receives lsm background events. The default discards them.
 	Logger *slog.Logger
 	// Index configures the [index.Index] that [OpenIndex] returns. The
@@ -68,10 +77,18 @@ type Backend struct {
 	ownDB  bool
 	wo     *lsm.WriteOptions
 	purge  int
-	mu     sync.Mutex // guards users and closed
+	budget int64
+	chunk  uint32
+	reseal int
+	mu     sync.Mutex // guards users, lru, cached, the users' refs and acct, and closed
 	users  map[mailbricks.UserID]*userState
+	lru    list.List // of *userState, most recently used first
+	cached int64     // sum of the users' acct
 	closed bool
 }
+
+// DefaultMemoryBudget is the default of [Options].MemoryBudget.
+const DefaultMemoryBudget = 256 << 20
 
 var _ index.GetBackend = (*Backend)(nil)
 
@@ -100,7 +117,8 @@ func Open(dir string, opts *Options) (*Backend, error) {
 // New returns a Backend on db, which must have been opened with [Merger]
 // as its Options.Merger and must hold no other data in the key ranges of
 // the users indexed. The Backend does not close db; the caller does,
-// after closing the Backend. Only opts.NoSync and opts.PurgeAfter are used.
+// after closing the Backend. Only opts.NoSync, opts.PurgeAfter and
+// opts.MemoryBudget are used.
 func New(db *lsm.DB, opts *Options) *Backend {
 	var o Options
 	if opts != nil {
@@ -114,7 +132,27 @@ func New(db *lsm.DB, opts *Options) *Backend {
 	if purge == 0 {
 		purge = 10000
 	}
-	return &Backend{db: db, wo: wo, purge: purge, users: map[mailbricks.UserID]*userState{}}
+	budget := o.MemoryBudget
+	if budget <= 0 {
+		budget = DefaultMemoryBudget
+	}
+	return &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
+}
+
+// CacheBytes returns the estimated bytes of doc values the backend holds
+// in memory now, the figure [Options].MemoryBudget bounds (users in use
+// may push it past the budget until they are released).
+func (b *Backend) CacheBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cached
+}
+
+// CachedUsers returns the number of users whose doc values are in memory.
+func (b *Backend) CachedUsers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.users)
 }
 
 // DB returns the underlying lsm DB, for flushes, compactions and metrics.
@@ -137,10 +175,20 @@ func (b *Backend) Close() error {
 }
 
 // userState is a user's doc values and doc-number bookkeeping, loaded
-// from the DB on first use and kept in memory. mu serializes writers for
-// the user (each holds it across its lsm commit, so chunks of one key are
-// appended in doc-number order) and excludes them from searches.
+// from the DB on first use and kept in memory until the memory budget
+// evicts it. mu serializes writers for the user (each holds it across its
+// lsm commit, so chunks of one key are appended in doc-number order) and
+// excludes them from searches.
+//
+// refs counts the calls that hold or wait for the state (guarded by the
+// Backend's mu): only a state with none is evicted, so two states of one
+// user never exist at once.
 type userState struct {
+	u    mailbricks.UserID
+	refs int
+	elem *list.Element
+	acct int64 // bytes accounted in Backend.cached
+
 	mu      sync.RWMutex
 	loaded  bool
 	next    uint32
@@ -148,9 +196,22 @@ type userState struct {
 	flags   []index.Flag // by doc number, a copy of docs[n].v.Flags for scans
 	dates   []int64      // by doc number, a copy of docs[n].date for scans
 	liveSet bitset       // by doc number: the live documents
+	// byID maps the live documents' IDs to doc numbers; nil until a call
+	// needs it (searches do not), then built under idMu or mu.
 	byID    map[mailbricks.MessageID]uint32
+	idMu    sync.Mutex
 	deleted []uint32 // deleted doc numbers whose postings are not purged
 	live    int
+	// strBytes estimates the bytes of the doc values' strings.
+	strBytes int64
+	// layout is the doc-value layout version recorded for the user (0:
+	// none); sealed is the number of leading chunks written; overlay the
+	// sealed doc numbers with an overlay marker.
+	layout  uint64
+	sealed  uint32
+	overlay []uint32
+	chunk   uint32 // doc numbers per chunk
+	reseal  int    // overlay markers that make a write reseal
 	// analyzer is the analyzer version recorded for the user, 0 if none;
 	// stale is set when the user has live documents analyzed by another
 	// version than index.AnalyzerVersion (see Backend.Search).
@@ -169,7 +230,7 @@ type docEntry struct {
 }
 
 // user returns the user's state, loaded, with mu held for writing if
-// write, else for reading.
+// write, else for reading. The caller gives it back with release.
 func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*userState, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -186,9 +247,13 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 	}
 	s := b.users[u]
 	if s == nil {
-		s = &userState{}
+		s = &userState{u: u, chunk: b.chunk, reseal: b.reseal}
 		b.users[u] = s
+		s.elem = b.lru.PushFront(s)
+	} else {
+		b.lru.MoveToFront(s.elem)
 	}
+	s.refs++
 	b.mu.Unlock()
 	for {
 		if write {
@@ -205,7 +270,8 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 		}
 		if !s.loaded {
 			if err := b.load(u, s); err != nil {
-				s.mu.Unlock()
+				s.reset()
+				b.release(s, true)
 				return nil, err
 			}
 		}
@@ -216,7 +282,62 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 	}
 }
 
-// load reads the user's doc records, deleted markers and next doc number.
+// release unlocks s (held for writing if write), accounts its size and
+// evicts the least recently used states past the budget.
+func (b *Backend) release(s *userState, write bool) {
+	size := s.size()
+	if write {
+		s.mu.Unlock()
+	} else {
+		s.mu.RUnlock()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s.refs--
+	b.cached += size - s.acct
+	s.acct = size
+	for e := b.lru.Back(); e != nil && b.cached > b.budget; {
+		prev := e.Prev()
+		if v := e.Value.(*userState); v.refs == 0 {
+			b.lru.Remove(e)
+			delete(b.users, v.u)
+			b.cached -= v.acct
+			v.acct = 0
+		}
+		e = prev
+	}
+}
+
+// perDoc estimates the bytes a document costs in memory besides its
+// strings: its docEntry, flag, date and order entries, and its share of
+// the live set.
+const perDoc = 8*24 + 2 + 8 + 4 + 1
+
+// size estimates the bytes s holds; the caller holds s.mu.
+func (s *userState) size() int64 {
+	n := int64(256) + int64(cap(s.docs))*perDoc + s.strBytes + int64(cap(s.deleted)+cap(s.overlay))*4
+	if s.byID != nil {
+		n += int64(len(s.byID)) * 48
+	}
+	return n
+}
+
+// ensureByID builds the ID map; the caller holds mu for writing, or for
+// reading and idMu.
+func (s *userState) ensureByID() {
+	if s.byID != nil {
+		return
+	}
+	s.byID = make(map[mailbricks.MessageID]uint32, s.live)
+	for n := range s.docs {
+		if d := &s.docs[n]; d.live {
+			s.byID[d.id] = uint32(n)
+		}
+	}
+}
+
+// load reads the user's doc values (sealed chunks, overlaid and unsealed
+// doc records), deleted markers, next doc number and versions.
 func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	s.reset()
 	v, err := b.db.Get(tableKey(u, tagNext))
@@ -229,7 +350,26 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
 	s.grow(s.next)
-	it, err := b.db.NewPrefixIter(tableKey(u, tagDoc))
+	v, err = b.db.Get(tableKey(u, tagLayout))
+	switch {
+	case err == nil:
+		n, k := binary.Uvarint(v)
+		if k <= 0 || n != layoutVersion {
+			return fmt.Errorf("lsmindex: load %s: %w: doc-value layout version", u, errCorrupt)
+		}
+		s.layout = n
+	case !errors.Is(err, lsm.ErrNotFound):
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	tail := uint32(0) // the first doc number read from doc records
+	if s.layout == layoutVersion {
+		if err := b.loadChunks(u, s); err != nil {
+			return fmt.Errorf("lsmindex: load %s: %w", u, err)
+		}
+		tail = s.sealed * s.chunk
+	}
+	lo := docKey(nil, u, tagDoc, tail)
+	it, err := b.db.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: lsm.PrefixUpperBound(tableKey(u, tagDoc))})
 	if err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
@@ -275,7 +415,130 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	s.stale = s.live > 0 && s.analyzer != index.AnalyzerVersion
 	s.rebuildOrder()
 	s.loaded = true
+	if s.layout != layoutVersion && s.next > 0 {
+		// Written before chunks existed: migrate.
+		if err := b.seal(u, s, nil); err != nil {
+			return fmt.Errorf("lsmindex: load %s: %w", u, err)
+		}
+	}
 	return nil
+}
+
+// loadChunks reads the user's sealed chunks, then the doc records of the
+// overlaid documents.
+func (b *Backend) loadChunks(u mailbricks.UserID, s *userState) error {
+	it, err := b.db.NewPrefixIter(tableKey(u, tagChunk))
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		c := binary.BigEndian.Uint32(k[len(k)-4:])
+		if c != s.sealed || uint64(c+1)*uint64(s.chunk) > uint64(s.next) {
+			break // chunks past a gap are not trusted
+		}
+		if err := decodeChunk(it.Value(), s, c*s.chunk); err != nil {
+			it.Close()
+			return err
+		}
+		s.sealed++
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	it, err = b.db.NewPrefixIter(tableKey(u, tagOverlay))
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		s.overlay = append(s.overlay, binary.BigEndian.Uint32(k[len(k)-4:]))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	var key []byte
+	for _, n := range s.overlay {
+		if n >= s.sealed*s.chunk {
+			continue // its doc record is read with the tail
+		}
+		key = docKey(key, u, tagDoc, n)
+		v, err := b.db.Get(key)
+		if errors.Is(err, lsm.ErrNotFound) {
+			if s.docs[n].live {
+				s.kill(n)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		id, vals, err := decodeDoc(v)
+		if err != nil {
+			return fmt.Errorf("doc %d: %w", n, err)
+		}
+		if s.docs[n].live {
+			s.kill(n)
+		}
+		s.put(n, docEntry{id: id, live: true, date: index.UnixOrZero(vals.Date), v: vals})
+	}
+	return nil
+}
+
+// seal writes the chunks that are complete and not yet written, rewrites
+// the chunks of the overlaid documents if there are resealAfter of them
+// (or if rewrite is set), and records the layout version. The caller holds
+// s.mu for writing and has published its writes to s.
+func (b *Backend) seal(u mailbricks.UserID, s *userState, batch *lsm.Batch) error {
+	full := s.next / s.chunk
+	reseal := len(s.overlay) >= s.reseal
+	if s.sealed == full && !reseal && s.layout == layoutVersion {
+		return nil
+	}
+	if batch == nil {
+		batch = b.db.NewBatch()
+	}
+	var key, val []byte
+	if reseal {
+		touched := map[uint32]bool{}
+		for _, n := range s.overlay {
+			if c := n / s.chunk; c < s.sealed {
+				touched[c] = true
+			}
+			key = docKey(key, u, tagOverlay, n)
+			batch.Delete(key)
+		}
+		for c := range touched {
+			val = encodeChunk(val[:0], s, c*s.chunk, s.chunk)
+			batch.Set(chunkKey(key, u, c), val)
+		}
+	}
+	for c := s.sealed; c < full; c++ {
+		val = encodeChunk(val[:0], s, c*s.chunk, s.chunk)
+		batch.Set(chunkKey(key, u, c), val)
+	}
+	if s.layout != layoutVersion {
+		batch.Set(tableKey(u, tagLayout), binary.AppendUvarint(nil, layoutVersion))
+	}
+	if err := batch.Commit(b.wo); err != nil {
+		return fmt.Errorf("lsmindex: seal: %w", err)
+	}
+	if reseal {
+		s.overlay = nil
+	}
+	s.sealed = full
+	s.layout = layoutVersion
+	return nil
+}
+
+// touch records in batch that sealed document n's doc record changes.
+func (s *userState) touch(batch *lsm.Batch, key []byte, u mailbricks.UserID, n uint32) []byte {
+	if n < s.sealed*s.chunk && !slices.Contains(s.overlay, n) {
+		key = docKey(key, u, tagOverlay, n)
+		batch.Set(key, nil)
+		s.overlay = append(s.overlay, n)
+	}
+	return key
 }
 
 // reset empties s, keeping its lock.
@@ -283,7 +546,8 @@ func (s *userState) reset() {
 	s.loaded, s.next, s.docs, s.deleted, s.live, s.order = false, 0, nil, nil, 0, nil
 	s.analyzer, s.stale = 0, false
 	s.flags, s.dates, s.liveSet = nil, nil, nil
-	s.byID = map[mailbricks.MessageID]uint32{}
+	s.byID = nil
+	s.strBytes, s.layout, s.sealed, s.overlay = 0, 0, 0, nil
 }
 
 // grow extends the per-doc arrays to n documents.
@@ -304,8 +568,11 @@ func (s *userState) put(n uint32, e docEntry) {
 	s.flags[n] = e.v.Flags
 	s.dates[n] = e.date
 	s.liveSet.set(n)
-	s.byID[e.id] = n
+	if s.byID != nil {
+		s.byID[e.id] = n
+	}
 	s.live++
+	s.strBytes += docStrBytes(&e.v)
 }
 
 // kill marks document n deleted.
@@ -379,7 +646,8 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
+	s.ensureByID()
 	// The last document of an ID wins.
 	last := make(map[mailbricks.MessageID]int, len(docs))
 	for i, d := range docs {
@@ -485,6 +753,9 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	for _, n := range replaced {
 		batch.Set(docKey(key, u, tagDeleted, n), nil)
 	}
+	for _, n := range replaced {
+		key = s.touch(batch, key, u, n)
+	}
 	newDocs := slices.Clone(added)
 	if err := ctx.Err(); err != nil {
 		return err
@@ -515,7 +786,7 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	}
 	s.next = next
 	s.mergeOrder(newDocs)
-	return nil
+	return b.seal(u, s, nil)
 }
 
 // analyze accumulates the postings of docs, numbered nums, keyed by field
@@ -551,7 +822,8 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
+	s.ensureByID()
 	batch := b.db.NewBatch()
 	var key []byte
 	var gone []uint32
@@ -567,6 +839,7 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		batch.Delete(key)
 		key = docKey(key, u, tagDeleted, n)
 		batch.Set(key, nil)
+		key = s.touch(batch, key, u, n)
 	}
 	if len(gone) == 0 {
 		return nil
@@ -579,6 +852,9 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		s.kill(n)
 	}
 	s.deleted = append(s.deleted, gone...)
+	if err := b.seal(u, s, nil); err != nil {
+		return err
+	}
 	if b.purge > 0 && len(s.deleted) >= b.purge {
 		return b.purgeLocked(ctx, u, s)
 	}
@@ -591,18 +867,23 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
+	s.ensureByID()
 	n, ok := s.byID[id]
 	if !ok {
 		return index.ErrNotFound
 	}
-	if err := b.db.Set(docKey(nil, u, tagDoc, n), encodeDoc(nil, id, &v), b.wo); err != nil {
+	batch := b.db.NewBatch()
+	batch.Set(docKey(nil, u, tagDoc, n), encodeDoc(nil, id, &v))
+	s.touch(batch, nil, u, n)
+	if err := batch.Commit(b.wo); err != nil {
 		return fmt.Errorf("lsmindex: update: %w", err)
 	}
 	v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
 	v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
 	v.Keywords = slices.Clone(v.Keywords)
 	e := &s.docs[n]
+	s.strBytes += docStrBytes(&v) - docStrBytes(&e.v)
 	e.v = v
 	s.flags[n] = v.Flags
 	if d := index.UnixOrZero(v.Date); d != e.date {
@@ -610,7 +891,7 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 		s.dates[n] = d
 		s.rebuildOrder()
 	}
-	return nil
+	return b.seal(u, s, nil)
 }
 
 // Get implements [index.GetBackend].
@@ -619,7 +900,10 @@ func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.Me
 	if err != nil {
 		return index.Values{}, err
 	}
-	defer s.mu.RUnlock()
+	defer b.release(s, false)
+	s.idMu.Lock()
+	s.ensureByID()
+	s.idMu.Unlock()
 	n, ok := s.byID[id]
 	if !ok || !s.docs[n].live {
 		return index.Values{}, index.ErrNotFound
@@ -645,7 +929,7 @@ func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbri
 			items = append(items, item{e.id, e.v})
 		}
 	}
-	s.mu.RUnlock()
+	b.release(s, false)
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -663,7 +947,7 @@ func (b *Backend) DeleteUser(ctx context.Context, u mailbricks.UserID) error {
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
 	p := userPrefix(u)
 	if err := b.db.DeleteRange(p, lsm.PrefixUpperBound(p), b.wo); err != nil {
 		return fmt.Errorf("lsmindex: delete user: %w", err)
@@ -687,7 +971,7 @@ func (b *Backend) Purge(ctx context.Context, u mailbricks.UserID) error {
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
 	return b.purgeLocked(ctx, u, s)
 }
 

@@ -97,7 +97,7 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	if err != nil {
 		return nil, err
 	}
-	defer s.mu.RUnlock()
+	defer b.release(s, false)
 	if s.stale && s.live > 0 {
 		return nil, fmt.Errorf("lsmindex: search %s: analyzer version %d, want %d: %w", u, max(s.analyzer, 1), index.AnalyzerVersion, index.ErrStale)
 	}
