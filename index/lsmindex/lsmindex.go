@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/index"
@@ -183,19 +185,28 @@ func (b *Backend) Close() error {
 // refs counts the calls that hold or wait for the state (guarded by the
 // Backend's mu): only a state with none is evicted, so two states of one
 // user never exist at once.
+type atomicSeg = atomic.Pointer[[]index.Values]
+
 type userState struct {
 	u    mailbricks.UserID
 	refs int
 	elem *list.Element
 	acct int64 // bytes accounted in Backend.cached
 
-	mu      sync.RWMutex
-	loaded  bool
-	next    uint32
-	docs    []docEntry   // by doc number
-	flags   []index.Flag // by doc number, a copy of docs[n].v.Flags for scans
-	dates   []int64      // by doc number, a copy of docs[n].date for scans
-	liveSet bitset       // by doc number: the live documents
+	mu     sync.RWMutex
+	loaded bool
+	next   uint32
+	// The doc values, by doc number: IDs, dates (Unix seconds) and flags
+	// as columns, loaded eagerly; the rest of each document's Values in
+	// one segment per chunk of doc numbers, decoded from the DB's chunk
+	// the first time a call needs it (see docvalues.go).
+	ids     []mailbricks.MessageID
+	dates   []int64
+	flags   []index.Flag
+	liveSet bitset // the live documents
+	segs    []atomicSeg
+	segMu   sync.Mutex
+	db      *lsm.DB
 	// byID maps the live documents' IDs to doc numbers; nil until a call
 	// needs it (searches do not), then built under idMu or mu.
 	byID    map[mailbricks.MessageID]uint32
@@ -217,16 +228,9 @@ type userState struct {
 	// version than index.AnalyzerVersion (see Backend.Search).
 	analyzer uint64
 	stale    bool
-	// order holds doc numbers sorted newest first (date, then ID, both
-	// descending); it may hold dead doc numbers, which searches skip.
+	// order holds doc numbers sorted oldest first (date, then ID, both
+	// ascending); it may hold dead doc numbers, which searches skip.
 	order []uint32
-}
-
-type docEntry struct {
-	id   mailbricks.MessageID
-	live bool
-	date int64
-	v    index.Values
 }
 
 // user returns the user's state, loaded, with mu held for writing if
@@ -247,7 +251,7 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 	}
 	s := b.users[u]
 	if s == nil {
-		s = &userState{u: u, chunk: b.chunk, reseal: b.reseal}
+		s = &userState{u: u, chunk: b.chunk, reseal: b.reseal, db: b.db}
 		b.users[u] = s
 		s.elem = b.lru.PushFront(s)
 	} else {
@@ -308,14 +312,21 @@ func (b *Backend) release(s *userState, write bool) {
 	}
 }
 
-// perDoc estimates the bytes a document costs in memory besides its
-// strings: its docEntry, flag, date and order entries, and its share of
-// the live set.
-const perDoc = 8*24 + 2 + 8 + 4 + 1
+// perDoc is the bytes a document costs in the eager columns (ID, date,
+// flags, live bit).
+const perDoc = 16 + 8 + 2 + 1
 
 // size estimates the bytes s holds; the caller holds s.mu.
 func (s *userState) size() int64 {
-	n := int64(256) + int64(cap(s.docs))*perDoc + s.strBytes + int64(cap(s.deleted)+cap(s.overlay))*4
+	n := int64(256) + int64(cap(s.ids))*perDoc + s.strBytes + int64(cap(s.deleted)+cap(s.overlay)+cap(s.order))*4
+	s.segMu.Lock()
+	defer s.segMu.Unlock()
+	for i := range s.segs {
+		if seg := s.segs[i].Load(); seg != nil {
+			n += int64(len(*seg)) * int64(unsafe.Sizeof(index.Values{}))
+		}
+	}
+
 	if s.byID != nil {
 		n += int64(len(s.byID)) * 48
 	}
@@ -329,11 +340,7 @@ func (s *userState) ensureByID() {
 		return
 	}
 	s.byID = make(map[mailbricks.MessageID]uint32, s.live)
-	for n := range s.docs {
-		if d := &s.docs[n]; d.live {
-			s.byID[d.id] = uint32(n)
-		}
-	}
+	s.liveSet.each(func(n uint32) { s.byID[s.ids[n]] = n })
 }
 
 // load reads the user's doc values (sealed chunks, overlaid and unsealed
@@ -385,7 +392,10 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 			it.Close()
 			return fmt.Errorf("lsmindex: load %s: doc %d: %w", u, n, errCorrupt)
 		}
-		s.put(n, docEntry{id: id, live: true, date: index.UnixOrZero(vals.Date), v: vals})
+		if err := s.put(n, id, vals); err != nil {
+			it.Close()
+			return fmt.Errorf("lsmindex: load %s: %w", u, err)
+		}
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
@@ -437,7 +447,7 @@ func (b *Backend) loadChunks(u mailbricks.UserID, s *userState) error {
 		if c != s.sealed || uint64(c+1)*uint64(s.chunk) > uint64(s.next) {
 			break // chunks past a gap are not trusted
 		}
-		if err := decodeChunk(it.Value(), s, c*s.chunk); err != nil {
+		if err := decodeChunk(it.Value(), s, c); err != nil {
 			it.Close()
 			return err
 		}
@@ -465,7 +475,7 @@ func (b *Backend) loadChunks(u mailbricks.UserID, s *userState) error {
 		key = docKey(key, u, tagDoc, n)
 		v, err := b.db.Get(key)
 		if errors.Is(err, lsm.ErrNotFound) {
-			if s.docs[n].live {
+			if s.liveSet.has(n) {
 				s.kill(n)
 			}
 			continue
@@ -477,10 +487,12 @@ func (b *Backend) loadChunks(u mailbricks.UserID, s *userState) error {
 		if err != nil {
 			return fmt.Errorf("doc %d: %w", n, err)
 		}
-		if s.docs[n].live {
+		if s.liveSet.has(n) {
 			s.kill(n)
 		}
-		s.put(n, docEntry{id: id, live: true, date: index.UnixOrZero(vals.Date), v: vals})
+		if err := s.put(n, id, vals); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -499,6 +511,7 @@ func (b *Backend) seal(u mailbricks.UserID, s *userState, batch *lsm.Batch) erro
 		batch = b.db.NewBatch()
 	}
 	var key, val []byte
+	var err error
 	if reseal {
 		touched := map[uint32]bool{}
 		for _, n := range s.overlay {
@@ -509,12 +522,16 @@ func (b *Backend) seal(u mailbricks.UserID, s *userState, batch *lsm.Batch) erro
 			batch.Delete(key)
 		}
 		for c := range touched {
-			val = encodeChunk(val[:0], s, c*s.chunk, s.chunk)
+			if val, err = encodeChunk(val[:0], s, c*s.chunk, s.chunk); err != nil {
+				return fmt.Errorf("lsmindex: seal: %w", err)
+			}
 			batch.Set(chunkKey(key, u, c), val)
 		}
 	}
 	for c := s.sealed; c < full; c++ {
-		val = encodeChunk(val[:0], s, c*s.chunk, s.chunk)
+		if val, err = encodeChunk(val[:0], s, c*s.chunk, s.chunk); err != nil {
+			return fmt.Errorf("lsmindex: seal: %w", err)
+		}
 		batch.Set(chunkKey(key, u, c), val)
 	}
 	if s.layout != layoutVersion {
@@ -543,86 +560,112 @@ func (s *userState) touch(batch *lsm.Batch, key []byte, u mailbricks.UserID, n u
 
 // reset empties s, keeping its lock.
 func (s *userState) reset() {
-	s.loaded, s.next, s.docs, s.deleted, s.live, s.order = false, 0, nil, nil, 0, nil
+	s.loaded, s.next, s.deleted, s.live, s.order = false, 0, nil, 0, nil
 	s.analyzer, s.stale = 0, false
-	s.flags, s.dates, s.liveSet = nil, nil, nil
+	s.ids, s.flags, s.dates, s.liveSet, s.segs = nil, nil, nil, nil, nil
 	s.byID = nil
 	s.strBytes, s.layout, s.sealed, s.overlay = 0, 0, 0, nil
 }
 
-// grow extends the per-doc arrays to n documents.
-func (s *userState) grow(n uint32) {
-	for uint32(len(s.docs)) < n {
-		s.docs = append(s.docs, docEntry{})
-		s.flags = append(s.flags, 0)
-		s.dates = append(s.dates, 0)
-	}
-	for uint32(len(s.liveSet)) < (n+63)/64 {
-		s.liveSet = append(s.liveSet, 0)
-	}
-}
-
-// put records live document n.
-func (s *userState) put(n uint32, e docEntry) {
-	s.docs[n] = e
-	s.flags[n] = e.v.Flags
-	s.dates[n] = e.date
-	s.liveSet.set(n)
-	if s.byID != nil {
-		s.byID[e.id] = n
-	}
-	s.live++
-	s.strBytes += docStrBytes(&e.v)
-}
-
-// kill marks document n deleted.
-func (s *userState) kill(n uint32) {
-	s.docs[n].live = false
-	s.liveSet.clear(n)
-	s.live--
-}
-
-// newer reports whether doc a sorts before doc b newest first.
-func (s *userState) newer(a, b uint32) bool {
-	da, db := &s.docs[a], &s.docs[b]
-	return index.Less(index.SortNewest, da.date, da.id, db.date, db.id)
-}
-
-func (s *userState) rebuildOrder() {
-	s.order = s.order[:0]
-	for n := range s.docs {
-		if s.docs[n].live {
-			s.order = append(s.order, uint32(n))
-		}
-	}
-	slices.SortFunc(s.order, func(a, b uint32) int {
-		if s.newer(a, b) {
-			return -1
-		}
-		if s.newer(b, a) {
-			return 1
-		}
-		return 0
-	})
-}
-
-// mergeOrder merges the sorted new doc numbers into order, dropping dead
-// doc numbers on the way.
-func (s *userState) mergeOrder(added []uint32) {
-	slices.SortFunc(added, func(a, b uint32) int {
-		if s.newer(a, b) {
-			return -1
-		}
+// cmpOldest orders doc numbers oldest first.
+func (s *userState) cmpOldest(a, b uint32) int {
+	switch {
+	case s.newer(b, a):
+		return -1
+	case s.newer(a, b):
 		return 1
-	})
+	}
+	return 0
+}
+
+// rebuildOrder sorts the live doc numbers oldest first. Doc numbers are
+// usually allocated in date order (mail arrives in time order), so the
+// order is checked before it is sorted. The sort is a radix sort of the
+// dates (least significant byte first, over the bytes in which they
+// differ), then a sort by ID of each run of equal dates.
+func (s *userState) rebuildOrder() {
+	order := make([]uint32, 0, s.live)
+	s.liveSet.each(func(n uint32) { order = append(order, n) })
+	if !s.sortedOldest(order) {
+		radixByDate(order, s.dates)
+		for i := 0; i < len(order); {
+			j := i + 1
+			for j < len(order) && s.dates[order[j]] == s.dates[order[i]] {
+				j++
+			}
+			if j-i > 1 {
+				slices.SortFunc(order[i:j], s.cmpOldest)
+			}
+			i = j
+		}
+	}
+	s.order = order
+}
+
+// sortedOldest reports whether order is sorted oldest first.
+func (s *userState) sortedOldest(order []uint32) bool {
+	for i := 1; i < len(order); i++ {
+		a, b := s.dates[order[i-1]], s.dates[order[i]]
+		if a > b || a == b && s.ids[order[i-1]].Compare(s.ids[order[i]]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// radixByDate sorts doc numbers by dates[n], ascending, stably.
+func radixByDate(order []uint32, dates []int64) {
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, n := range order {
+		lo, hi = min(lo, dates[n]), max(hi, dates[n])
+	}
+	span := uint64(hi - lo)
+	tmp := make([]uint32, len(order))
+	src, dst := order, tmp
+	for shift := 0; shift < 64 && span>>shift != 0; shift += 8 {
+		var count [257]int
+		for _, n := range src {
+			count[(uint64(dates[n]-lo)>>shift)&0xff+1]++
+		}
+		for i := 1; i < 257; i++ {
+			count[i] += count[i-1]
+		}
+		for _, n := range src {
+			d := (uint64(dates[n]-lo) >> shift) & 0xff
+			dst[count[d]] = n
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &order[0] {
+		copy(order, src)
+	}
+}
+
+// mergeOrder merges the new doc numbers into order. New mail is usually
+// the newest, which appends; otherwise the two are merged, dropping dead
+// doc numbers on the way. Appending leaves dead doc numbers in order
+// (searches skip them); they are dropped once they are half of it.
+func (s *userState) mergeOrder(added []uint32) {
+	slices.SortFunc(added, s.cmpOldest)
+	if len(s.order) > 2*s.live+64 {
+		s.order = slices.DeleteFunc(s.order, func(n uint32) bool { return !s.liveSet.has(n) })
+	}
+	if len(added) == 0 {
+		return
+	}
+	if len(s.order) == 0 || s.newer(added[0], s.order[len(s.order)-1]) {
+		s.order = append(s.order, added...)
+		return
+	}
 	out := make([]uint32, 0, len(s.order)+len(added))
 	i, j := 0, 0
 	for i < len(s.order) || j < len(added) {
-		if i < len(s.order) && !s.docs[s.order[i]].live {
+		if i < len(s.order) && !s.liveSet.has(s.order[i]) {
 			i++
 			continue
 		}
-		if j == len(added) || (i < len(s.order) && s.newer(s.order[i], added[j])) {
+		if j == len(added) || (i < len(s.order) && s.newer(added[j], s.order[i])) {
 			out = append(out, s.order[i])
 			i++
 		} else {
@@ -779,10 +822,12 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		n := added[0]
 		added = added[1:]
 		v := d.Values
-		v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
-		v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
 		v.Keywords = slices.Clone(v.Keywords)
-		s.put(n, docEntry{id: d.ID, live: true, date: index.UnixOrZero(v.Date), v: v})
+		if err := s.put(n, d.ID, v); err != nil {
+			// The write is committed; the state is not: load it again.
+			s.reset()
+			return fmt.Errorf("lsmindex: index: %w", err)
+		}
 	}
 	s.next = next
 	s.mergeOrder(newDocs)
@@ -848,7 +893,7 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		return fmt.Errorf("lsmindex: delete: %w", err)
 	}
 	for _, n := range gone {
-		delete(s.byID, s.docs[n].id)
+		delete(s.byID, s.ids[n])
 		s.kill(n)
 	}
 	s.deleted = append(s.deleted, gone...)
@@ -879,16 +924,13 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 	if err := batch.Commit(b.wo); err != nil {
 		return fmt.Errorf("lsmindex: update: %w", err)
 	}
-	v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
-	v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
 	v.Keywords = slices.Clone(v.Keywords)
-	e := &s.docs[n]
-	s.strBytes += docStrBytes(&v) - docStrBytes(&e.v)
-	e.v = v
-	s.flags[n] = v.Flags
-	if d := index.UnixOrZero(v.Date); d != e.date {
-		e.date = d
-		s.dates[n] = d
+	old := s.dates[n]
+	if err := s.set(n, v); err != nil {
+		s.reset()
+		return fmt.Errorf("lsmindex: update: %w", err)
+	}
+	if s.dates[n] != old {
 		s.rebuildOrder()
 	}
 	return b.seal(u, s, nil)
@@ -905,10 +947,14 @@ func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.Me
 	s.ensureByID()
 	s.idMu.Unlock()
 	n, ok := s.byID[id]
-	if !ok || !s.docs[n].live {
+	if !ok || !s.liveSet.has(n) {
 		return index.Values{}, index.ErrNotFound
 	}
-	v := s.docs[n].v
+	p, err := s.value(n)
+	if err != nil {
+		return index.Values{}, fmt.Errorf("lsmindex: get: %w", err)
+	}
+	v := *p
 	v.Keywords = slices.Clone(v.Keywords)
 	return v, nil
 }
@@ -924,12 +970,20 @@ func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbri
 		v  index.Values
 	}
 	items := make([]item, 0, s.live)
-	for i := range s.docs {
-		if e := &s.docs[i]; e.live {
-			items = append(items, item{e.id, e.v})
+	s.liveSet.each(func(n uint32) {
+		p, e := s.value(n)
+		if e != nil {
+			err = e
+			return
 		}
-	}
+		v := *p
+		v.Keywords = slices.Clone(v.Keywords)
+		items = append(items, item{s.ids[n], v})
+	})
 	b.release(s, false)
+	if err != nil {
+		return fmt.Errorf("lsmindex: list: %w", err)
+	}
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			return err
