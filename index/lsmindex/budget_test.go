@@ -187,3 +187,19 @@ func TestLegacyMigration(t *testing.T) {
 	require.NoError(t, err, "the load migrated the user")
 	require.Equal(t, uint32(200/16), lsmindex.Sealed(b, u))
 }
+
+// TestSmallUserCost appends documents one at a time, as a mailbox does,
+// and requires a small user to cost memory in proportion to its
+// documents, not a whole chunk of doc numbers.
+func TestSmallUserCost(t *testing.T) {
+	b, err := lsmindex.Open("db", &lsmindex.Options{FS: vfs.NewMem(), NoSync: true})
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	require.NoError(t, b.Index(ctx, "u", nil), "an empty batch is a no-op")
+	docs := indextest.RandomDocuments(1, 100)
+	for _, d := range docs {
+		require.NoError(t, b.Index(ctx, "u", []*index.Document{d}))
+	}
+	require.Less(t, b.CacheBytes(), int64(100*500), "about 300 bytes a document")
+}

@@ -47,8 +47,9 @@ func (s *userState) seg(n uint32) ([]index.Values, error) {
 	if p := s.segs[c].Load(); p != nil {
 		return *p, nil
 	}
-	seg := make([]index.Values, s.chunk)
+	var seg []index.Values
 	if c < s.sealed {
+		seg = make([]index.Values, s.chunk)
 		// Not decoded since the chunk was loaded, so unchanged since:
 		// the DB's chunk is what was loaded (a reseal or a seal writes a
 		// chunk only from decoded segments).
@@ -93,6 +94,18 @@ func (s *userState) set(n uint32, v index.Values) error {
 	seg, err := s.seg(n)
 	if err != nil {
 		return err
+	}
+	if i := int(n % s.chunk); i >= len(seg) {
+		// The unsealed tail's segment grows with it, so a small user
+		// does not pay for a whole chunk.
+		if i < cap(seg) {
+			seg = seg[:i+1]
+		} else {
+			grown := make([]index.Values, i+1, min(int(s.chunk), max(2*cap(seg), i+1, 8)))
+			copy(grown, seg)
+			seg = grown
+		}
+		s.segs[n/s.chunk].Store(&seg)
 	}
 	v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
 	v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))

@@ -323,7 +323,7 @@ func (s *userState) size() int64 {
 	defer s.segMu.Unlock()
 	for i := range s.segs {
 		if seg := s.segs[i].Load(); seg != nil {
-			n += int64(len(*seg)) * int64(unsafe.Sizeof(index.Values{}))
+			n += int64(cap(*seg)) * int64(unsafe.Sizeof(index.Values{}))
 		}
 	}
 
@@ -680,6 +680,12 @@ func (s *userState) mergeOrder(added []uint32) {
 // for each (field, term) of the batch one postings chunk is appended with
 // a merge operand, so indexing never reads postings.
 func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.Document) error {
+	if len(docs) == 0 {
+		if err := u.Validate(); err != nil {
+			return fmt.Errorf("lsmindex: %w", err)
+		}
+		return ctx.Err()
+	}
 	for _, d := range docs {
 		if d == nil || d.ID == (mailbricks.MessageID{}) {
 			return fmt.Errorf("lsmindex: %w: nil document or zero ID", index.ErrInvalidDocument)
@@ -837,7 +843,7 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 // analyze accumulates the postings of docs, numbered nums, keyed by field
 // byte and term.
 func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
-	accs := make(map[string]*termAcc, 4096)
+	accs := make(map[string]*termAcc, min(4096, 256*len(docs)))
 	var slab []termAcc
 	var kb []byte
 	for i, d := range docs {

@@ -21,8 +21,8 @@ import (
 // the documents left and checks that term i occurs at p+i for some p. The
 // final set is masked with the live documents (deleted documents'
 // postings stay until a purge), its population count is the total, and
-// the page is read off the user's newest-first order of doc numbers,
-// skipping documents not in the set, so "newest first" costs a walk of
+// the page is read off the user's date order of doc numbers (from its end
+// for newest first), skipping documents not in the set, so a page costs a walk of
 // the order, not a sort.
 
 type bitset []uint64
