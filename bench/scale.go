@@ -131,7 +131,9 @@ func (st *scaleStores) Close() error {
 	return err
 }
 
-func scaleUser(i int) mailbricks.UserID { return mailbricks.UserID(fmt.Sprintf("user%05d@example.com", i)) }
+func scaleUser(i int) mailbricks.UserID {
+	return mailbricks.UserID(fmt.Sprintf("user%05d@example.com", i))
+}
 
 func (s *scaleSuite) Run(impl string, c *config, r *reporter) error {
 	users := map[string]int{"small": s.usersSmall, "large": s.usersLarge}[impl]
