@@ -65,7 +65,7 @@
 // bytes a document plus, for the chunks decoded, about 140 bytes a
 // document and its strings; [Backend.CacheBytes] reports the total. The
 // lsm engine's block cache ([Options].CacheSize, default 64 MiB) and
-// memtables ([Options].MemTableSize each, default 64 MiB) are
+// memtables ([Options].MemTableSize each, default 64 MiB, at most three) are
 // the backend's other memory; nothing else grows with the number of
 // users or documents.
 //

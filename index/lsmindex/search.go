@@ -21,9 +21,9 @@ import (
 // the documents left and checks that term i occurs at p+i for some p. The
 // final set is masked with the live documents (deleted documents'
 // postings stay until a purge), its population count is the total, and
-// the page is read off the user's date order of doc numbers (from its end
-// for newest first), skipping documents not in the set, so a page costs a walk of
-// the order, not a sort.
+// the page is read off the user's date order of doc numbers (from its
+// end for newest first), skipping documents not in the set, so a page
+// costs a walk of the order, not a sort.
 
 type bitset []uint64
 
