@@ -29,7 +29,8 @@
 // postings that name deleted documents as single chunks without them and
 // removes the markers; the lsm engine's own compactions fold the merge
 // operands of every other key. Updates of doc values rewrite only the doc
-// record.
+// record (and, for a document of a sealed chunk, write its overlay marker:
+// see Cold start).
 //
 // # Reads
 //
