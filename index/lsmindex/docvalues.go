@@ -60,6 +60,11 @@ func (s *userState) seg(n uint32) ([]index.Values, error) {
 		if err := decodeRest(b, s, c, seg); err != nil {
 			return nil, err
 		}
+		// Shared dictionary strings are counted once per document:
+		// the estimate errs on the safe side of the budget.
+		for i := range seg {
+			s.segStrBytes += docStrBytes(&seg[i])
+		}
 	}
 	s.segs[c].Store(&seg)
 	return seg, nil

@@ -205,8 +205,11 @@ type userState struct {
 	flags   []index.Flag
 	liveSet bitset // the live documents
 	segs    []atomicSeg
-	segMu   sync.Mutex
-	db      *lsm.DB
+	segMu   sync.Mutex // guards decoding segments and segStrBytes
+	// segStrBytes estimates the bytes of the strings of the segments
+	// decoded from chunks (strBytes counts those set by writes).
+	segStrBytes int64
+	db          *lsm.DB
 	// byID maps the live documents' IDs to doc numbers; nil until a call
 	// needs it (searches do not), then built under idMu or mu.
 	byID    map[mailbricks.MessageID]uint32
@@ -326,10 +329,13 @@ func (s *userState) size() int64 {
 			n += int64(cap(*seg)) * int64(unsafe.Sizeof(index.Values{}))
 		}
 	}
+	n += s.segStrBytes
 
+	s.idMu.Lock()
 	if s.byID != nil {
 		n += int64(len(s.byID)) * 48
 	}
+	s.idMu.Unlock()
 	return n
 }
 
@@ -565,6 +571,7 @@ func (s *userState) reset() {
 	s.ids, s.flags, s.dates, s.liveSet, s.segs = nil, nil, nil, nil, nil
 	s.byID = nil
 	s.strBytes, s.layout, s.sealed, s.overlay = 0, 0, 0, nil
+	s.segStrBytes = 0
 }
 
 // cmpOldest orders doc numbers oldest first.
