@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,12 +57,20 @@ import (
 // RATIO rss_flat small/large is the small run's peak RSS over the large
 // run's: 1 when memory does not grow with the number of users (target
 // ≥ 0.67).
+//
+// Besides its block cache and memtables, an lsm DB keeps the index and
+// bloom filter of every open table in memory, up to MaxOpenFiles tables
+// (-open-files, default here 100 per DB, lsm's default 1,000): that part
+// grows with the data until the limit, then the table cache closes the
+// least recently used tables.
 type scaleSuite struct {
 	usersSmall, usersLarge int
 	per, ops               int
 	indexBudget            int64
 	cacheSize              int64
 	memtable               int
+	openFiles              int
+	memProfile             string
 }
 
 func init() { register("scale", func() suite { return &scaleSuite{} }) }
@@ -75,18 +85,21 @@ func (s *scaleSuite) Flags(fs *flag.FlagSet) {
 	fs.Int64Var(&s.indexBudget, "index-budget", 32<<20, "lsmindex MemoryBudget in bytes")
 	fs.Int64Var(&s.cacheSize, "cache", 16<<20, "lsm block cache per DB in bytes")
 	fs.IntVar(&s.memtable, "memtable", 8<<20, "lsm memtable size per DB in bytes")
+	fs.IntVar(&s.openFiles, "open-files", 100, "lsm MaxOpenFiles per DB (each open table keeps its index and bloom filter in memory)")
+	fs.StringVar(&s.memProfile, "memprofile", "", "write each run's heap profile at its end to this path with \".<impl>\" appended")
 }
 
 // scaleStores is the assembly under test.
 type scaleStores struct {
 	idx   *index.Index
 	ib    *lsmindex.Backend
+	idxDB *lsm.DB
 	mb    *mailbox.Store
 	blobs interface{ Close() error }
 }
 
 func (s *scaleSuite) lsmOpts() *lsm.Options {
-	return &lsm.Options{CacheSize: s.cacheSize, MemTableSize: s.memtable}
+	return &lsm.Options{CacheSize: s.cacheSize, MemTableSize: s.memtable, MaxOpenFiles: s.openFiles}
 }
 
 // budget is the sum of the configured budgets: the index's doc values,
@@ -101,28 +114,35 @@ func (s *scaleSuite) open(dir string, noSync bool) (*scaleStores, error) {
 	if err != nil {
 		return nil, err
 	}
-	ib, err := lsmindex.Open(filepath.Join(dir, "index"), &lsmindex.Options{
-		NoSync: noSync, MemoryBudget: s.indexBudget, CacheSize: s.cacheSize, MemTableSize: s.memtable,
-	})
+	// The index's DB is opened here, to set MaxOpenFiles, which
+	// lsmindex.Options does not carry.
+	lo := s.lsmOpts()
+	lo.Merger = lsmindex.Merger
+	idb, err := lsm.Open(filepath.Join(dir, "index"), lo)
 	if err != nil {
 		blobs.Close()
 		return nil, err
 	}
+	ib := lsmindex.New(idb, &lsmindex.Options{NoSync: noSync, MemoryBudget: s.indexBudget})
 	idx := index.New(ib, nil)
 	mb, err := lsmmailbox.OpenStore(filepath.Join(dir, "mailbox"), blobs, &lsmmailbox.Options{
 		NoSync: noSync, LSM: s.lsmOpts(), Store: &mailbox.Options{Index: idx},
 	})
 	if err != nil {
 		idx.Close()
+		idb.Close()
 		blobs.Close()
 		return nil, err
 	}
-	return &scaleStores{idx: idx, ib: ib, mb: mb, blobs: blobs}, nil
+	return &scaleStores{idx: idx, ib: ib, idxDB: idb, mb: mb, blobs: blobs}, nil
 }
 
 func (st *scaleStores) Close() error {
 	err := st.mb.Close()
 	if e := st.idx.Close(); err == nil {
+		err = e
+	}
+	if e := st.idxDB.Close(); err == nil {
 		err = e
 	}
 	if e := st.blobs.Close(); err == nil {
@@ -275,6 +295,20 @@ func (s *scaleSuite) Run(impl string, c *config, r *reporter) error {
 		}
 		mean /= float64(len(l))
 		r.result(op, 1e6/mean, kv{"p50_us", pct(l, 50)}, kv{"p99_us", pct(l, 99)}, kv{"n", float64(len(l))})
+	}
+	if s.memProfile != "" {
+		runtime.GC()
+		f, err := os.Create(s.memProfile + "." + impl)
+		if err != nil {
+			return err
+		}
+		err = pprof.WriteHeapProfile(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 	}
 	hwm := peakRSS()
 	fmt.Fprintf(os.Stderr, "scale %s: peak RSS %d MiB, budgets %d MiB, index cache %d MiB for %d users\n", impl, hwm>>20, s.budget()>>20, st.ib.CacheBytes()>>20, st.ib.CachedUsers())

@@ -12,6 +12,7 @@ import (
 	"github.com/mailbricks/mailbricks/index"
 	"github.com/mailbricks/mailbricks/index/indextest"
 	"github.com/mailbricks/mailbricks/index/lsmindex"
+	"github.com/mailbricks/mailbricks/lsm"
 	"github.com/mailbricks/mailbricks/lsm/vfs"
 )
 
@@ -202,4 +203,18 @@ func TestSmallUserCost(t *testing.T) {
 		require.NoError(t, b.Index(ctx, "u", []*index.Document{d}))
 	}
 	require.Less(t, b.CacheBytes(), int64(100*500), "about 300 bytes a document")
+}
+
+// TestLSMOptions passes engine options through: tiny memtables make many
+// tables and MaxOpenFiles 2 makes the table cache close and reopen them
+// under the queries, whose answers must not change.
+func TestLSMOptions(t *testing.T) {
+	docs := indextest.CorpusDocuments(t, 1500)
+	b, err := lsmindex.Open("db", &lsmindex.Options{FS: vfs.NewMem(), NoSync: true, MemTableSize: 64 << 10,
+		LSM: &lsm.Options{MaxOpenFiles: 2, MemTableSize: 1 << 30}})
+	require.NoError(t, err)
+	x := index.New(b, &index.Options{Now: indextest.Now})
+	defer x.Close()
+	indextest.Golden(t, x, indextest.NewBrute(), docs, 8, 150)
+	require.GreaterOrEqual(t, b.DB().Metrics().Flushes, int64(2), "MemTableSize overrides LSM's (1 GiB would flush nothing)")
 }

@@ -53,6 +53,12 @@ type Options struct {
 	// Compression is the lsm block compression. The default is
 	// lsm.S2Compression.
 	Compression lsm.Compression
+	// LSM tunes the lsm engine beyond the fields above (MaxOpenFiles, for
+	// one: every open table keeps its index and bloom filter in memory);
+	// its FS, Merger and Logger are replaced by the backend's, and
+	// CacheSize, MemTableSize and Compression by the fields above when
+	// those are set. The default is nil: lsm's defaults.
+	LSM *lsm.Options
 	// PurgeAfter is the number of deleted documents of a user that makes
 	// a Delete purge them from the postings (see [Backend.Purge]); a
 	// negative value disables automatic purges. The default is 10000.
@@ -100,14 +106,21 @@ func Open(dir string, opts *Options) (*Backend, error) {
 	if opts != nil {
 		o = *opts
 	}
-	db, err := lsm.Open(dir, &lsm.Options{
-		FS:           o.FS,
-		Merger:       Merger,
-		CacheSize:    o.CacheSize,
-		MemTableSize: o.MemTableSize,
-		Compression:  o.Compression,
-		Logger:       o.Logger,
-	})
+	var lo lsm.Options
+	if o.LSM != nil {
+		lo = *o.LSM
+	}
+	lo.FS, lo.Merger, lo.Logger = o.FS, Merger, o.Logger
+	if o.CacheSize != 0 {
+		lo.CacheSize = o.CacheSize
+	}
+	if o.MemTableSize != 0 {
+		lo.MemTableSize = o.MemTableSize
+	}
+	if o.Compression != 0 {
+		lo.Compression = o.Compression
+	}
+	db, err := lsm.Open(dir, &lo)
 	if err != nil {
 		return nil, fmt.Errorf("lsmindex: open %s: %w", dir, err)
 	}
