@@ -60,9 +60,8 @@ import (
 //
 // Besides its block cache and memtables, an lsm DB keeps the index and
 // bloom filter of every open table in memory, up to MaxOpenFiles tables
-// (-open-files, default here 100 per DB, lsm's default 1,000): that part
-// grows with the data until the limit, then the table cache closes the
-// least recently used tables.
+// (-open-files, lsm's default 1,000): that part grows with the data until
+// the limit, then the table cache closes the least recently used tables.
 type scaleSuite struct {
 	usersSmall, usersLarge int
 	per, ops               int
@@ -85,7 +84,7 @@ func (s *scaleSuite) Flags(fs *flag.FlagSet) {
 	fs.Int64Var(&s.indexBudget, "index-budget", 32<<20, "lsmindex MemoryBudget in bytes")
 	fs.Int64Var(&s.cacheSize, "cache", 16<<20, "lsm block cache per DB in bytes")
 	fs.IntVar(&s.memtable, "memtable", 8<<20, "lsm memtable size per DB in bytes")
-	fs.IntVar(&s.openFiles, "open-files", 100, "lsm MaxOpenFiles per DB (each open table keeps its index and bloom filter in memory)")
+	fs.IntVar(&s.openFiles, "open-files", 0, "lsm MaxOpenFiles per DB; each open table keeps its index and bloom filter in memory (0: lsm's default, 1000)")
 	fs.StringVar(&s.memProfile, "memprofile", "", "write each run's heap profile at its end to this path with \".<impl>\" appended")
 }
 
