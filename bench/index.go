@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mailbricks/mailbricks"
@@ -18,8 +19,9 @@ import (
 )
 
 // The index suite compares the index block on the lsm engine (ours:
-// index/lsmindex) with bleve v2 (scorch), both given the same parsed
-// documents: the SpamAssassin public corpus (6,046 messages) expanded to
+// index/lsmindex) with bleve v2 (scorch) and SQLite FTS5 (sqlite, and
+// sqlite_rowid ordered by rowid: see index_sqlite.go), all given the same
+// parsed documents: the SpamAssassin public corpus (6,046 messages) expanded to
 // -keys documents (default 100,000; 10,000 with -quick) by replicas whose
 // subject, sender and body are perturbed (the body rotated at a word
 // boundary, a replica tag in the subject, the sender's local part
@@ -29,11 +31,19 @@ import (
 //
 //   - index_docs: indexes every document in batches of -batch and
 //     settles (ours compacts its lsm tree; the time counts), ops =
-//     documents per second; then closes the index.
+//     documents per second, cpu_seconds = the process's CPU time for it
+//     (RATIO index_docs_per_cpu compares documents per CPU-second); then
+//     closes the index.
 //   - size: the bytes the index directory takes after Close and reopening.
-//   - It reopens the index, runs one warm-up query, then for each query
-//     workload runs -queries queries one after the other and reports the
-//     latency p50 and p99 in microseconds: term_rare (a word in 2–10
+//   - cold_first_query: it reopens the index and times the first query
+//     (a rare term), which for ours loads the user's doc values: wall
+//     time (latency_us) and the process's CPU time (cpu_us, which a
+//     loaded machine inflates less). cold_user_query (ours only): the
+//     same with the DB open and warm but the user's doc values not
+//     loaded, as after the memory budget unloaded the user; p50/p99 of
+//     20 such queries.
+//   - Then for each query workload it runs -queries queries one after
+//     the other and reports the latency p50 and p99 in microseconds: term_rare (a word in 2–10
 //     corpus messages), term_common (one of the 40 most frequent words),
 //     and (two frequent words of one message), phrase2 and phrase3
 //     (consecutive words of a message), prefix (four letters and *),
@@ -54,7 +64,7 @@ func init() { register("index", newIndexSuite) }
 
 func newIndexSuite() suite { return &indexSuite{} }
 
-func (s *indexSuite) Impls() []string { return []string{"ours", "bleve"} }
+func (s *indexSuite) Impls() []string { return []string{"ours", "bleve", "sqlite", "sqlite_rowid"} }
 
 func (s *indexSuite) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.batch, "batch", 1000, "documents per indexing batch")
@@ -78,6 +88,13 @@ type searchEngine interface {
 	// Search runs q and returns the total number of hits.
 	Search(q benchQuery) (int, error)
 	Close() error
+}
+
+// coldUserSearcher is implemented by engines that keep per-user state in
+// memory (ours): ColdUserSearch runs q for a user whose state is not
+// loaded, on the open DB, and returns its latency.
+type coldUserSearcher interface {
+	ColdUserSearch(q benchQuery) (time.Duration, error)
 }
 
 // benchQuery is one query in both forms.
@@ -125,7 +142,10 @@ func (s *indexSuite) Run(impl string, c *config, r *reporter) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	open := map[string]func(string) (searchEngine, error){"ours": openOursIndex, "bleve": openBleveIndex}[impl]
+	open := map[string]func(string) (searchEngine, error){
+		"ours": openOursIndex, "bleve": openBleveIndex,
+		"sqlite": openSQLiteIndex(true), "sqlite_rowid": openSQLiteIndex(false),
+	}[impl]
 	if open == nil {
 		return fmt.Errorf("unknown implementation %q", impl)
 	}
@@ -133,6 +153,7 @@ func (s *indexSuite) Run(impl string, c *config, r *reporter) error {
 	if err != nil {
 		return err
 	}
+	cpuIdx := cpuTime()
 	t0 = time.Now()
 	for i := 0; i < len(docs); i += s.batch {
 		if err := e.Index(docs[i:min(i+s.batch, len(docs))]); err != nil {
@@ -143,9 +164,9 @@ func (s *indexSuite) Run(impl string, c *config, r *reporter) error {
 	if err := e.Settle(); err != nil {
 		return err
 	}
-	d := time.Since(t0)
-	fmt.Fprintf(os.Stderr, "index %s: batches took %v, settle %v\n", impl, tIdx.Round(time.Millisecond), (d - tIdx).Round(time.Millisecond))
-	r.result("index_docs", float64(len(docs))/d.Seconds(), kv{"docs", float64(len(docs))}, kv{"seconds", d.Seconds()})
+	d, cpu := time.Since(t0), cpuTime()-cpuIdx
+	fmt.Fprintf(os.Stderr, "index %s: batches took %v, settle %v, CPU %v\n", impl, tIdx.Round(time.Millisecond), (d - tIdx).Round(time.Millisecond), cpu.Round(time.Millisecond))
+	r.result("index_docs", float64(len(docs))/d.Seconds(), kv{"docs", float64(len(docs))}, kv{"seconds", d.Seconds()}, kv{"cpu_seconds", cpu.Seconds()})
 	t1 := time.Now()
 	if err := e.Close(); err != nil {
 		return err
@@ -163,11 +184,31 @@ func (s *indexSuite) Run(impl string, c *config, r *reporter) error {
 	}
 	fmt.Fprintf(os.Stderr, "index %s: size %d bytes (%s)\n", impl, data, byExt)
 	r.result("size", 0, kv{"bytes", float64(data)}, kv{"bytes_per_doc", float64(data) / float64(len(docs))})
+	cpu0 := cpuTime()
 	t1 = time.Now()
-	if _, err := e.Search(benchQuery{kind: "term", words: []string{"warmup"}}); err != nil {
+	if _, err := e.Search(queries["term_rare"][0]); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "index %s: reopened, first query in %v\n", impl, time.Since(t1).Round(time.Millisecond))
+	cold, coldCPU := time.Since(t1), cpuTime()-cpu0
+	fmt.Fprintf(os.Stderr, "index %s: reopened, first query in %v (CPU %v)\n", impl, cold.Round(10*time.Microsecond), coldCPU.Round(10*time.Microsecond))
+	r.result("cold_first_query", 1/cold.Seconds(), kv{"latency_us", float64(cold.Microseconds())}, kv{"cpu_us", float64(coldCPU.Microseconds())})
+	if cu, ok := e.(coldUserSearcher); ok {
+		// The DB is open and warm, the user is not: what a machine
+		// serving many users pays when the memory budget unloaded one.
+		var lat, cpu []float64
+		for i := range 20 {
+			cpu0 := cpuTime()
+			d, err := cu.ColdUserSearch(queries["term_rare"][i%len(queries["term_rare"])])
+			if err != nil {
+				return err
+			}
+			lat = append(lat, float64(d.Microseconds()))
+			cpu = append(cpu, float64((cpuTime() - cpu0).Microseconds()))
+		}
+		sort.Float64s(lat)
+		sort.Float64s(cpu)
+		r.result("cold_user_query", 1e6/pct(lat, 50), kv{"p50_us", pct(lat, 50)}, kv{"p99_us", pct(lat, 99)}, kv{"cpu_p50_us", pct(cpu, 50)})
+	}
 	for _, w := range indexQueryWorkloads {
 		qs := queries[w]
 		lat := make([]float64, 0, nq)
@@ -193,6 +234,16 @@ func (s *indexSuite) Run(impl string, c *config, r *reporter) error {
 	return nil
 }
 
+// cpuTime returns the CPU time (user and system) the process has used,
+// which a loaded machine inflates less than the wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func pct(sorted []float64, p float64) float64 {
 	i := int(float64(len(sorted)-1) * p / 100)
 	return sorted[i]
@@ -200,34 +251,58 @@ func pct(sorted []float64, p float64) float64 {
 
 func (s *indexSuite) Ratios(rs *results) []ratio {
 	var out []ratio
-	ours, ok1 := rs.get("index_docs", "ours")
-	bl, ok2 := rs.get("index_docs", "bleve")
-	if ok1 && ok2 && bl.OpsPerSec > 0 {
-		out = append(out, ratio{"index_docs", "ours/bleve", ours.OpsPerSec / bl.OpsPerSec})
-	}
-	ours, ok1 = rs.get("size", "ours")
-	bl, ok2 = rs.get("size", "bleve")
-	if ok1 && ok2 {
-		ob, _ := ours.ExtraValue("bytes")
-		bb, _ := bl.ExtraValue("bytes")
-		if ob > 0 {
-			out = append(out, ratio{"size", "bleve/ours", bb / ob})
+	for _, peer := range []string{"bleve", "sqlite", "sqlite_rowid"} {
+		label := peer + "/ours"
+		ours, ok1 := rs.get("index_docs", "ours")
+		p, ok2 := rs.get("index_docs", peer)
+		if ok1 && ok2 && p.OpsPerSec > 0 {
+			out = append(out, ratio{"index_docs", "ours/" + peer, ours.OpsPerSec / p.OpsPerSec})
+			oc, _ := ours.ExtraValue("cpu_seconds")
+			pc, _ := p.ExtraValue("cpu_seconds")
+			if oc > 0 && pc > 0 {
+				// Documents per CPU-second, which a loaded machine
+				// disturbs less than documents per second.
+				out = append(out, ratio{"index_docs_per_cpu", "ours/" + peer, pc / oc})
+			}
 		}
-	}
-	for _, w := range indexQueryWorkloads {
-		stat := "p50"
-		if strings.HasPrefix(w, "phrase") {
-			stat = "p99"
+		ours, ok1 = rs.get("size", "ours")
+		p, ok2 = rs.get("size", peer)
+		if ok1 && ok2 {
+			ob, _ := ours.ExtraValue("bytes")
+			pb, _ := p.ExtraValue("bytes")
+			if ob > 0 {
+				out = append(out, ratio{"size", label, pb / ob})
+			}
 		}
-		ours, ok1 := rs.get(w, "ours")
-		bl, ok2 := rs.get(w, "bleve")
-		if !ok1 || !ok2 {
-			continue
+		ours, ok1 = rs.get("cold_first_query", "ours")
+		p, ok2 = rs.get("cold_first_query", peer)
+		if ok1 && ok2 {
+			o, _ := ours.ExtraValue("latency_us")
+			pl, _ := p.ExtraValue("latency_us")
+			if o > 0 {
+				out = append(out, ratio{"cold_first_query", label, pl / o})
+			}
 		}
-		o, _ := ours.ExtraValue(stat + "_us")
-		b, _ := bl.ExtraValue(stat + "_us")
-		if o > 0 {
-			out = append(out, ratio{w + "_" + stat, "bleve/ours", b / o})
+		for _, w := range indexQueryWorkloads {
+			stats := []string{"p50"}
+			switch {
+			case strings.HasPrefix(w, "phrase"):
+				stats = []string{"p99"}
+			case w == "term_rare" || w == "mixed":
+				stats = []string{"p50", "p99"}
+			}
+			ours, ok1 := rs.get(w, "ours")
+			p, ok2 := rs.get(w, peer)
+			if !ok1 || !ok2 {
+				continue
+			}
+			for _, stat := range stats {
+				o, _ := ours.ExtraValue(stat + "_us")
+				pl, _ := p.ExtraValue(stat + "_us")
+				if o > 0 {
+					out = append(out, ratio{w + "_" + stat, label, pl / o})
+				}
+			}
 		}
 	}
 	return out

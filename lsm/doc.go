@@ -57,6 +57,17 @@
 // optional bounds; [DB.NewSnapshot] pins a consistent view for repeated
 // reads while writes go on.
 //
+// # Memory
+//
+// A DB's memory is bounded by its options, not by the number of keys: the
+// block cache ([Options].CacheSize, default 64 MiB); the memtables, one
+// being written and at most two waiting for flush, each up to
+// [Options].MemTableSize (default 64 MiB; a young DB's start at 256 KiB
+// and double); and the open tables, at most [Options].MaxOpenFiles
+// (default 1,000), each holding its index and bloom filter blocks, whose
+// size follows the table's. Open iterators and snapshots pin the tables
+// and memtables they read until they are closed.
+//
 // # Files
 //
 // A DB directory holds CURRENT (the name of the live manifest), LOCK,

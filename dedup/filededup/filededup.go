@@ -45,6 +45,14 @@
 // a concurrent collector may have removed it without syncing yet. Hence no link ever points to a missing blob, before or after
 // a crash, and no blob is left without a link or a candidate.
 //
+// # Memory budget
+//
+// Bodies stream between the caller and the files; the backend keeps no
+// per-blob state in memory but 4,096 striped mutexes, so its memory does
+// not grow with the number of blobs or links. The meta DB's block cache
+// and memtables are its budget: [Options].MetaOptions' CacheSize (default
+// 64 MiB) and MemTableSize (default 64 MiB, at most three memtables).
+//
 // The meta DB is locked to one process, so one directory serves one
 // process; share blobs between processes with dedup/s3dedup.
 //

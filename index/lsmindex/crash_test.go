@@ -66,7 +66,21 @@ func modelOp(t *testing.T, r *rand.Rand, x *index.Index, u mailbricks.UserID, br
 // postings and deleted-doc markers go together): the image's documents
 // must equal the live index's before or after the write, and when they
 // equal the after state, every query must answer as the model.
+//
+// The small variant seals a chunk of doc values every 8 doc numbers and
+// reseals after 4 overlay markers, so images are also taken across seals
+// and reseals (separate batches after the write's own).
 func TestCrash(t *testing.T) {
+	t.Run("default", func(t *testing.T) { testCrash(t, 0, 0) })
+	t.Run("small-chunks", func(t *testing.T) { testCrash(t, 8, 4) })
+}
+
+func testCrash(t *testing.T, chunk uint32, reseal int) {
+	setChunking := func(b *lsmindex.Backend) {
+		if chunk > 0 {
+			lsmindex.SetChunking(b, chunk, reseal)
+		}
+	}
 	cycles := 60
 	if os.Getenv("MAILBRICKS_LONG") != "" {
 		cycles = 1000
@@ -75,6 +89,7 @@ func TestCrash(t *testing.T) {
 	fs := vfs.NewCrashable()
 	b, err := lsmindex.Open("db", &lsmindex.Options{FS: fs, PurgeAfter: 15})
 	require.NoError(t, err)
+	setChunking(b)
 	x := index.New(b, &index.Options{Now: indextest.Now})
 	defer x.Close()
 	brute := indextest.NewBrute()
@@ -112,6 +127,7 @@ func TestCrash(t *testing.T) {
 
 		rb, err := lsmindex.Open("db", &lsmindex.Options{FS: img})
 		require.NoError(t, err, "cycle %d: the crash image must reopen", cycle)
+		setChunking(rb)
 		rx := index.New(rb, &index.Options{Now: indextest.Now})
 		got := docs(rb)
 		switch {

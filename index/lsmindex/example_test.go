@@ -38,3 +38,32 @@ func ExampleOpen() {
 	// Mar 3 Re: lunch
 	// Mar 1 Lunch on Friday
 }
+
+// A machine serving many users bounds the doc values held in memory: the
+// least recently used users are unloaded past the budget and loaded again
+// from their chunks when they next search.
+func ExampleOptions_memoryBudget() {
+	ctx := context.Background()
+	b, err := lsmindex.Open("index", &lsmindex.Options{FS: vfs.NewMem(), MemoryBudget: 8 << 10})
+	if err != nil {
+		panic(err)
+	}
+	x := index.New(b, nil)
+	defer x.Close()
+
+	date := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 100 {
+		user := mailbricks.UserID(fmt.Sprintf("user%d", i))
+		doc := &index.Document{ID: mailbricks.NewMessageIDAt(date), Subject: "welcome", Values: index.Values{Date: date}}
+		if err := x.Index(ctx, user, doc); err != nil {
+			panic(err)
+		}
+	}
+	res, err := x.SearchString(ctx, "user0", "welcome", nil)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.Total, b.CacheBytes() <= 8<<10, b.CachedUsers() < 100)
+	// Output:
+	// 1 true true
+}

@@ -12,6 +12,9 @@ package lsmindex
 //	user 0x00 'X' docnum            deleted-doc marker, empty value
 //	user 0x00 'N'                   next doc number
 //	user 0x00 'A'                   analyzer version
+//	user 0x00 'C' chunk             sealed doc-value chunk (columns.go)
+//	user 0x00 'O' docnum            overlay marker (columns.go)
+//	user 0x00 'V'                   doc-value layout version (columns.go)
 //
 // field is one byte, the [index.Field] value (1 to 8); term is the folded
 // term's UTF-8 bytes, not terminated: the key ends with it, so a prefix

@@ -1,6 +1,7 @@
 package lsmindex
 
 import (
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/index"
@@ -50,10 +53,24 @@ type Options struct {
 	// Compression is the lsm block compression. The default is
 	// lsm.S2Compression.
 	Compression lsm.Compression
+	// LSM tunes the lsm engine beyond the fields above (MaxOpenFiles, for
+	// one: every open table keeps its index and bloom filter in memory);
+	// its FS, Merger and Logger are replaced by the backend's, and
+	// CacheSize, MemTableSize and Compression by the fields above when
+	// those are set. The default is nil: lsm's defaults.
+	LSM *lsm.Options
 	// PurgeAfter is the number of deleted documents of a user that makes
 	// a Delete purge them from the postings (see [Backend.Purge]); a
 	// negative value disables automatic purges. The default is 10000.
 	PurgeAfter int
+	// MemoryBudget bounds the bytes of doc values (and the doc-number
+	// maps and orders built on them) that the backend keeps in memory for
+	// all users together. Past it, the least recently used users not in
+	// use are unloaded; their next call loads them again from the DB's
+	// compact doc-value chunks (see the package doc). A user in use stays
+	// loaded whatever its size. The lsm block cache and memtables are
+	// budgeted by CacheSize and MemTableSize. The default is 256 MiB.
+	MemoryBudget int64
 	// Logger receives lsm background events. The default discards them.
 	Logger *slog.Logger
 	// Index configures the [index.Index] that [OpenIndex] returns. The
@@ -68,10 +85,18 @@ type Backend struct {
 	ownDB  bool
 	wo     *lsm.WriteOptions
 	purge  int
-	mu     sync.Mutex // guards users and closed
+	budget int64
+	chunk  uint32
+	reseal int
+	mu     sync.Mutex // guards users, lru, cached, the users' refs and acct, and closed
 	users  map[mailbricks.UserID]*userState
+	lru    list.List // of *userState, most recently used first
+	cached int64     // sum of the users' acct
 	closed bool
 }
+
+// DefaultMemoryBudget is the default of [Options].MemoryBudget.
+const DefaultMemoryBudget = 256 << 20
 
 var _ index.GetBackend = (*Backend)(nil)
 
@@ -81,14 +106,21 @@ func Open(dir string, opts *Options) (*Backend, error) {
 	if opts != nil {
 		o = *opts
 	}
-	db, err := lsm.Open(dir, &lsm.Options{
-		FS:           o.FS,
-		Merger:       Merger,
-		CacheSize:    o.CacheSize,
-		MemTableSize: o.MemTableSize,
-		Compression:  o.Compression,
-		Logger:       o.Logger,
-	})
+	var lo lsm.Options
+	if o.LSM != nil {
+		lo = *o.LSM
+	}
+	lo.FS, lo.Merger, lo.Logger = o.FS, Merger, o.Logger
+	if o.CacheSize != 0 {
+		lo.CacheSize = o.CacheSize
+	}
+	if o.MemTableSize != 0 {
+		lo.MemTableSize = o.MemTableSize
+	}
+	if o.Compression != 0 {
+		lo.Compression = o.Compression
+	}
+	db, err := lsm.Open(dir, &lo)
 	if err != nil {
 		return nil, fmt.Errorf("lsmindex: open %s: %w", dir, err)
 	}
@@ -100,7 +132,8 @@ func Open(dir string, opts *Options) (*Backend, error) {
 // New returns a Backend on db, which must have been opened with [Merger]
 // as its Options.Merger and must hold no other data in the key ranges of
 // the users indexed. The Backend does not close db; the caller does,
-// after closing the Backend. Only opts.NoSync and opts.PurgeAfter are used.
+// after closing the Backend. Only opts.NoSync, opts.PurgeAfter and
+// opts.MemoryBudget are used.
 func New(db *lsm.DB, opts *Options) *Backend {
 	var o Options
 	if opts != nil {
@@ -114,7 +147,27 @@ func New(db *lsm.DB, opts *Options) *Backend {
 	if purge == 0 {
 		purge = 10000
 	}
-	return &Backend{db: db, wo: wo, purge: purge, users: map[mailbricks.UserID]*userState{}}
+	budget := o.MemoryBudget
+	if budget <= 0 {
+		budget = DefaultMemoryBudget
+	}
+	return &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
+}
+
+// CacheBytes returns the estimated bytes of doc values the backend holds
+// in memory now, the figure [Options].MemoryBudget bounds (users in use
+// may push it past the budget until they are released).
+func (b *Backend) CacheBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cached
+}
+
+// CachedUsers returns the number of users whose doc values are in memory.
+func (b *Backend) CachedUsers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.users)
 }
 
 // DB returns the underlying lsm DB, for flushes, compactions and metrics.
@@ -137,39 +190,67 @@ func (b *Backend) Close() error {
 }
 
 // userState is a user's doc values and doc-number bookkeeping, loaded
-// from the DB on first use and kept in memory. mu serializes writers for
-// the user (each holds it across its lsm commit, so chunks of one key are
-// appended in doc-number order) and excludes them from searches.
+// from the DB on first use and kept in memory until the memory budget
+// evicts it. mu serializes writers for the user (each holds it across its
+// lsm commit, so chunks of one key are appended in doc-number order) and
+// excludes them from searches.
+//
+// refs counts the calls that hold or wait for the state (guarded by the
+// Backend's mu): only a state with none is evicted, so two states of one
+// user never exist at once.
+type atomicSeg = atomic.Pointer[[]index.Values]
+
 type userState struct {
-	mu      sync.RWMutex
-	loaded  bool
-	next    uint32
-	docs    []docEntry   // by doc number
-	flags   []index.Flag // by doc number, a copy of docs[n].v.Flags for scans
-	dates   []int64      // by doc number, a copy of docs[n].date for scans
-	liveSet bitset       // by doc number: the live documents
+	u    mailbricks.UserID
+	refs int
+	elem *list.Element
+	acct int64 // bytes accounted in Backend.cached
+
+	mu     sync.RWMutex
+	loaded bool
+	next   uint32
+	// The doc values, by doc number: IDs, dates (Unix seconds) and flags
+	// as columns, loaded eagerly; the rest of each document's Values in
+	// one segment per chunk of doc numbers, decoded from the DB's chunk
+	// the first time a call needs it (see docvalues.go).
+	ids     []mailbricks.MessageID
+	dates   []int64
+	flags   []index.Flag
+	liveSet bitset // the live documents
+	segs    []atomicSeg
+	segMu   sync.Mutex // guards decoding segments and segStrBytes
+	// segStrBytes estimates the bytes of the strings of the segments
+	// decoded from chunks (strBytes counts those set by writes).
+	segStrBytes int64
+	db          *lsm.DB
+	// byID maps the live documents' IDs to doc numbers; nil until a call
+	// needs it (searches do not), then built under idMu or mu.
 	byID    map[mailbricks.MessageID]uint32
+	idMu    sync.Mutex
 	deleted []uint32 // deleted doc numbers whose postings are not purged
 	live    int
+	// strBytes estimates the bytes of the doc values' strings.
+	strBytes int64
+	// layout is the doc-value layout version recorded for the user (0:
+	// none); sealed is the number of leading chunks written; overlay the
+	// sealed doc numbers with an overlay marker.
+	layout  uint64
+	sealed  uint32
+	overlay []uint32
+	chunk   uint32 // doc numbers per chunk
+	reseal  int    // overlay markers that make a write reseal
 	// analyzer is the analyzer version recorded for the user, 0 if none;
 	// stale is set when the user has live documents analyzed by another
 	// version than index.AnalyzerVersion (see Backend.Search).
 	analyzer uint64
 	stale    bool
-	// order holds doc numbers sorted newest first (date, then ID, both
-	// descending); it may hold dead doc numbers, which searches skip.
+	// order holds doc numbers sorted oldest first (date, then ID, both
+	// ascending); it may hold dead doc numbers, which searches skip.
 	order []uint32
 }
 
-type docEntry struct {
-	id   mailbricks.MessageID
-	live bool
-	date int64
-	v    index.Values
-}
-
 // user returns the user's state, loaded, with mu held for writing if
-// write, else for reading.
+// write, else for reading. The caller gives it back with release.
 func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*userState, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -186,9 +267,13 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 	}
 	s := b.users[u]
 	if s == nil {
-		s = &userState{}
+		s = &userState{u: u, chunk: b.chunk, reseal: b.reseal, db: b.db}
 		b.users[u] = s
+		s.elem = b.lru.PushFront(s)
+	} else {
+		b.lru.MoveToFront(s.elem)
 	}
+	s.refs++
 	b.mu.Unlock()
 	for {
 		if write {
@@ -205,7 +290,8 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 		}
 		if !s.loaded {
 			if err := b.load(u, s); err != nil {
-				s.mu.Unlock()
+				s.reset()
+				b.release(s, true)
 				return nil, err
 			}
 		}
@@ -216,7 +302,68 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 	}
 }
 
-// load reads the user's doc records, deleted markers and next doc number.
+// release unlocks s (held for writing if write), accounts its size and
+// evicts the least recently used states past the budget.
+func (b *Backend) release(s *userState, write bool) {
+	size := s.size()
+	if write {
+		s.mu.Unlock()
+	} else {
+		s.mu.RUnlock()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s.refs--
+	b.cached += size - s.acct
+	s.acct = size
+	for e := b.lru.Back(); e != nil && b.cached > b.budget; {
+		prev := e.Prev()
+		if v := e.Value.(*userState); v.refs == 0 {
+			b.lru.Remove(e)
+			delete(b.users, v.u)
+			b.cached -= v.acct
+			v.acct = 0
+		}
+		e = prev
+	}
+}
+
+// perDoc is the bytes a document costs in the eager columns (ID, date,
+// flags, live bit).
+const perDoc = 16 + 8 + 2 + 1
+
+// size estimates the bytes s holds; the caller holds s.mu.
+func (s *userState) size() int64 {
+	n := int64(256) + int64(cap(s.ids))*perDoc + s.strBytes + int64(cap(s.deleted)+cap(s.overlay)+cap(s.order))*4
+	s.segMu.Lock()
+	defer s.segMu.Unlock()
+	for i := range s.segs {
+		if seg := s.segs[i].Load(); seg != nil {
+			n += int64(cap(*seg)) * int64(unsafe.Sizeof(index.Values{}))
+		}
+	}
+	n += s.segStrBytes
+
+	s.idMu.Lock()
+	if s.byID != nil {
+		n += int64(len(s.byID)) * 48
+	}
+	s.idMu.Unlock()
+	return n
+}
+
+// ensureByID builds the ID map; the caller holds mu for writing, or for
+// reading and idMu.
+func (s *userState) ensureByID() {
+	if s.byID != nil {
+		return
+	}
+	s.byID = make(map[mailbricks.MessageID]uint32, s.live)
+	s.liveSet.each(func(n uint32) { s.byID[s.ids[n]] = n })
+}
+
+// load reads the user's doc values (sealed chunks, overlaid and unsealed
+// doc records), deleted markers, next doc number and versions.
 func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	s.reset()
 	v, err := b.db.Get(tableKey(u, tagNext))
@@ -229,7 +376,26 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
 	s.grow(s.next)
-	it, err := b.db.NewPrefixIter(tableKey(u, tagDoc))
+	v, err = b.db.Get(tableKey(u, tagLayout))
+	switch {
+	case err == nil:
+		n, k := binary.Uvarint(v)
+		if k <= 0 || n != layoutVersion {
+			return fmt.Errorf("lsmindex: load %s: %w: doc-value layout version", u, errCorrupt)
+		}
+		s.layout = n
+	case !errors.Is(err, lsm.ErrNotFound):
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	tail := uint32(0) // the first doc number read from doc records
+	if s.layout == layoutVersion {
+		if err := b.loadChunks(u, s); err != nil {
+			return fmt.Errorf("lsmindex: load %s: %w", u, err)
+		}
+		tail = s.sealed * s.chunk
+	}
+	lo := docKey(nil, u, tagDoc, tail)
+	it, err := b.db.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: lsm.PrefixUpperBound(tableKey(u, tagDoc))})
 	if err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
@@ -245,7 +411,10 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 			it.Close()
 			return fmt.Errorf("lsmindex: load %s: doc %d: %w", u, n, errCorrupt)
 		}
-		s.put(n, docEntry{id: id, live: true, date: index.UnixOrZero(vals.Date), v: vals})
+		if err := s.put(n, id, vals); err != nil {
+			it.Close()
+			return fmt.Errorf("lsmindex: load %s: %w", u, err)
+		}
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
@@ -275,87 +444,248 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	s.stale = s.live > 0 && s.analyzer != index.AnalyzerVersion
 	s.rebuildOrder()
 	s.loaded = true
+	if s.layout != layoutVersion && s.next > 0 {
+		// Written before chunks existed: migrate.
+		if err := b.seal(u, s, nil); err != nil {
+			return fmt.Errorf("lsmindex: load %s: %w", u, err)
+		}
+	}
 	return nil
+}
+
+// loadChunks reads the user's sealed chunks, then the doc records of the
+// overlaid documents.
+func (b *Backend) loadChunks(u mailbricks.UserID, s *userState) error {
+	it, err := b.db.NewPrefixIter(tableKey(u, tagChunk))
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		c := binary.BigEndian.Uint32(k[len(k)-4:])
+		if c != s.sealed || uint64(c+1)*uint64(s.chunk) > uint64(s.next) {
+			break // chunks past a gap are not trusted
+		}
+		if err := decodeChunk(it.Value(), s, c); err != nil {
+			it.Close()
+			return err
+		}
+		s.sealed++
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	it, err = b.db.NewPrefixIter(tableKey(u, tagOverlay))
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		s.overlay = append(s.overlay, binary.BigEndian.Uint32(k[len(k)-4:]))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	var key []byte
+	for _, n := range s.overlay {
+		if n >= s.sealed*s.chunk {
+			continue // its doc record is read with the tail
+		}
+		key = docKey(key, u, tagDoc, n)
+		v, err := b.db.Get(key)
+		if errors.Is(err, lsm.ErrNotFound) {
+			if s.liveSet.has(n) {
+				s.kill(n)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		id, vals, err := decodeDoc(v)
+		if err != nil {
+			return fmt.Errorf("doc %d: %w", n, err)
+		}
+		if s.liveSet.has(n) {
+			s.kill(n)
+		}
+		if err := s.put(n, id, vals); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seal writes the chunks that are complete and not yet written, rewrites
+// the chunks of the overlaid documents if there are resealAfter of them
+// (or if rewrite is set), and records the layout version. The caller holds
+// s.mu for writing and has published its writes to s.
+func (b *Backend) seal(u mailbricks.UserID, s *userState, batch *lsm.Batch) error {
+	full := s.next / s.chunk
+	reseal := len(s.overlay) >= s.reseal
+	if s.sealed == full && !reseal && s.layout == layoutVersion {
+		return nil
+	}
+	if batch == nil {
+		batch = b.db.NewBatch()
+	}
+	var key, val []byte
+	var err error
+	if reseal {
+		touched := map[uint32]bool{}
+		for _, n := range s.overlay {
+			if c := n / s.chunk; c < s.sealed {
+				touched[c] = true
+			}
+			key = docKey(key, u, tagOverlay, n)
+			batch.Delete(key)
+		}
+		for c := range touched {
+			if val, err = encodeChunk(val[:0], s, c*s.chunk, s.chunk); err != nil {
+				return fmt.Errorf("lsmindex: seal: %w", err)
+			}
+			batch.Set(chunkKey(key, u, c), val)
+		}
+	}
+	for c := s.sealed; c < full; c++ {
+		if val, err = encodeChunk(val[:0], s, c*s.chunk, s.chunk); err != nil {
+			return fmt.Errorf("lsmindex: seal: %w", err)
+		}
+		batch.Set(chunkKey(key, u, c), val)
+	}
+	if s.layout != layoutVersion {
+		batch.Set(tableKey(u, tagLayout), binary.AppendUvarint(nil, layoutVersion))
+	}
+	if err := batch.Commit(b.wo); err != nil {
+		return fmt.Errorf("lsmindex: seal: %w", err)
+	}
+	if reseal {
+		s.overlay = nil
+	}
+	s.sealed = full
+	s.layout = layoutVersion
+	return nil
+}
+
+// touch records in batch that sealed document n's doc record changes.
+func (s *userState) touch(batch *lsm.Batch, key []byte, u mailbricks.UserID, n uint32) []byte {
+	if n < s.sealed*s.chunk && !slices.Contains(s.overlay, n) {
+		key = docKey(key, u, tagOverlay, n)
+		batch.Set(key, nil)
+		s.overlay = append(s.overlay, n)
+	}
+	return key
 }
 
 // reset empties s, keeping its lock.
 func (s *userState) reset() {
-	s.loaded, s.next, s.docs, s.deleted, s.live, s.order = false, 0, nil, nil, 0, nil
+	s.loaded, s.next, s.deleted, s.live, s.order = false, 0, nil, 0, nil
 	s.analyzer, s.stale = 0, false
-	s.flags, s.dates, s.liveSet = nil, nil, nil
-	s.byID = map[mailbricks.MessageID]uint32{}
+	s.ids, s.flags, s.dates, s.liveSet, s.segs = nil, nil, nil, nil, nil
+	s.byID = nil
+	s.strBytes, s.layout, s.sealed, s.overlay = 0, 0, 0, nil
+	s.segStrBytes = 0
 }
 
-// grow extends the per-doc arrays to n documents.
-func (s *userState) grow(n uint32) {
-	for uint32(len(s.docs)) < n {
-		s.docs = append(s.docs, docEntry{})
-		s.flags = append(s.flags, 0)
-		s.dates = append(s.dates, 0)
-	}
-	for uint32(len(s.liveSet)) < (n+63)/64 {
-		s.liveSet = append(s.liveSet, 0)
-	}
-}
-
-// put records live document n.
-func (s *userState) put(n uint32, e docEntry) {
-	s.docs[n] = e
-	s.flags[n] = e.v.Flags
-	s.dates[n] = e.date
-	s.liveSet.set(n)
-	s.byID[e.id] = n
-	s.live++
-}
-
-// kill marks document n deleted.
-func (s *userState) kill(n uint32) {
-	s.docs[n].live = false
-	s.liveSet.clear(n)
-	s.live--
-}
-
-// newer reports whether doc a sorts before doc b newest first.
-func (s *userState) newer(a, b uint32) bool {
-	da, db := &s.docs[a], &s.docs[b]
-	return index.Less(index.SortNewest, da.date, da.id, db.date, db.id)
-}
-
-func (s *userState) rebuildOrder() {
-	s.order = s.order[:0]
-	for n := range s.docs {
-		if s.docs[n].live {
-			s.order = append(s.order, uint32(n))
-		}
-	}
-	slices.SortFunc(s.order, func(a, b uint32) int {
-		if s.newer(a, b) {
-			return -1
-		}
-		if s.newer(b, a) {
-			return 1
-		}
-		return 0
-	})
-}
-
-// mergeOrder merges the sorted new doc numbers into order, dropping dead
-// doc numbers on the way.
-func (s *userState) mergeOrder(added []uint32) {
-	slices.SortFunc(added, func(a, b uint32) int {
-		if s.newer(a, b) {
-			return -1
-		}
+// cmpOldest orders doc numbers oldest first.
+func (s *userState) cmpOldest(a, b uint32) int {
+	switch {
+	case s.newer(b, a):
+		return -1
+	case s.newer(a, b):
 		return 1
-	})
+	}
+	return 0
+}
+
+// rebuildOrder sorts the live doc numbers oldest first. Doc numbers are
+// usually allocated in date order (mail arrives in time order), so the
+// order is checked before it is sorted. The sort is a radix sort of the
+// dates (least significant byte first, over the bytes in which they
+// differ), then a sort by ID of each run of equal dates.
+func (s *userState) rebuildOrder() {
+	order := make([]uint32, 0, s.live)
+	s.liveSet.each(func(n uint32) { order = append(order, n) })
+	if !s.sortedOldest(order) {
+		radixByDate(order, s.dates)
+		for i := 0; i < len(order); {
+			j := i + 1
+			for j < len(order) && s.dates[order[j]] == s.dates[order[i]] {
+				j++
+			}
+			if j-i > 1 {
+				slices.SortFunc(order[i:j], s.cmpOldest)
+			}
+			i = j
+		}
+	}
+	s.order = order
+}
+
+// sortedOldest reports whether order is sorted oldest first.
+func (s *userState) sortedOldest(order []uint32) bool {
+	for i := 1; i < len(order); i++ {
+		a, b := s.dates[order[i-1]], s.dates[order[i]]
+		if a > b || a == b && s.ids[order[i-1]].Compare(s.ids[order[i]]) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// radixByDate sorts doc numbers by dates[n], ascending, stably.
+func radixByDate(order []uint32, dates []int64) {
+	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, n := range order {
+		lo, hi = min(lo, dates[n]), max(hi, dates[n])
+	}
+	span := uint64(hi - lo)
+	tmp := make([]uint32, len(order))
+	src, dst := order, tmp
+	for shift := 0; shift < 64 && span>>shift != 0; shift += 8 {
+		var count [257]int
+		for _, n := range src {
+			count[(uint64(dates[n]-lo)>>shift)&0xff+1]++
+		}
+		for i := 1; i < 257; i++ {
+			count[i] += count[i-1]
+		}
+		for _, n := range src {
+			d := (uint64(dates[n]-lo) >> shift) & 0xff
+			dst[count[d]] = n
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &order[0] {
+		copy(order, src)
+	}
+}
+
+// mergeOrder merges the new doc numbers into order. New mail is usually
+// the newest, which appends; otherwise the two are merged, dropping dead
+// doc numbers on the way. Appending leaves dead doc numbers in order
+// (searches skip them); they are dropped once they are half of it.
+func (s *userState) mergeOrder(added []uint32) {
+	slices.SortFunc(added, s.cmpOldest)
+	if len(s.order) > 2*s.live+64 {
+		s.order = slices.DeleteFunc(s.order, func(n uint32) bool { return !s.liveSet.has(n) })
+	}
+	if len(added) == 0 {
+		return
+	}
+	if len(s.order) == 0 || s.newer(added[0], s.order[len(s.order)-1]) {
+		s.order = append(s.order, added...)
+		return
+	}
 	out := make([]uint32, 0, len(s.order)+len(added))
 	i, j := 0, 0
 	for i < len(s.order) || j < len(added) {
-		if i < len(s.order) && !s.docs[s.order[i]].live {
+		if i < len(s.order) && !s.liveSet.has(s.order[i]) {
 			i++
 			continue
 		}
-		if j == len(added) || (i < len(s.order) && s.newer(s.order[i], added[j])) {
+		if j == len(added) || (i < len(s.order) && s.newer(added[j], s.order[i])) {
 			out = append(out, s.order[i])
 			i++
 		} else {
@@ -370,6 +700,12 @@ func (s *userState) mergeOrder(added []uint32) {
 // for each (field, term) of the batch one postings chunk is appended with
 // a merge operand, so indexing never reads postings.
 func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.Document) error {
+	if len(docs) == 0 {
+		if err := u.Validate(); err != nil {
+			return fmt.Errorf("lsmindex: %w", err)
+		}
+		return ctx.Err()
+	}
 	for _, d := range docs {
 		if d == nil || d.ID == (mailbricks.MessageID{}) {
 			return fmt.Errorf("lsmindex: %w: nil document or zero ID", index.ErrInvalidDocument)
@@ -379,7 +715,8 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
+	s.ensureByID()
 	// The last document of an ID wins.
 	last := make(map[mailbricks.MessageID]int, len(docs))
 	for i, d := range docs {
@@ -485,6 +822,9 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	for _, n := range replaced {
 		batch.Set(docKey(key, u, tagDeleted, n), nil)
 	}
+	for _, n := range replaced {
+		key = s.touch(batch, key, u, n)
+	}
 	newDocs := slices.Clone(added)
 	if err := ctx.Err(); err != nil {
 		return err
@@ -508,20 +848,22 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		n := added[0]
 		added = added[1:]
 		v := d.Values
-		v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
-		v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
 		v.Keywords = slices.Clone(v.Keywords)
-		s.put(n, docEntry{id: d.ID, live: true, date: index.UnixOrZero(v.Date), v: v})
+		if err := s.put(n, d.ID, v); err != nil {
+			// The write is committed; the state is not: load it again.
+			s.reset()
+			return fmt.Errorf("lsmindex: index: %w", err)
+		}
 	}
 	s.next = next
 	s.mergeOrder(newDocs)
-	return nil
+	return b.seal(u, s, nil)
 }
 
 // analyze accumulates the postings of docs, numbered nums, keyed by field
 // byte and term.
 func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
-	accs := make(map[string]*termAcc, 4096)
+	accs := make(map[string]*termAcc, min(4096, 256*len(docs)))
 	var slab []termAcc
 	var kb []byte
 	for i, d := range docs {
@@ -551,7 +893,8 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
+	s.ensureByID()
 	batch := b.db.NewBatch()
 	var key []byte
 	var gone []uint32
@@ -567,6 +910,7 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		batch.Delete(key)
 		key = docKey(key, u, tagDeleted, n)
 		batch.Set(key, nil)
+		key = s.touch(batch, key, u, n)
 	}
 	if len(gone) == 0 {
 		return nil
@@ -575,10 +919,13 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		return fmt.Errorf("lsmindex: delete: %w", err)
 	}
 	for _, n := range gone {
-		delete(s.byID, s.docs[n].id)
+		delete(s.byID, s.ids[n])
 		s.kill(n)
 	}
 	s.deleted = append(s.deleted, gone...)
+	if err := b.seal(u, s, nil); err != nil {
+		return err
+	}
 	if b.purge > 0 && len(s.deleted) >= b.purge {
 		return b.purgeLocked(ctx, u, s)
 	}
@@ -591,26 +938,28 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
+	s.ensureByID()
 	n, ok := s.byID[id]
 	if !ok {
 		return index.ErrNotFound
 	}
-	if err := b.db.Set(docKey(nil, u, tagDoc, n), encodeDoc(nil, id, &v), b.wo); err != nil {
+	batch := b.db.NewBatch()
+	batch.Set(docKey(nil, u, tagDoc, n), encodeDoc(nil, id, &v))
+	s.touch(batch, nil, u, n)
+	if err := batch.Commit(b.wo); err != nil {
 		return fmt.Errorf("lsmindex: update: %w", err)
 	}
-	v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
-	v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
 	v.Keywords = slices.Clone(v.Keywords)
-	e := &s.docs[n]
-	e.v = v
-	s.flags[n] = v.Flags
-	if d := index.UnixOrZero(v.Date); d != e.date {
-		e.date = d
-		s.dates[n] = d
+	old := s.dates[n]
+	if err := s.set(n, v); err != nil {
+		s.reset()
+		return fmt.Errorf("lsmindex: update: %w", err)
+	}
+	if s.dates[n] != old {
 		s.rebuildOrder()
 	}
-	return nil
+	return b.seal(u, s, nil)
 }
 
 // Get implements [index.GetBackend].
@@ -619,12 +968,19 @@ func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.Me
 	if err != nil {
 		return index.Values{}, err
 	}
-	defer s.mu.RUnlock()
+	defer b.release(s, false)
+	s.idMu.Lock()
+	s.ensureByID()
+	s.idMu.Unlock()
 	n, ok := s.byID[id]
-	if !ok || !s.docs[n].live {
+	if !ok || !s.liveSet.has(n) {
 		return index.Values{}, index.ErrNotFound
 	}
-	v := s.docs[n].v
+	p, err := s.value(n)
+	if err != nil {
+		return index.Values{}, fmt.Errorf("lsmindex: get: %w", err)
+	}
+	v := *p
 	v.Keywords = slices.Clone(v.Keywords)
 	return v, nil
 }
@@ -640,12 +996,20 @@ func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbri
 		v  index.Values
 	}
 	items := make([]item, 0, s.live)
-	for i := range s.docs {
-		if e := &s.docs[i]; e.live {
-			items = append(items, item{e.id, e.v})
+	s.liveSet.each(func(n uint32) {
+		p, e := s.value(n)
+		if e != nil {
+			err = e
+			return
 		}
+		v := *p
+		v.Keywords = slices.Clone(v.Keywords)
+		items = append(items, item{s.ids[n], v})
+	})
+	b.release(s, false)
+	if err != nil {
+		return fmt.Errorf("lsmindex: list: %w", err)
 	}
-	s.mu.RUnlock()
 	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -663,7 +1027,7 @@ func (b *Backend) DeleteUser(ctx context.Context, u mailbricks.UserID) error {
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
 	p := userPrefix(u)
 	if err := b.db.DeleteRange(p, lsm.PrefixUpperBound(p), b.wo); err != nil {
 		return fmt.Errorf("lsmindex: delete user: %w", err)
@@ -687,7 +1051,7 @@ func (b *Backend) Purge(ctx context.Context, u mailbricks.UserID) error {
 	if err != nil {
 		return err
 	}
-	defer s.mu.Unlock()
+	defer b.release(s, true)
 	return b.purgeLocked(ctx, u, s)
 }
 

@@ -21,9 +21,9 @@ import (
 // the documents left and checks that term i occurs at p+i for some p. The
 // final set is masked with the live documents (deleted documents'
 // postings stay until a purge), its population count is the total, and
-// the page is read off the user's newest-first order of doc numbers,
-// skipping documents not in the set, so "newest first" costs a walk of
-// the order, not a sort.
+// the page is read off the user's date order of doc numbers (from its
+// end for newest first), skipping documents not in the set, so a page
+// costs a walk of the order, not a sort.
 
 type bitset []uint64
 
@@ -97,7 +97,7 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	if err != nil {
 		return nil, err
 	}
-	defer s.mu.RUnlock()
+	defer b.release(s, false)
 	if s.stale && s.live > 0 {
 		return nil, fmt.Errorf("lsmindex: search %s: analyzer version %d, want %d: %w", u, max(s.analyzer, 1), index.AnalyzerVersion, index.ErrStale)
 	}
@@ -112,9 +112,12 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	set.and(e.live)
 	res := &index.Results{Total: set.count()}
 	emit := func(n uint32) error {
-		d := &s.docs[n]
-		h := index.Hit{ID: d.id, Values: d.v}
-		h.Values.Keywords = slices.Clone(d.v.Keywords)
+		v, err := s.value(n)
+		if err != nil {
+			return fmt.Errorf("lsmindex: search %s: %w", u, err)
+		}
+		h := index.Hit{ID: s.ids[n], Values: *v}
+		h.Values.Keywords = slices.Clone(v.Keywords)
 		if req.WithText {
 			v, err := snap.Get(docKey(nil, u, tagText, n))
 			if err != nil {
@@ -138,15 +141,15 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 
 // page returns the doc numbers of the page req asks for among the set of
 // total matches. A sparse set is sorted directly; a dense one is read off
-// the user's newest-first order.
+// the user's date order.
 func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 	after := func(n uint32) bool {
 		if req.After == nil {
 			return true
 		}
-		return index.Less(req.Sort, req.After.Date, req.After.ID, s.dates[n], s.docs[n].id)
+		return index.Less(req.Sort, req.After.Date, req.After.ID, s.dates[n], s.ids[n])
 	}
-	if total*16 < len(s.order) {
+	if total*16 < s.live {
 		ns := make([]uint32, 0, total)
 		set.each(func(n uint32) {
 			if after(n) {
@@ -154,38 +157,39 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 			}
 		})
 		slices.SortFunc(ns, func(a, b uint32) int {
-			if index.Less(req.Sort, s.dates[a], s.docs[a].id, s.dates[b], s.docs[b].id) {
+			if index.Less(req.Sort, s.dates[a], s.ids[a], s.dates[b], s.ids[b]) {
 				return -1
 			}
 			return 1
 		})
 		return ns[:min(len(ns), req.Limit)]
 	}
+	// order is oldest first: newest first walks it from the end.
 	order := s.order
 	var out []uint32
 	if req.Sort == index.SortNewest {
-		start := 0
+		end := len(order)
 		if p := req.After; p != nil {
-			start = sort.Search(len(order), func(i int) bool {
+			end = sort.Search(len(order), func(i int) bool {
 				n := order[i]
-				return index.Less(index.SortNewest, p.Date, p.ID, s.dates[n], s.docs[n].id)
+				return !index.Less(index.SortNewest, p.Date, p.ID, s.dates[n], s.ids[n])
 			})
 		}
-		for i := start; i < len(order) && len(out) < req.Limit; i++ {
+		for i := end - 1; i >= 0 && len(out) < req.Limit; i-- {
 			if n := order[i]; set.has(n) {
 				out = append(out, n)
 			}
 		}
 		return out
 	}
-	end := len(order)
+	start := 0
 	if p := req.After; p != nil {
-		end = sort.Search(len(order), func(i int) bool {
+		start = sort.Search(len(order), func(i int) bool {
 			n := order[i]
-			return !index.Less(index.SortNewest, s.dates[n], s.docs[n].id, p.Date, p.ID)
+			return index.Less(index.SortNewest, s.dates[n], s.ids[n], p.Date, p.ID)
 		})
 	}
-	for i := end - 1; i >= 0 && len(out) < req.Limit; i-- {
+	for i := start; i < len(order) && len(out) < req.Limit; i++ {
 		if n := order[i]; set.has(n) {
 			out = append(out, n)
 		}
@@ -264,12 +268,12 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 		}
 		return acc, nil
 	}
-	return e.filter(q), nil
+	return e.filter(q)
 }
 
 // filter evaluates a doc-value criterion by scanning the doc values of
 // the live documents; flags and dates have columns of their own.
-func (e *evaluator) filter(q index.Query) bitset {
+func (e *evaluator) filter(q index.Query) (bitset, error) {
 	s := e.s
 	out := newBitset(s.next)
 	switch {
@@ -288,17 +292,24 @@ func (e *evaluator) filter(q index.Query) bitset {
 		}
 		out.and(e.live)
 	default:
+		var err error
 		e.live.each(func(n uint32) {
-			if matchValues(q, &s.docs[n]) {
+			if err != nil {
+				return
+			}
+			var v *index.Values
+			if v, err = s.value(n); err == nil && matchValues(q, v) {
 				out.set(n)
 			}
 		})
+		if err != nil {
+			return nil, fmt.Errorf("lsmindex: search %s: %w", e.u, err)
+		}
 	}
-	return out
+	return out, nil
 }
 
-func matchValues(q index.Query, d *docEntry) bool {
-	v := &d.v
+func matchValues(q index.Query, v *index.Values) bool {
 	switch q.Kind {
 	case index.KindFlag:
 		return v.Flags&q.Flag == q.Flag
@@ -319,7 +330,7 @@ func matchValues(q index.Query, d *docEntry) bool {
 		var x int64
 		switch q.Range {
 		case index.RangeDate:
-			x = d.date
+			x = index.UnixOrZero(v.Date)
 		case index.RangeSentDate:
 			x = index.UnixOrZero(v.SentDate)
 		case index.RangeSize:

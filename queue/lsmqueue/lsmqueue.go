@@ -27,6 +27,15 @@
 // expiry. Lease expiry and NotBefore use [Options.Now]; the timer runs on
 // the real clock.
 //
+// # Memory budget
+//
+// Jobs live in the DB, never in memory: what the backend holds grows with
+// the number of topics (a scan hint of two keys per topic, a wake channel
+// per topic while a Lease waits) and of calls in flight, not with jobs or
+// idempotency keys. The lsm engine's block cache and memtables are its
+// budget: [Options].LSM's CacheSize (default 64 MiB) and MemTableSize
+// (default 64 MiB, at most three memtables).
+//
 // The DB directory is locked to one process; workers in other processes
 // need a server backend (pgqueue, natsqueue) or an RPC front end.
 //

@@ -26,8 +26,24 @@
 //
 // Counters and reservations are dropped once their expiry has passed by
 // the wall clock, at Open and every minute. Everything else stays until
-// deleted. The whole working set, including the suppression list, is held
-// in memory; the directory holds it on disk.
+// deleted.
+//
+// # Memory budget
+//
+// What the backend keeps in memory does not grow with the suppression
+// list or the number of destinations:
+//
+//   - suppression entries are read from lsm on demand and cached, found
+//     or not, in a least-recently-used cache bounded by
+//     [Options].MemoryBudget (default 64 MiB, [DefaultMemoryBudget]);
+//     lsm's bloom filters make a lookup of an address that is not
+//     suppressed cheap on a miss;
+//   - a token bucket that has refilled to its burst is dropped every
+//     minute (it is the same as a missing one), so buckets are held only
+//     for keys that sent within their refill time;
+//   - counters and reservations are held until they expire (the windows
+//     the Tracker reads), state records (one per IP) always;
+//   - the lsm engine holds a 64 MiB block cache and memtables of 16 MiB.
 //
 // # Keys
 //
@@ -73,6 +89,11 @@ type Options struct {
 	FlushInterval time.Duration
 	// Logger receives background errors. The default discards them.
 	Logger *slog.Logger
+	// MemoryBudget bounds the bytes of suppression entries (and of
+	// addresses known not to be suppressed) cached in memory; past it the
+	// least recently used are dropped and read again from lsm when asked
+	// for. The default is 64 MiB ([DefaultMemoryBudget]).
+	MemoryBudget int64
 	// Tracker configures the [reputation.Tracker] that [OpenTracker]
 	// returns. The default is nil: reputation's defaults (no IP pools).
 	Tracker *reputation.Options
@@ -94,6 +115,9 @@ type Backend struct {
 
 var _ reputation.Backend = (*Backend)(nil)
 
+// DefaultMemoryBudget is the default of [Options].MemoryBudget.
+const DefaultMemoryBudget = 64 << 20
+
 const nShards = 64
 
 type shard struct {
@@ -106,7 +130,11 @@ type shard struct {
 	// without a lock, and SetState, a synced write that is rare next to
 	// reads, copies it under writeMu.
 	states atomic.Pointer[map[string]state]
-	sup    map[string]reputation.Suppression
+	// sup caches suppression lookups (see supCache); supGen counts the
+	// shard's suppression writes, so a lookup that read lsm before a
+	// write does not cache what the write replaced.
+	sup    supCache
+	supGen uint64
 	dirtyC []cellRef
 	dirtyR map[string]struct{}
 	// writeMu orders the shard's synced writes (states, suppressions)
@@ -119,8 +147,9 @@ type shard struct {
 }
 
 type tokenBucket struct {
-	tokens float64
-	last   int64 // Unix ns of the last refill
+	tokens      float64
+	last        int64 // Unix ns of the last refill
+	rate, burst float64
 }
 
 type reserve struct {
@@ -184,6 +213,9 @@ func Open(dir string, o *Options) (*Backend, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MemoryBudget <= 0 {
+		opts.MemoryBudget = DefaultMemoryBudget
+	}
 	db, err := lsm.Open(dir, &lsm.Options{FS: opts.FS, Merger: merger, Logger: opts.Logger, MemTableSize: 16 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("lsmreputation: open %s: %w", dir, err)
@@ -195,7 +227,7 @@ func Open(dir string, o *Options) (*Backend, error) {
 		s.reserves = map[string]*reserve{}
 		s.series = map[string]*series{}
 		s.states.Store(&map[string]state{})
-		s.sup = map[string]reputation.Suppression{}
+		s.sup.init(opts.MemoryBudget / nShards)
 		s.dirtyR = map[string]struct{}{}
 	}
 	if err := b.load(); err != nil {
@@ -217,6 +249,13 @@ func (b *Backend) load() error {
 	nowMs := time.Now().UnixMilli()
 	for ok := it.First(); ok; ok = it.Next() {
 		k, v := it.Key(), it.Value()
+		if len(k) > 0 && k[0] == 'x' {
+			// Suppressions are read on demand: skip the whole list.
+			if !it.SeekGE([]byte{'x' + 1}) {
+				break
+			}
+			k, v = it.Key(), it.Value()
+		}
 		if len(k) == 0 {
 			continue
 		}
@@ -253,12 +292,6 @@ func (b *Backend) load() error {
 				return errors.Join(fmt.Errorf("lsmreputation: load: %w: state %q", reputation.ErrMalformed, k), it.Close())
 			}
 			(*b.shard(string(rest)).states.Load())[string(rest)] = state{bytes.Clone(v[8:]), int64(binary.LittleEndian.Uint64(v))}
-		case 'x':
-			var s reputation.Suppression
-			if err := s.UnmarshalBinary(v); err != nil {
-				return errors.Join(fmt.Errorf("lsmreputation: load %q: %w", k, err), it.Close())
-			}
-			b.shard(s.Address).sup[s.Address] = s
 		}
 	}
 	return errors.Join(it.Error(), it.Close())
@@ -384,6 +417,12 @@ func (b *Backend) gc(now time.Time) error {
 				batch.Delete(append([]byte{'r'}, key...))
 			}
 		}
+		ns := now.UnixNano()
+		for key, tb := range s.buckets {
+			if ns > tb.last && tb.tokens+float64(ns-tb.last)/1e9*tb.rate >= tb.burst {
+				delete(s.buckets, key) // full: a new bucket is the same
+			}
+		}
 		s.mu.Unlock()
 	}
 	if batch.Empty() {
@@ -420,7 +459,6 @@ func (b *Backend) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Take implements [reputation.Backend.Take] with an in-memory bucket.
 // checkKey rejects an empty key, which [reputation.Backend] rules out.
 func checkKey(key string) error {
 	if key == "" {
@@ -444,6 +482,7 @@ func checkAddr(addr string) error {
 	return nil
 }
 
+// Take implements [reputation.Backend.Take] with an in-memory bucket.
 func (b *Backend) Take(ctx context.Context, key string, n, rate, burst float64, now time.Time) (bool, time.Duration, error) {
 	if err := checkKey(key); err != nil {
 		return false, 0, err
@@ -459,6 +498,7 @@ func (b *Backend) Take(ctx context.Context, key string, n, rate, burst float64, 
 		tb = &tokenBucket{tokens: burst, last: ns}
 		s.buckets[key] = tb
 	}
+	tb.rate, tb.burst = rate, burst
 	if ns > tb.last {
 		tb.tokens = math.Min(burst, tb.tokens+float64(ns-tb.last)/1e9*rate)
 		tb.last = ns
@@ -654,7 +694,8 @@ func (b *Backend) PutSuppression(ctx context.Context, sp reputation.Suppression)
 		return fmt.Errorf("lsmreputation: put suppression %q: %w", sp.Address, err)
 	}
 	s.mu.Lock()
-	s.sup[sp.Address] = sp
+	s.supGen++
+	s.sup.put(sp.Address, sp, true)
 	s.mu.Unlock()
 	return nil
 }
@@ -667,14 +708,57 @@ func (b *Backend) GetSuppression(ctx context.Context, addr string) (reputation.S
 	if b.closed.Load() {
 		return reputation.Suppression{}, reputation.ErrClosed
 	}
-	s := b.shard(addr)
-	s.mu.Lock()
-	sp, ok := s.sup[addr]
-	s.mu.Unlock()
+	sp, ok, err := b.lookup(b.shard(addr), addr)
+	if err != nil {
+		return reputation.Suppression{}, err
+	}
 	if !ok {
 		return reputation.Suppression{}, reputation.ErrNotFound
 	}
 	return sp, nil
+}
+
+// CacheBytes returns the estimated bytes of suppression lookups cached in
+// memory, the figure [Options].MemoryBudget bounds.
+func (b *Backend) CacheBytes() int64 {
+	var n int64
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		n += s.sup.bytes
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// lookup returns addr's suppression entry from the shard's cache, or from
+// lsm (then caching what it found, or that there is none).
+func (b *Backend) lookup(s *shard, addr string) (reputation.Suppression, bool, error) {
+	s.mu.Lock()
+	sp, found, cached := s.sup.get(addr)
+	gen := s.supGen
+	s.mu.Unlock()
+	if cached {
+		return sp, found, nil
+	}
+	v, err := b.db.Get(append([]byte{'x'}, addr...))
+	switch {
+	case errors.Is(err, lsm.ErrNotFound):
+		sp, found = reputation.Suppression{}, false
+	case err != nil:
+		return sp, false, fmt.Errorf("lsmreputation: get suppression %q: %w", addr, err)
+	default:
+		if err := sp.UnmarshalBinary(v); err != nil {
+			return sp, false, fmt.Errorf("lsmreputation: get suppression %q: %w", addr, err)
+		}
+		found = true
+	}
+	s.mu.Lock()
+	if s.supGen == gen {
+		s.sup.put(addr, sp, found)
+	}
+	s.mu.Unlock()
+	return sp, found, nil
 }
 
 // DeleteSuppression implements [reputation.Backend.DeleteSuppression] with
@@ -692,9 +776,10 @@ func (b *Backend) DeleteSuppression(ctx context.Context, addr string) error {
 	if b.closed.Load() {
 		return reputation.ErrClosed
 	}
-	s.mu.Lock()
-	_, ok := s.sup[addr]
-	s.mu.Unlock()
+	_, ok, err := b.lookup(s, addr)
+	if err != nil {
+		return err
+	}
 	if !ok {
 		return reputation.ErrNotFound
 	}
@@ -702,7 +787,8 @@ func (b *Backend) DeleteSuppression(ctx context.Context, addr string) error {
 		return fmt.Errorf("lsmreputation: delete suppression %q: %w", addr, err)
 	}
 	s.mu.Lock()
-	delete(s.sup, addr)
+	s.supGen++
+	s.sup.put(addr, reputation.Suppression{}, false)
 	s.mu.Unlock()
 	return nil
 }
