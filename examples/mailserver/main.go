@@ -99,6 +99,9 @@ type app struct {
 	tls      *tls.Config
 	dkim     *dkimKey
 	log      *slog.Logger
+	// feedback records bounces and complaints at -bounce-address (nil
+	// without it); set by newOutbound.
+	feedback *delivery.Feedback
 }
 
 func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
@@ -167,6 +170,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	outF, err := newOutbound(a) // before newSMTP: it sets a.feedback
+	if err != nil {
+		return err
+	}
 	smtpF, err := newSMTP(a)
 	if err != nil {
 		return err
@@ -177,9 +184,18 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		smtpF.subL.Close()
 		return err
 	}
+	imapF, err := newIMAP(a)
+	if err != nil {
+		smtpF.inL.Close()
+		smtpF.subL.Close()
+		httpF.l.Close()
+		return err
+	}
 	fronts := []front{
 		smtpF.front(),
 		httpF.front(),
+		imapF,
+		outF,
 		{name: "blob-gc", run: a.collectBlobs},
 	}
 
