@@ -171,7 +171,7 @@ func openBlocks(ctx context.Context, c *config, logger *slog.Logger) (b *blocks,
 		if err != nil {
 			return nil, fmt.Errorf("-redis-url: %w", err)
 		}
-		if b.Reputation, err = reputation.New(be, nil); err != nil {
+		if b.Reputation, err = reputation.New(be, c.reputationOptions()); err != nil {
 			return nil, err
 		}
 		b.State = be
@@ -182,7 +182,7 @@ func openBlocks(ctx context.Context, c *config, logger *slog.Logger) (b *blocks,
 		if err != nil {
 			return nil, err
 		}
-		if b.Reputation, err = reputation.New(be, nil); err != nil {
+		if b.Reputation, err = reputation.New(be, c.reputationOptions()); err != nil {
 			be.Close()
 			return nil, err
 		}

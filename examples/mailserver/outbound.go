@@ -14,6 +14,7 @@ import (
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/delivery"
 	"github.com/mailbricks/mailbricks/queue"
+	"github.com/mailbricks/mailbricks/reputation"
 )
 
 // outboundConfig holds the outbound worker's flags.
@@ -31,6 +32,8 @@ type outboundConfig struct {
 	Retry []time.Duration
 	// DKIMDomains sign with the DKIM key besides every local domain.
 	DKIMDomains []string
+	// SourceIPs are the sending addresses, the reputation Tracker's pool.
+	SourceIPs []string
 }
 
 // outboundFlags registers the outbound worker's flags.
@@ -62,6 +65,16 @@ func outboundFlags(fs *flag.FlagSet, c *outboundConfig) {
 		}
 		return nil
 	})
+	fs.Func("source-ip", "comma-separated `addresses` outgoing mail is sent from, chosen per recipient by the sender reputation (warm-up, pacing, pauses) (default 0.0.0.0: the system's choice)", func(v string) error {
+		c.SourceIPs = nil
+		for _, s := range strings.Split(v, ",") {
+			if net.ParseIP(strings.TrimSpace(s)) == nil {
+				return fmt.Errorf("%q: not an IP address", s)
+			}
+			c.SourceIPs = append(c.SourceIPs, strings.TrimSpace(s))
+		}
+		return nil
+	})
 	fs.Func("dkim-domain", "`domain` to sign outgoing mail for with the DKIM key, besides the local domains (repeatable)", func(v string) error {
 		c.DKIMDomains = append(c.DKIMDomains, strings.ToLower(strings.TrimSpace(v)))
 		return nil
@@ -83,6 +96,28 @@ func (c *outboundConfig) checkOutbound() error {
 		c.BounceAddress = n
 	}
 	return nil
+}
+
+// reputationOptions configures the sender reputation Tracker: one pool
+// of the -source-ip addresses for every class of mail (the Tracker's
+// Decide needs a pool), and the -dns-override MX hosts for its provider
+// lookups.
+func (c *outboundConfig) reputationOptions() *reputation.Options {
+	ips := c.SourceIPs
+	if len(ips) == 0 {
+		// The wildcard: the dialer binds no particular address (it stands
+		// for "::" too when the MX host is IPv6).
+		ips = []string{"0.0.0.0"}
+	}
+	pool := reputation.Pool{}
+	for _, ip := range ips {
+		pool.IPs = append(pool.IPs, reputation.IP{Addr: ip})
+	}
+	o := &reputation.Options{Pools: []reputation.Pool{pool}}
+	if len(c.DNSOverride) > 0 {
+		o.Resolver = &overrideResolver{m: c.DNSOverride, next: net.DefaultResolver}
+	}
+	return o
 }
 
 // newOutbound wires delivery.Outbound as the worker of the outgoing topic:
