@@ -62,4 +62,3 @@ func (a *app) imapAuth(ctx context.Context, name, pw string) (mailbricks.UserID,
 	}
 	return u, err
 }
-
