@@ -445,3 +445,60 @@ func TestBounceAddress(t *testing.T) {
 	s.stop()
 	assert.NotContains(t, s.errOut.String(), "level=ERROR")
 }
+
+// TestDistributedIMAPAndSend: two instances on the shared PostgreSQL,
+// NATS, Redis and S3. An IMAP client of one IDLEs while mail enters the
+// other; local mail sent through one lands once in bob's Inbox, seen
+// through the other; remote mail sent through one is delivered once, its
+// 550 recipient bouncing to alice's Inbox (the delivery state is in Redis,
+// shared by both instances' workers).
+func TestDistributedIMAPAndSend(t *testing.T) {
+	flags := distributedFlags(t)
+	mx := newFakeMX(t)
+	flags = append(flags, "-dns-override", "remote.test=127.0.0.1", "-mx-port", mx.port())
+	dir := t.TempDir()
+	a := newServer(t, filepath.Join(dir, "a"), flags...)
+	b := newServer(t, filepath.Join(dir, "b"), flags...)
+	a.user("alice@example.test", "alice-password")
+	a.user("bob@example.test", "bob-password")
+	a.start()
+	b.start()
+
+	existsCh := make(chan uint32, 16)
+	idler := imapLogin(t, b, "bob@example.test", "bob-password", &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				existsCh <- *d.NumMessages
+			}
+		}},
+	})
+	_, err := idler.Select("INBOX", nil).Wait()
+	require.NoError(t, err)
+	idle, err := idler.Idle()
+	require.NoError(t, err)
+	swaks(t, a.smtp, "carol@example.org", "bob@example.test", "--header", "Subject: via a")
+	select {
+	case n := <-existsCh:
+		assert.Equal(t, uint32(1), n)
+	case <-time.After(30 * time.Second):
+		t.Fatal("b's IDLE client was not told of mail delivered through a")
+	}
+	require.NoError(t, idle.Close())
+	require.NoError(t, idle.Wait())
+
+	testLocalSend(t, a, b)
+
+	alice := b.client("alice@example.test", "alice-password")
+	a.client("alice@example.test", "alice-password").call(t, "POST", "/api/send", map[string]any{
+		"to": []string{"ok@remote.test", "bad@remote.test"}, "subject": "remote", "text": "hello",
+	}, 202, nil)
+	waitFor(t, 60*time.Second, "delivery and the DSN", func() bool {
+		return len(mx.received()) >= 1 && len(alice.all(t, "INBOX")) >= 1
+	})
+	time.Sleep(time.Second)
+	require.Len(t, mx.received(), 1)
+	assert.Equal(t, []string{"ok@remote.test"}, mx.received()[0].rcpts)
+	assert.Len(t, alice.all(t, "INBOX"), 1, "one DSN")
+	a.stop()
+	b.stop()
+}
