@@ -418,8 +418,9 @@ func TestOutbound(t *testing.T) {
 }
 
 // TestBounceAddress: with -bounce-address, the envelope sender is the
-// tagged bounce address, and a report sent back to it is taken by the
-// incoming side (250) and not stored in anyone's mailbox.
+// tagged bounce address; a late bounce sent back to it is taken by the
+// incoming side (250), not stored in anyone's mailbox, and recorded: the
+// recipient is suppressed, so the next message to it fails at once.
 func TestBounceAddress(t *testing.T) {
 	mx := newFakeMX(t)
 	s := newServer(t, "", "-dns-override", "remote.test=127.0.0.1", "-mx-port", mx.port(), "-bounce-address", "bounces@example.test")
@@ -440,6 +441,17 @@ func TestBounceAddress(t *testing.T) {
 	require.NoError(t, sendPlain(s.smtp, "", from, report))
 	time.Sleep(2 * time.Second)
 	assert.Empty(t, alice.all(t, "INBOX"), "the report is not in the sender's Inbox")
+
+	// Feedback recorded the hard bounce: ok@ is now suppressed, so the
+	// next message to it is never attempted and fails at once with a DSN.
+	alice.call(t, "POST", "/api/send", map[string]any{"to": []string{"ok@remote.test"}, "subject": "again", "text": "x"}, 202, nil)
+	waitFor(t, 30*time.Second, "a DSN for the suppressed recipient", func() bool { return len(alice.all(t, "INBOX")) == 1 })
+	dsn := alice.all(t, "INBOX")[0]
+	code, raw := alice.request(t, "GET", "/api/messages/"+dsn.ID+"/raw", nil)
+	require.Equal(t, 200, code)
+	assert.Contains(t, string(raw), "ok@remote.test")
+	assert.Contains(t, string(raw), "5.7.1", "suppressed")
+	assert.Len(t, mx.received(), 1, "the suppressed recipient was not attempted")
 	out, err := execSwaks(s.smtp, "x@remote.test", "bounces@example.test")
 	assert.NoError(t, err, "the untagged bounce address is accepted: %s", out)
 	s.stop()
