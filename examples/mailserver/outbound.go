@@ -174,6 +174,11 @@ func newOutbound(a *app) (front, error) {
 	w := queue.NewWorker(a.b.Queue, delivery.DefaultOutgoingTopic, ob, &queue.WorkerOptions{
 		Concurrency: oc.OutboundWorkers,
 		LeaseTTL:    leaseTTL,
+		// A remote transaction may take minutes (RFC 5321 timeouts):
+		// on shutdown it is cut after the grace period and its job
+		// released; the state saved per step keeps recipients already
+		// sent from being sent again.
+		StopGrace: shutdownGrace,
 		Logger:      log.With("worker", delivery.DefaultOutgoingTopic),
 	})
 	banner := []string{
