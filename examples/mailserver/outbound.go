@@ -179,7 +179,7 @@ func newOutbound(a *app) (front, error) {
 		// released; the state saved per step keeps recipients already
 		// sent from being sent again.
 		StopGrace: shutdownGrace,
-		Logger:      log.With("worker", delivery.DefaultOutgoingTopic),
+		Logger:    log.With("worker", delivery.DefaultOutgoingTopic),
 	})
 	banner := []string{
 		fmt.Sprintf("outbound    %d workers on topic %q: MX port %d, DKIM s=%s d=%s; local domains delivered in place",
