@@ -17,6 +17,7 @@ import (
 	"github.com/mailbricks/mailbricks/dedup"
 	"github.com/mailbricks/mailbricks/dedup/filededup"
 	"github.com/mailbricks/mailbricks/dedup/s3dedup"
+	"github.com/mailbricks/mailbricks/delivery"
 	"github.com/mailbricks/mailbricks/index"
 	"github.com/mailbricks/mailbricks/index/lsmindex"
 	"github.com/mailbricks/mailbricks/index/pgindex"
@@ -40,7 +41,10 @@ type blocks struct {
 	Blobs      *dedup.Store
 	Queue      *queue.Queue
 	Reputation *reputation.Tracker
-	Users      userStore
+	// State is the outbound worker's delivery state: the reputation
+	// backend, whose records it shares.
+	State delivery.StateStore
+	Users userStore
 
 	// Where says where each block lives, for the banner.
 	Where [][2]string
@@ -170,14 +174,22 @@ func openBlocks(ctx context.Context, c *config, logger *slog.Logger) (b *blocks,
 		if err != nil {
 			return nil, fmt.Errorf("-redis-url: %w", err)
 		}
-		if b.Reputation, err = reputation.New(be, nil); err != nil {
+		if b.Reputation, err = reputation.New(be, c.reputationOptions()); err != nil {
 			return nil, err
 		}
+		b.State = be
 		where("reputation", "Redis, keys "+c.Prefix+":reputation:*")
 	} else {
-		if b.Reputation, err = lsmreputation.OpenTracker(dir("reputation"), &lsmreputation.Options{Logger: logger}); err != nil {
+		// lsmreputation.OpenTracker, keeping the backend for State.
+		be, err := lsmreputation.Open(dir("reputation"), &lsmreputation.Options{Logger: logger})
+		if err != nil {
 			return nil, err
 		}
+		if b.Reputation, err = reputation.New(be, c.reputationOptions()); err != nil {
+			be.Close()
+			return nil, err
+		}
+		b.State = be
 		where("reputation", dir("reputation"))
 	}
 	return b, nil

@@ -53,6 +53,8 @@ type config struct {
 	DKIMSelector                                   string
 	LogLevel                                       string
 	LogFormat                                      string
+
+	outboundConfig
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,23}$`)
@@ -63,7 +65,7 @@ func flags(fs *flag.FlagSet) *config {
 	fs.StringVar(&c.Data, "data", "mailbricks-data", "data directory (embedded stores, accounts, TLS certificate, DKIM key), created on first run")
 	fs.StringVar(&c.SMTPAddr, "smtp", "127.0.0.1:2525", "SMTP listen address for mail from other servers")
 	fs.StringVar(&c.SubmissionAddr, "submission", "127.0.0.1:2587", "SMTP submission listen address (AUTH) for users' mail clients")
-	fs.StringVar(&c.IMAPAddr, "imap", "127.0.0.1:1143", "IMAP listen address (used once the IMAP front is wired in)")
+	fs.StringVar(&c.IMAPAddr, "imap", "127.0.0.1:1143", "IMAP listen address (STARTTLS; plaintext LOGIN only on loopback)")
 	fs.StringVar(&c.HTTPAddr, "http", "127.0.0.1:8080", "HTTP listen address of the JSON API, /api/events and /healthz")
 	fs.StringVar(&c.Hostname, "hostname", "", "host name in SMTP greetings and Received fields (default: the machine's host name)")
 	fs.StringVar(&c.DemoDomain, "demo-domain", "example.test", "domain of the demo users created on first run")
@@ -87,6 +89,7 @@ func flags(fs *flag.FlagSet) *config {
 	fs.StringVar(&c.DKIMSelector, "dkim-selector", "mailbricks", "DKIM selector of the generated signing key")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	outboundFlags(fs, &c.outboundConfig)
 	return c
 }
 
@@ -105,6 +108,9 @@ func (c *config) check() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if err := c.checkOutbound(); err != nil {
+		return err
 	}
 	if c.Hostname == "" {
 		h, err := os.Hostname()

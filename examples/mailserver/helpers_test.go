@@ -90,6 +90,7 @@ type server struct {
 	data             string
 	args             []string
 	smtp, sub, httpA string
+	imap             string
 	cmd              *exec.Cmd
 	out, errOut      *syncBuffer
 	exited           chan struct{}
@@ -102,8 +103,8 @@ func newServer(t *testing.T, data string, extra ...string) *server {
 	if data == "" {
 		data = filepath.Join(t.TempDir(), "data")
 	}
-	s := &server{t: t, data: data, smtp: freePort(t), sub: freePort(t), httpA: freePort(t)}
-	s.args = append([]string{"-data", data, "-smtp", s.smtp, "-submission", s.sub, "-http", s.httpA, "-demo=false", "-log-level", "warn"}, extra...)
+	s := &server{t: t, data: data, smtp: freePort(t), sub: freePort(t), httpA: freePort(t), imap: freePort(t)}
+	s.args = append([]string{"-data", data, "-smtp", s.smtp, "-submission", s.sub, "-http", s.httpA, "-imap", s.imap, "-demo=false", "-log-level", "warn"}, extra...)
 	t.Cleanup(func() {
 		if s.cmd != nil && s.cmd.ProcessState == nil {
 			s.cmd.Process.Kill()

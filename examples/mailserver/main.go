@@ -5,6 +5,9 @@
 //	SMTP        127.0.0.1:2525  delivery.Inbound → incoming queue → Deliver → mailbox + index
 //	submission  127.0.0.1:2587  delivery.Submission (AUTH) → Sent copy + outgoing queue
 //	HTTP        127.0.0.1:8080  JSON API, /api/events (Server-Sent Events), /healthz
+//	IMAP        127.0.0.1:1143  mailbox/imapsession (STARTTLS, IDLE, SEARCH by the index)
+//	outbound    delivery.Outbound on the outgoing queue: MX delivery with reputation and
+//	            DKIM, same-domain shortcut into local mailboxes, DSNs, retries
 //
 // -pg-url, -nats-url, -redis-url and -s3-url move the blocks to PostgreSQL,
 // NATS JetStream, Redis and S3; two instances on the same servers share the
@@ -105,6 +108,9 @@ type app struct {
 	tls      *tls.Config
 	dkim     *dkimKey
 	log      *slog.Logger
+	// feedback records bounces and complaints at -bounce-address (nil
+	// without it); set by newOutbound.
+	feedback *delivery.Feedback
 }
 
 func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
@@ -136,11 +142,9 @@ type front struct {
 // Startup order: data directory and keys, blocks, accounts, then each front
 // binds its ports (so a taken port fails the start before anything serves),
 // then all run. The outbound worker (delivery.Outbound on the outgoing
-// topic) and the IMAP front, when they land, are one file each (outbound.go,
-// imap.go) whose constructor returns a front; they are appended to fronts
-// below, beside smtp and http, and the banner's "not wired in yet" lines
-// go away by themselves. Until then submitted mail waits on the outgoing
-// topic.
+// topic, outbound.go) and the IMAP front (imap.go) are one file each whose
+// constructor returns a front, appended to fronts below beside smtp and
+// http; a build without one of them prints a "not wired in" banner line.
 func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
@@ -173,6 +177,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	outF, err := newOutbound(a) // before newSMTP: it sets a.feedback
+	if err != nil {
+		return err
+	}
 	smtpF, err := newSMTP(a)
 	if err != nil {
 		return err
@@ -183,9 +191,18 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		smtpF.subL.Close()
 		return err
 	}
+	imapF, err := newIMAP(a)
+	if err != nil {
+		smtpF.inL.Close()
+		smtpF.subL.Close()
+		httpF.l.Close()
+		return err
+	}
 	fronts := []front{
 		smtpF.front(),
 		httpF.front(),
+		imapF,
+		outF,
 		{name: "blob-gc", run: a.collectBlobs},
 	}
 

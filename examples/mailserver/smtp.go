@@ -51,7 +51,11 @@ func newSMTP(a *app) (*smtpFront, error) {
 	if err != nil {
 		return nil, err
 	}
-	deliver, err := delivery.NewDeliver(a.b.Mailbox, a.b.Blobs, &delivery.DeliverOptions{Filter: spamFlagFilter, Logger: log})
+	filter := spamFlagFilter
+	if a.feedback != nil { // reports to -bounce-address are recorded, not stored
+		filter = a.feedback.Filter(spamFlagFilter)
+	}
+	deliver, err := delivery.NewDeliver(a.b.Mailbox, a.b.Blobs, &delivery.DeliverOptions{Filter: filter, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +133,9 @@ func serveSMTP(s *smtp.Server, l net.Listener) error {
 // recipient is Inbound's Recipient hook: an address is local when it is a
 // user's name (the address itself, in lower case).
 func (a *app) recipient(ctx context.Context, addr string) (mailbricks.UserID, error) {
+	if u, ok := a.bounceUser(addr); ok {
+		return u, nil
+	}
 	name, err := normalizeName(addr)
 	if err != nil {
 		return "", delivery.ErrUnknownRecipient
