@@ -909,6 +909,13 @@ func (s *Store) Changes(ctx context.Context, user mailbricks.UserID, folder stri
 // they commit, from every process sharing the backend, until ctx is done;
 // then the channel is closed. A watcher that falls behind receives
 // [EventOverflow] and should resynchronize with [Store.Changes].
+//
+// Events report the mailbox commit. With [Options.Index], the index write
+// follows that commit inside the same Append, SetFlags or Move call, so a
+// watcher can see an event a moment before a search finds the change; a
+// search issued after the call returned always finds it. A watcher that
+// searches on an event (to notify "new mail matching …") should retry a
+// miss briefly.
 func (s *Store) Watch(ctx context.Context, user mailbricks.UserID) (<-chan Event, error) {
 	if err := s.check(user); err != nil {
 		return nil, err

@@ -89,7 +89,15 @@ func testMailFlow(t *testing.T, in, api *server, c *client) {
 	assert.True(t, m.HasAttachments)
 	assert.Equal(t, int64(1), c.folder(t, "INBOX").Unread)
 
-	sr := c.search(t, token)
+	// The append event reports the mailbox commit; the index write follows
+	// it inside the same Append (mailbox.Store.Watch), so a search right on
+	// the event may miss the message for a moment, most visibly when the
+	// event crossed instances through PostgreSQL.
+	var sr searchResp
+	waitFor(t, 10*time.Second, "search finds "+token, func() bool {
+		sr = c.search(t, token)
+		return sr.Total == 1
+	})
 	require.Equal(t, 1, sr.Total, "search %s", token)
 	assert.Equal(t, m.ID, sr.Hits[0].ID)
 	assert.Equal(t, 1, c.search(t, "from:carol has:attachment is:unread "+token).Total)
