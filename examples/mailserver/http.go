@@ -96,7 +96,7 @@ func (f *httpFront) addr() string { return f.l.Addr().String() }
 
 func (f *httpFront) front() front {
 	return front{name: "http", run: f.run, banner: []string{
-		fmt.Sprintf("HTTP        %-22s JSON API http://%s/api/ , events /api/events, /healthz", f.addr(), f.addr()),
+		fmt.Sprintf("HTTP        %-22s webmail http://%s/ , JSON API /api/ , events /api/events, /metrics, /healthz", f.addr(), f.addr()),
 	}}
 }
 
