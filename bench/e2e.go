@@ -34,7 +34,8 @@ import (
 // /api/search?q=WORD, Dovecot through IMAP SEARCH SUBJECT WORD),
 // accept_per_sec (smtp-source's own rate, messages answered 250),
 // peak_rss_mb (ours: the server's VmHWM; Postfix+Dovecot: the peak of the
-// sum of VmRSS of all their processes, sampled every 200 ms),
+// sum of Pss of all their processes, sampled every 200 ms: shared pages
+// count once),
 // bytes_per_msg (allocated bytes of the data directory, or Dovecot's mail
 // directory, after a clean shutdown, divided by the messages stored; for
 // ours_pg plus the PostgreSQL relations of its schemas) and probes.
@@ -103,7 +104,7 @@ type e2eTarget interface {
 	// pgids are the process groups of the service's processes.
 	pgids() []int
 	// peakRSS returns the peak resident memory, given the sampled peak
-	// of the sum of the processes' VmRSS.
+	// of the sum of the processes' Pss.
 	peakRSS(sampled int64) int64
 	// stop shuts the service down cleanly; stopping twice is harmless.
 	stop() error
@@ -457,11 +458,14 @@ func (s *rssSampler) stop() int64 {
 	return s.peak
 }
 
-// groupRSS sums VmRSS over the processes whose process group is in pgids.
+// groupRSS sums the proportional set size (Pss: resident pages, shared
+// ones divided among the processes sharing them) over the processes whose
+// process group is in pgids, so that the libraries and the parent's pages
+// the many daemons share count once.
 func groupRSS(pgids []int) int64 {
 	var sum int64
 	for _, pid := range groupPIDs(pgids) {
-		sum += procStatusKB(pid, "VmRSS:") * 1024
+		sum += procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:") * 1024
 	}
 	return sum
 }
@@ -501,7 +505,12 @@ func groupPIDs(pgids []int) []int {
 
 // procStatusKB reads a "Name:   N kB" field of /proc/PID/status.
 func procStatusKB(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return procKB(fmt.Sprintf("/proc/%d/status", pid), field)
+}
+
+// procKB reads a "Name:   N kB" field of a /proc file.
+func procKB(path, field string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -197,6 +199,15 @@ func (t *postfixDovecot) startPostfix(ctx context.Context, lmtp string) error {
 			return err
 		}
 	}
+	pu, err := user.Lookup("postfix")
+	if err != nil {
+		return fmt.Errorf("%w: user postfix: %v", errE2EMissing, err)
+	}
+	uid, _ := strconv.Atoi(pu.Uid)
+	gid, _ := strconv.Atoi(pu.Gid)
+	if err := os.Chown(filepath.Join(d, "data"), uid, gid); err != nil {
+		return err
+	}
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -220,6 +231,7 @@ biff = no
 smtpd_tls_security_level = none
 smtp_tls_security_level = none
 maillog_file = %[1]s/maillog
+maillog_file_prefixes = %[1]s
 default_process_limit = 100
 `, d, lmtp)
 	if err := os.WriteFile(filepath.Join(t.postfixConfDir, "main.cf"), []byte(main), 0o644); err != nil {
@@ -236,7 +248,6 @@ default_process_limit = 100
 	cmd := exec.Command("/usr/lib/postfix/sbin/master", "-c", t.postfixConfDir, "-d")
 	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+t.postfixConfDir)
 	cmd.Stdout, cmd.Stderr = t.pfOut, t.pfOut
-	var err error
 	if t.postfix, err = startProc("postfix", cmd); err != nil {
 		return err
 	}
