@@ -562,9 +562,11 @@ type proc struct {
 	err    error
 }
 
-// startProc starts cmd in its own process group.
+// startProc starts cmd in its own process group (so that a terminal's
+// SIGINT reaches only the bench, which stops it in order), with SIGTERM as
+// its parent-death signal should the bench be killed.
 func startProc(name string, cmd *exec.Cmd) (*proc, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

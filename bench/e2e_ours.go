@@ -117,6 +117,10 @@ func startOurs(ctx context.Context, dir string, pg *oursPG) (*oursTarget, error)
 		case <-t.p.exited:
 			t.cleanup(context.Background())
 			return nil, fmt.Errorf("mailserver exited: %s", tail(t.out.String()))
+		case <-ctx.Done():
+			t.stop()
+			t.cleanup(context.Background())
+			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
