@@ -140,13 +140,13 @@ func (s *e2eSuite) Run(impl string, c *config, r *reporter) error {
 	var t e2eTarget
 	switch impl {
 	case "ours":
-		t, err = startOurs(ctx, dir, nil)
+		t, err = startOursE2E(ctx, dir, nil)
 	case "ours_pg":
 		pg, nu := os.Getenv("MAILBRICKS_PG_URL"), os.Getenv("MAILBRICKS_NATS_URL")
 		if pg == "" || nu == "" {
 			return skipOrFail(r, impl, "MAILBRICKS_PG_URL and MAILBRICKS_NATS_URL not both set")
 		}
-		t, err = startOurs(ctx, dir, &oursPG{pgURL: pg, natsURL: nu})
+		t, err = startOursE2E(ctx, dir, &oursPG{pgURL: pg, natsURL: nu})
 	case "postfix_dovecot":
 		t, err = startPostfixDovecot(ctx, dir)
 		if errors.Is(err, errE2EMissing) {
@@ -503,8 +503,8 @@ func groupPIDs(pgids []int) []int {
 	return out
 }
 
-// procStatusKB reads a "Name:   N kB" field of /proc/PID/status.
-func procStatusKB(pid int, field string) int64 {
+// pidStatusKB reads a "Name:   N kB" field of /proc/PID/status.
+func pidStatusKB(pid int, field string) int64 {
 	return procKB(fmt.Sprintf("/proc/%d/status", pid), field)
 }
 

@@ -59,14 +59,14 @@ func (d *stubDNS) serve() {
 		if err != nil {
 			return
 		}
-		if resp := nxdomain(buf[:n]); resp != nil {
+		if resp := stubNXDomain(buf[:n]); resp != nil {
 			d.conn.WriteToUDP(resp, from)
 		}
 	}
 }
 
-// nxdomain answers a query with its first question and NXDOMAIN.
-func nxdomain(q []byte) []byte {
+// stubNXDomain answers a query with its first question and NXDOMAIN.
+func stubNXDomain(q []byte) []byte {
 	if len(q) < 12 || q[2]&0x80 != 0 || q[4] != 0 || q[5] < 1 {
 		return nil
 	}

@@ -52,9 +52,9 @@ func mailserverDir() (string, error) {
 	return "", fmt.Errorf("examples/mailserver not found (run from bench/)")
 }
 
-// startOurs builds the mailserver, adds the recipient and starts it with
+// startOursE2E builds the mailserver, adds the recipient and starts it with
 // its per-IP limits off (smtp-source's 8 sessions come from one address).
-func startOurs(ctx context.Context, dir string, pg *oursPG) (*oursTarget, error) {
+func startOursE2E(ctx context.Context, dir string, pg *oursPG) (*oursTarget, error) {
 	src, err := mailserverDir()
 	if err != nil {
 		return nil, err
@@ -197,7 +197,7 @@ func (t *oursTarget) searchable(ctx context.Context, word string) (bool, error) 
 
 func (t *oursTarget) pgids() []int { return []int{t.p.pgid()} }
 
-func (t *oursTarget) peakRSS(int64) int64 { return procStatusKB(t.p.cmd.Process.Pid, "VmHWM:") * 1024 }
+func (t *oursTarget) peakRSS(int64) int64 { return pidStatusKB(t.p.cmd.Process.Pid, "VmHWM:") * 1024 }
 
 func (t *oursTarget) stop() error {
 	if t.p == nil {
