@@ -20,7 +20,8 @@
 //	  DATA      bytes stream through the smuggling and header checks into
 //	            dedup.Store.Put, while a DKIM verifier reads a copy through
 //	            a pipe; then DMARC, the Policy hook, Store.Link of the
-//	            body, one queue job on the incoming topic, and only then 250
+//	            body and, concurrently, one queue job on the incoming
+//	            topic, and only when both are durable 250
 //	queue worker ──▶ Deliver.Handle
 //	            filter hook, then mailbox.Store.Append per recipient user,
 //	            keyed by the job, then Store.Unlink of the body
@@ -34,9 +35,15 @@
 //
 // 250 is sent only after the body is stored and linked and the job is
 // durable (queue.Queue.Enqueue returned), so a crash at any instant after
-// 250 loses nothing. A crash before 250 leaves no job: the client retries,
-// and the body blob, protected only by dedup's temporary link, is collected
-// by dedup GC (a crash between Link and Enqueue leaves a linked orphan).
+// 250 loses nothing. The link and the job are written concurrently (their
+// synced writes overlap), so a crash before 250 leaves no job, the job
+// alone, the link alone or both. No job: the client retries, and the body
+// blob, protected only by dedup's temporary link, is collected by dedup GC
+// (a link alone is an orphan that keeps it). A job: it is delivered, and
+// so is the client's retry (a duplicate, as for any 250 lost in transit);
+// a job without its link still finds the body, which dedup's temporary
+// link from the Put just before keeps for dedup.Options.Grace (24 hours by
+// default), far longer than a job waits in a working queue.
 // The job's key is the SMTP transaction ID (a new UUIDv7 per MAIL command),
 // and a transaction enqueues at most one job. A storage failure (blob store
 // or queue) answers 451 4.3.0, so the client keeps the message and retries.

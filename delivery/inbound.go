@@ -523,14 +523,24 @@ func (s *session) Data(r io.Reader) error {
 		return replyPermFail
 	}
 	// The link keeps the body past the blob store's grace period until
-	// Deliver has stored it; it is made before the job exists, so a job
-	// never names an unprotected blob.
-	if err := s.in.blobs.Link(s.ctx, ref, blobOwner(tx.id)); err != nil {
-		s.in.log.Error("delivery: link body", "tx", tx.id, "err", err)
+	// Deliver has stored it. It and the job are written concurrently (two
+	// synced writes in two stores cost one disk round trip, not two), and
+	// the 250 waits for both. Until the link is durable the blob is kept
+	// by the temporary link Put gave it, for the store's grace period
+	// (dedup.Options.Grace, 24 hours by default), which Put started just
+	// before: a job never names a blob that is unprotected. If only the
+	// job survives a crash, the message was not acknowledged, and its job
+	// still finds the body while the temporary link lasts.
+	linked := make(chan error, 1)
+	go func() { linked <- s.in.blobs.Link(s.ctx, ref, blobOwner(tx.id)) }()
+	_, qerr := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id})
+	lerr := <-linked
+	if lerr != nil {
+		s.in.log.Error("delivery: link body", "tx", tx.id, "err", lerr)
 		return replyStorage
 	}
-	if _, err := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id}); err != nil {
-		s.in.log.Error("delivery: enqueue", "tx", tx.id, "err", err)
+	if qerr != nil {
+		s.in.log.Error("delivery: enqueue", "tx", tx.id, "err", qerr)
 		return replyStorage
 	}
 	return nil
