@@ -46,7 +46,9 @@
 // default), far longer than a job waits in a working queue.
 // The job's key is the SMTP transaction ID (a new UUIDv7 per MAIL command),
 // and a transaction enqueues at most one job. A storage failure (blob store
-// or queue) answers 451 4.3.0, so the client keeps the message and retries.
+// or queue) answers 451 4.3.0, so the client keeps the message and retries;
+// if the link failed but the job was written, that job is delivered too (a
+// duplicate, never a loss).
 //
 // Deliver is idempotent: each user's copy is appended with
 // mailbox.AppendOptions.Key derived from the job's key (mailbox keys are
