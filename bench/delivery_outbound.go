@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,16 +42,21 @@ import (
 // timed); then a queue.Worker running delivery.Outbound (-out-workers
 // jobs in flight, 64, sharing -out-conc SMTP connections, 16, as
 // ConnsPerHost 4 per sink; delivery state in lsmreputation) delivers
-// them, timed
-// from the worker's start to the last job done. The 100 domains resolve
-// through an in-memory DNS to four smtp-sink processes on 127.0.0.51-54
-// (25 domains each; smtp-sink without dumps). Messages are DKIM-signed
-// (one Ed25519 and one RSA-2048 key for the From domain, as a sender with
-// both would), and outbound_5k_unsigned repeats the run without keys.
-// Ours does everything a production agent does per message: leases and
-// acks in a durable queue, reads the body from the blob store (twice when
-// signing), keeps durable per-recipient state, resolves MX hosts, reuses
-// connections and pipelines.
+// them, timed from the worker's start to the last job done. The 100
+// domains resolve through an in-memory DNS to four smtp-sink processes on
+// 127.0.0.51-54 (25 domains each; smtp-sink without dumps). Each message
+// gets one DKIM signature with an RSA-2048 key, the common configuration.
+// The same run is repeated as outbound_5k_ed25519 (one Ed25519
+// signature), outbound_5k_rsa_ed25519 (both, RFC 8463's dual signing) and
+// outbound_5k_unsigned (no keys). Each ours result also gives the
+// process's CPU time per message (cpu_us_per_msg). Ours does everything a
+// production agent does per message: leases and acks in a durable queue,
+// reads the body from the blob store (twice when signing), keeps durable
+// per-recipient state, resolves MX hosts, reuses connections and
+// pipelines.
+//
+// -workloads names the delivery workloads to run (inbound ones too), for
+// profiling one of them; the default runs all.
 //
 // Workload outbound_5k (impl smtp-source): four smtp-source processes,
 // one per smtp-sink, -out-conc/4 sessions each, reusing connections (-d),
@@ -62,13 +68,20 @@ import (
 // goroutine signs the same 5 KB message with go-msgauth's dkim.Signer,
 // relaxed/relaxed, the way Outbound does; messages per second.
 //
-// RATIO lines: outbound_5k ours/smtp-source (signed ours) and
-// outbound_5k_unsigned ours/smtp-source.
+// RATIO lines: ours/smtp-source for each outbound workload (smtp-source
+// signs nothing, so its one rate is the peer of all four).
 
 var outFlags struct {
-	msgs    int
-	conc    int
-	workers int
+	msgs      int
+	conc      int
+	workers   int
+	workloads string
+}
+
+// wantWorkload reports whether the delivery workload name is to run
+// (flag -workloads).
+func wantWorkload(name string) bool {
+	return outFlags.workloads == "" || slices.Contains(strings.Split(outFlags.workloads, ","), name)
 }
 
 func init() {
@@ -77,6 +90,7 @@ func init() {
 		Flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&outFlags.msgs, "out-msgs", 0, "outbound messages per run (0: 4000, or 500 with -quick)")
 			fs.IntVar(&outFlags.conc, "out-conc", 16, "outbound SMTP connections in total (ours: ConnsPerHost is this over the 4 sinks; smtp-source: sessions)")
+			fs.StringVar(&outFlags.workloads, "workloads", "", "comma-separated delivery workloads to run (default: all)")
 			fs.IntVar(&outFlags.workers, "out-workers", 64, "our queue worker's concurrency (jobs in flight; they share the -out-conc connections)")
 		},
 		Run:    runOutbound,
@@ -213,21 +227,25 @@ func runOutbound(impl string, c *config, r *reporter) error {
 		if err != nil {
 			return err
 		}
-		keys := []delivery.DKIMKey{{Domain: "example.com", Selector: "ed", Signer: edKey}, {Domain: "example.com", Selector: "rsa", Signer: rsaKey}}
-		for _, w := range []struct {
-			name string
-			keys []delivery.DKIMKey
-		}{{"outbound_5k", keys}, {"outbound_5k_unsigned", nil}} {
-			rate, err := runOursOutbound(c, port, n, w.keys)
+		ed := delivery.DKIMKey{Domain: "example.com", Selector: "ed", Signer: edKey}
+		rs := delivery.DKIMKey{Domain: "example.com", Selector: "rsa", Signer: rsaKey}
+		for _, w := range outWorkloads(rs, ed) {
+			if !wantWorkload(w.name) {
+				continue
+			}
+			rate, cpu, err := runOursOutbound(c, port, n, w.keys)
 			if err != nil {
 				return fmt.Errorf("%s: %w", w.name, err)
 			}
-			r.result(w.name, rate, kv{"messages", float64(n)})
+			r.result(w.name, rate, kv{"messages", float64(n)}, kv{"cpu_us_per_msg", cpu})
 		}
 		for _, k := range []struct {
 			name string
 			key  crypto.Signer
 		}{{"dkim_sign_rsa2048", rsaKey}, {"dkim_sign_ed25519", edKey}} {
+			if !wantWorkload(k.name) {
+				continue
+			}
 			rate, err := dkimSignRate(k.key, c.Quick)
 			if err != nil {
 				return err
@@ -240,11 +258,32 @@ func runOutbound(impl string, c *config, r *reporter) error {
 		if err != nil {
 			return err
 		}
-		r.result("outbound_5k", rate, kv{"messages", float64(n)})
-		r.result("outbound_5k_unsigned", rate, kv{"messages", float64(n)})
+		for _, w := range outWorkloads(delivery.DKIMKey{}, delivery.DKIMKey{}) {
+			if wantWorkload(w.name) {
+				r.result(w.name, rate, kv{"messages", float64(n)})
+			}
+		}
 		return nil
 	}
 	return fmt.Errorf("outbound: unknown implementation %q", impl)
+}
+
+// outWorkload is one outbound run of ours: its name and DKIM keys.
+type outWorkload struct {
+	name string
+	keys []delivery.DKIMKey
+}
+
+// outWorkloads lists the outbound workloads. outbound_5k signs each
+// message once with RSA-2048, the common configuration; the others are
+// labelled by what they sign with.
+func outWorkloads(rsaKey, edKey delivery.DKIMKey) []outWorkload {
+	return []outWorkload{
+		{"outbound_5k", []delivery.DKIMKey{rsaKey}},
+		{"outbound_5k_ed25519", []delivery.DKIMKey{edKey}},
+		{"outbound_5k_rsa_ed25519", []delivery.DKIMKey{edKey, rsaKey}},
+		{"outbound_5k_unsigned", nil},
+	}
 }
 
 // countHandler counts jobs handled without error.
@@ -269,25 +308,27 @@ func (c *countHandler) Handle(ctx context.Context, job queue.Job) error {
 	return nil
 }
 
-func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, error) {
+// runOursOutbound delivers n messages with ours and returns the rate and
+// the process's CPU time per message (microseconds) while it ran.
+func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, float64, error) {
 	dir, err := os.MkdirTemp(c.Dir, "outbound-")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	q, err := lsmqueue.OpenQueue(filepath.Join(dir, "queue"), nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer q.Close()
 	blobs, err := filededup.OpenStore(filepath.Join(dir, "blobs"), nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer blobs.Close()
 	state, err := lsmreputation.Open(filepath.Join(dir, "state"), nil)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer state.Close()
 	ctx := context.Background()
@@ -295,19 +336,19 @@ func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, 
 		id := "ob-" + strconv.Itoa(i)
 		ref, err := blobs.Put(ctx, strings.NewReader(outMessage(i)))
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := blobs.Link(ctx, ref, delivery.OutgoingBlobOwner(id)); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		j := delivery.OutgoingJob{Version: 1, ID: id, Blob: ref, User: "sender@example.com", From: "sender@example.com",
 			Recipients: []string{fmt.Sprintf("u%d@d%d.bench", i, i%outDomains)}, Received: time.Now()}
 		p, err := json.Marshal(j)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if _, err := q.Enqueue(ctx, delivery.DefaultOutgoingTopic, p, &queue.EnqueueOptions{Key: id}); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	conc := outFlags.conc
@@ -316,26 +357,27 @@ func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, 
 		ConnsPerHost: max(1, conc/outSinks),
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer ob.Close()
 	ch := &countHandler{h: ob, want: int64(n), done: make(chan struct{})}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := queue.NewWorker(q, delivery.DefaultOutgoingTopic, ch, &queue.WorkerOptions{Concurrency: max(1, outFlags.workers), PollWait: 50 * time.Millisecond})
-	start := time.Now()
+	fmt.Fprintf(os.Stderr, "outbound: ours delivering %d messages (dkim keys %d)\n", n, len(keys))
+	start, cpu0 := time.Now(), cpuTime()
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()
 	select {
 	case <-ch.done:
 	case <-time.After(10 * time.Minute):
-		return 0, fmt.Errorf("outbound: %d of %d delivered in 10 minutes (last error: %v)", ch.n.Load(), n, ch.err.Load())
+		return 0, 0, fmt.Errorf("outbound: %d of %d delivered in 10 minutes (last error: %v)", ch.n.Load(), n, ch.err.Load())
 	}
-	el := time.Since(start)
+	el, cpu := time.Since(start), cpuTime()-cpu0
 	cancel()
 	<-wdone
-	fmt.Fprintf(os.Stderr, "outbound: ours %d messages (dkim keys %d) in %v\n", n, len(keys), el)
-	return float64(n) / el.Seconds(), nil
+	fmt.Fprintf(os.Stderr, "outbound: ours %d messages (dkim keys %d) in %v, CPU %v (%.0f%% of one core)\n", n, len(keys), el, cpu, 100*cpu.Seconds()/el.Seconds())
+	return float64(n) / el.Seconds(), float64(cpu.Microseconds()) / float64(n), nil
 }
 
 func runOutboundSmtpSource(c *config, port, n int) (float64, error) {
@@ -399,7 +441,8 @@ func dkimSignRate(key crypto.Signer, quick bool) (float64, error) {
 
 func outboundRatios(rs *results) []ratio {
 	var out []ratio
-	for _, w := range []string{"outbound_5k", "outbound_5k_unsigned"} {
+	for _, w := range outWorkloads(delivery.DKIMKey{}, delivery.DKIMKey{}) {
+		w := w.name
 		ours, ok1 := rs.get(w, "ours")
 		peer, ok2 := rs.get(w, "smtp-source")
 		if ok1 && ok2 && peer.OpsPerSec > 0 {

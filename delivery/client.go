@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -462,29 +463,42 @@ func (s *normState) normalize(dst, p []byte, stuff bool) []byte {
 	if !s.start {
 		s.start, s.bol = true, true
 	}
-	for _, b := range p {
+	for len(p) > 0 {
+		b := p[0]
 		if s.cr {
 			s.cr = false
 			dst = append(dst, '\r', '\n')
 			s.bol = true
 			if b == '\n' {
+				p = p[1:]
 				continue
 			}
 		}
 		switch b {
 		case '\r':
 			s.cr = true
+			p = p[1:]
 			continue
 		case '\n':
 			dst = append(dst, '\r', '\n')
 			s.bol = true
+			p = p[1:]
 			continue
 		}
 		if s.bol && b == '.' && stuff {
 			dst = append(dst, '.')
 		}
 		s.bol = false
-		dst = append(dst, b)
+		// Copy the rest of the line up to the next CR or LF at once.
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			i = len(p)
+		}
+		if k := bytes.IndexByte(p[:i], '\r'); k >= 0 {
+			i = k
+		}
+		dst = append(dst, p[:i]...)
+		p = p[i:]
 	}
 	return dst
 }
