@@ -87,6 +87,15 @@ type Options struct {
 	// Reputation configures the reputation tracker (IP pools, warm-up,
 	// rates). The default is nil: reputation's defaults, with no IP pools.
 	Reputation *reputation.Options
+	// IndexMemoryBudget bounds the search index's per-user caches, in
+	// bytes (lsmindex.Options.MemoryBudget). The default, 0, is
+	// lsmindex.DefaultMemoryBudget (256 MiB).
+	IndexMemoryBudget int64
+	// ReputationMemoryBudget bounds the reputation state cached in memory
+	// (suppression entries, rate buckets), in bytes
+	// (lsmreputation.Options.MemoryBudget). The default, 0, is
+	// lsmreputation.DefaultMemoryBudget (64 MiB).
+	ReputationMemoryBudget int64
 }
 
 // Blocks are the blocks [Open] opened, ready to use. Each field is safe
@@ -136,7 +145,7 @@ func Open(dir string, opts *Options) (*Blocks, error) {
 	if b.Blobs, err = filededup.OpenStore(filepath.Join(dir, "blobs"), &filededup.Options{FS: o.FS, Store: o.Blobs}); err != nil {
 		return fail(err)
 	}
-	if b.Index, err = lsmindex.OpenIndex(filepath.Join(dir, "index"), &lsmindex.Options{FS: o.FS, NoSync: o.NoSync, Logger: logger, Index: o.Index}); err != nil {
+	if b.Index, err = lsmindex.OpenIndex(filepath.Join(dir, "index"), &lsmindex.Options{FS: o.FS, NoSync: o.NoSync, Logger: logger, Index: o.Index, MemoryBudget: o.IndexMemoryBudget}); err != nil {
 		return fail(err)
 	}
 	var mo mailbox.Options
@@ -153,7 +162,7 @@ func Open(dir string, opts *Options) (*Blocks, error) {
 	if b.Queue, err = lsmqueue.OpenQueue(filepath.Join(dir, "queue"), &lsmqueue.Options{FS: o.FS, Queue: o.Queue}); err != nil {
 		return fail(err)
 	}
-	if b.Reputation, err = lsmreputation.OpenTracker(filepath.Join(dir, "reputation"), &lsmreputation.Options{FS: o.FS, Logger: logger, Tracker: o.Reputation}); err != nil {
+	if b.Reputation, err = lsmreputation.OpenTracker(filepath.Join(dir, "reputation"), &lsmreputation.Options{FS: o.FS, Logger: logger, Tracker: o.Reputation, MemoryBudget: o.ReputationMemoryBudget}); err != nil {
 		return fail(err)
 	}
 	return b, nil
