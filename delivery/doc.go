@@ -106,13 +106,16 @@
 // (go-smtp has none by default), TLSConfig (STARTTLS), MaxLineBytes,
 // MaxHeaderLineBytes, MaxHeaderBytes, MaxHeaderFields, MaxDKIMSignatures,
 // Resolver, DNSTimeout, Logger and Now. DeliverOptions: Filter (Inbox, Junk
-// or reject) and Logger. Each field's documentation gives its default.
+// or reject) and Logger. Each field's documentation gives its default. All
+// per-IP limits count an IPv4 client by its address and an IPv6 client by
+// its /64.
 //
 // # Submission
 //
 // Submission is a second go-smtp backend, for a submission listener
-// (port 587 with STARTTLS, or 465 with implicit TLS: wrap the listener
-// in tls.NewListener). It takes the limits, timeouts, TLSConfig and header
+// (port 587 with STARTTLS, or 465 with implicit TLS: serve on
+// tls.NewListener(sub.Listener(l), cfg), in that order, so that go-smtp
+// sees a *tls.Conn and offers AUTH). It takes the limits, timeouts, TLSConfig and header
 // rules of an embedded InboundOptions; its topic defaults to "outgoing".
 //
 //   - AUTH PLAIN and LOGIN (github.com/emersion/go-sasl; LOGIN is served
@@ -121,6 +124,11 @@
 //     it on loopback connections only, for tests and local relays. The
 //     Authenticate hook maps user name and password to a user; a failure
 //     is 535 5.7.8.
+//   - Failed AUTH attempts are answered after AuthFailureDelay (1 s); a
+//     connection's MaxAuthFailuresPerConn-th (3rd) failure gets 421 4.7.0
+//     and the connection is closed; a client that spent AuthFailuresPerIP
+//     (30 an hour) gets 454 4.7.0 for every AUTH, even a right one, until
+//     a token is back.
 //   - MAIL before a successful AUTH is 530 5.7.0. The MAIL FROM address
 //     must belong to the user (SenderAllowed; by default only the address
 //     equal to the user name): else 553 5.7.1.
@@ -142,7 +150,11 @@
 //     the client's retry is a new transaction, so the Sent folder then
 //     holds the message twice.
 //
-// Submission adds no Received or Authentication-Results field and runs no
+// Submission prepends a Received field (RFC 5321 section 4.4; with ESMTPSA
+// or ESMTPA, RFC 3848, and the authenticated user in a comment unless
+// HideAuthUser; never the password) before the added Message-ID and Date in
+// OutgoingJob.Header; the Sent copy has the added Message-ID and Date but
+// not the Received field. It adds no Authentication-Results and runs no
 // SPF, DKIM or DMARC; signing is the outbound worker's job.
 //
 // # Outbound
