@@ -58,7 +58,9 @@ func init() { register("e2e", newE2ESuite) }
 
 func newE2ESuite() suite { return &e2eSuite{} }
 
-func (s *e2eSuite) Impls() []string { return append([]string{"ours", "ours_pg", "postfix_dovecot"}, e2eImportImpls...) }
+func (s *e2eSuite) Impls() []string {
+	return append([]string{"ours", "ours_pg", "postfix_dovecot"}, e2eImportImpls...)
+}
 
 func (s *e2eSuite) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.messages, "messages", 0, "messages smtp-source sends (default 20000, -quick 2000; -keys sets it too)")
