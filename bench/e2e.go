@@ -46,6 +46,9 @@ import (
 // a unique -prefix, dropped afterwards) and postfix_dovecot (Debian's
 // Postfix in a private config and queue directory relaying over LMTP to a
 // private Dovecot with a Maildir and a passwd-file).
+//
+// Workload import, with its implementations ours, dovecot and mbsync, is
+// described in e2e_import.go; -workloads selects among the two.
 type e2eSuite struct {
 	messages int
 	msgSize  int
