@@ -46,29 +46,37 @@ import (
 // a unique -prefix, dropped afterwards) and postfix_dovecot (Debian's
 // Postfix in a private config and queue directory relaying over LMTP to a
 // private Dovecot with a Maildir and a passwd-file).
+//
+// Workload import, with its implementations ours, dovecot and mbsync, is
+// described in e2e_import.go; -workloads selects among the two.
 type e2eSuite struct {
 	messages int
 	msgSize  int
 	sessions int
+	// workloads selects ingest and import (e2e_import.go).
+	workloads string
 }
 
 func init() { register("e2e", newE2ESuite) }
 
 func newE2ESuite() suite { return &e2eSuite{} }
 
-func (s *e2eSuite) Impls() []string { return []string{"ours", "ours_pg", "postfix_dovecot"} }
+func (s *e2eSuite) Impls() []string {
+	return append([]string{"ours", "ours_pg", "postfix_dovecot"}, e2eImportImpls...)
+}
 
 func (s *e2eSuite) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.messages, "messages", 0, "messages smtp-source sends (default 20000, -quick 2000; -keys sets it too)")
 	fs.IntVar(&s.msgSize, "size", 5120, "smtp-source message body size in bytes (-l)")
 	fs.IntVar(&s.sessions, "sessions", 8, "smtp-source concurrent sessions (-s)")
+	fs.StringVar(&s.workloads, "workloads", "ingest,import", "comma-separated workloads to run")
 }
 
 func (s *e2eSuite) Ratios(rs *results) []ratio {
-	var out []ratio
+	out := s.importRatios(rs)
 	peer, ok := rs.get("ingest", "postfix_dovecot")
 	if !ok {
-		return nil
+		return out
 	}
 	for _, ours := range []string{"ours", "ours_pg"} {
 		r, ok := rs.get("ingest", ours)
@@ -115,6 +123,9 @@ type e2eTarget interface {
 }
 
 func (s *e2eSuite) Run(impl string, c *config, r *reporter) error {
+	if done, err := s.runImportFirst(impl, c, r); done || err != nil {
+		return err
+	}
 	n := s.messages
 	if n == 0 {
 		n = c.Keys
