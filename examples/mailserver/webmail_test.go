@@ -104,6 +104,10 @@ func TestWebmailBrowser(t *testing.T) {
 	s := newServer(t, "")
 	const user, pw = "alice@example.test", "webmail-pw-1"
 	s.user(user, pw)
+	// The compose step writes to bob, a local user: the outbound worker
+	// delivers to him in place, so nothing (no DSN for an unreachable
+	// remote domain) lands in alice's inbox while the test reads it.
+	s.user("bob@example.test", "webmail-pw-2")
 	s.start()
 	c := s.client(user, pw)
 
@@ -210,7 +214,7 @@ func TestWebmailBrowser(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Click(chromedp.ID("compose-btn")),
 		chromedp.WaitVisible(chromedp.ID("c-to")),
-		chromedp.SendKeys(chromedp.ID("c-to"), "dave@example.org"),
+		chromedp.SendKeys(chromedp.ID("c-to"), "bob@example.test"),
 		chromedp.SendKeys(chromedp.ID("c-subject"), "Notes attached"),
 		chromedp.SendKeys(chromedp.ID("c-text"), "See the attachment."),
 		chromedp.SetUploadFiles(chromedp.ID("c-files"), []string{att}),
@@ -271,7 +275,7 @@ func TestWebmailBrowser(t *testing.T) {
 
 	// Phone width: one pane at a time, still readable.
 	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2))))
-	require.NoError(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('#msg-list li').click()`)))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('#msg-list li')].find(li => li.querySelector('.subject').textContent === 'Bulk 59').click()`)))
 	poll(t, ctx, "the message on a phone", `document.getElementById('msg-subject').textContent === 'Bulk 59' && document.getElementById('msg-text').textContent.includes('filler')`)
 	require.True(t, eval[bool](t, ctx, `getComputedStyle(document.getElementById('list-pane')).display === 'none'`), "on a phone the list hides while reading")
 	require.True(t, eval[bool](t, ctx, `document.documentElement.scrollWidth <= 390`), "no horizontal scrolling at phone width")
