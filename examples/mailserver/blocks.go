@@ -124,10 +124,10 @@ func openBlocks(ctx context.Context, c *config, logger *slog.Logger) (b *blocks,
 		}
 		where("accounts", "PostgreSQL schema "+c.Prefix+"_server")
 	} else {
-		if b.Index, err = lsmindex.OpenIndex(dir("index"), &lsmindex.Options{Logger: logger}); err != nil {
+		if b.Index, err = lsmindex.OpenIndex(dir("index"), &lsmindex.Options{Logger: logger, NoSync: c.bulk}); err != nil {
 			return nil, err
 		}
-		if b.Mailbox, err = lsmmailbox.OpenStore(dir("mailbox"), b.Blobs, &lsmmailbox.Options{Store: &mailbox.Options{Index: b.Index, Logger: logger}}); err != nil {
+		if b.Mailbox, err = lsmmailbox.OpenStore(dir("mailbox"), b.Blobs, &lsmmailbox.Options{NoSync: c.bulk, Store: &mailbox.Options{Index: b.Index, Logger: logger}}); err != nil {
 			return nil, err
 		}
 		where("mailbox", dir("mailbox"))

@@ -27,6 +27,12 @@ import (
 // config is everything the flags set. Each flag's default is the embedded,
 // loopback-only setup of the walkthrough.
 type config struct {
+	// bulk opens the embedded mailbox and index without a sync per write,
+	// for the import command: a rerun is idempotent and Close syncs
+	// everything, so an import that finished is durable and one that
+	// crashed is completed by running it again. Not a flag.
+	bulk bool
+
 	Data           string
 	SMTPAddr       string
 	SubmissionAddr string

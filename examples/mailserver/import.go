@@ -36,7 +36,7 @@ import (
 // With embedded stores the data directory is locked by a running server:
 // stop it first, or import into a server on PostgreSQL (-pg-url), which
 // runs beside it.
-func importCommand(ctx context.Context, cfg *config, args []string, stdout, stderr io.Writer) error {
+func importCommand(ctx context.Context, cfg *config, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	user := fs.String("user", "", "the user whose mailbox receives the messages (required)")
@@ -70,13 +70,19 @@ func importCommand(ctx context.Context, cfg *config, args []string, stdout, stde
 	if err != nil {
 		return err
 	}
-	b, err := openBlocksForCommand(ctx, cfg, log)
+	// Bulk mode: no sync per message; Close below syncs all, and a rerun
+	// after a crash stores what was lost (keys make it idempotent).
+	bulk := *cfg
+	bulk.bulk = true
+	b, err := openBlocksForCommand(ctx, &bulk, log)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := b.Close(); err != nil {
-			fmt.Fprintln(stderr, "mailserver: close:", err)
+		// In bulk mode Close is what makes the import durable: its failure
+		// fails the command (run it again).
+		if cerr := b.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close the stores (the import may be incomplete; run it again): %w", cerr))
 		}
 	}()
 	if _, err := b.Users.Hash(ctx, name); errors.Is(err, errNoUser) {
