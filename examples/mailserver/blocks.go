@@ -18,6 +18,7 @@ import (
 	"github.com/mailbricks/mailbricks/dedup/filededup"
 	"github.com/mailbricks/mailbricks/dedup/s3dedup"
 	"github.com/mailbricks/mailbricks/delivery"
+	"github.com/mailbricks/mailbricks/embedded"
 	"github.com/mailbricks/mailbricks/index"
 	"github.com/mailbricks/mailbricks/index/lsmindex"
 	"github.com/mailbricks/mailbricks/index/pgindex"
@@ -36,11 +37,9 @@ import (
 // blocks are the mailbricks blocks the server runs on, each on its embedded
 // backend in the data directory or on the server backend its flag selects.
 type blocks struct {
-	Mailbox    *mailbox.Store
-	Index      *index.Index
-	Blobs      *dedup.Store
-	Queue      *queue.Queue
-	Reputation *reputation.Tracker
+	// Blocks holds the five blocks, on whichever backends the flags chose;
+	// its Close closes them in dependency order (mailbox first, blobs last).
+	embedded.Blocks
 	// State is the outbound worker's delivery state: the reputation
 	// backend, whose records it shares.
 	State delivery.StateStore
@@ -239,24 +238,9 @@ func (b *blocks) Close() error {
 		return nil
 	}
 	b.closed = true
-	var errs []error
-	if b.Mailbox != nil {
-		errs = append(errs, b.Mailbox.Close())
-	}
-	if b.Index != nil {
-		errs = append(errs, b.Index.Close())
-	}
-	if b.Queue != nil {
-		errs = append(errs, b.Queue.Close())
-	}
-	if b.Reputation != nil {
-		errs = append(errs, b.Reputation.Close())
-	}
+	errs := []error{b.Blocks.Close()}
 	if b.Users != nil {
 		errs = append(errs, b.Users.Close())
-	}
-	if b.Blobs != nil {
-		errs = append(errs, b.Blobs.Close())
 	}
 	if b.rdb != nil {
 		errs = append(errs, b.rdb.Close())
