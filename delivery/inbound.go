@@ -583,14 +583,26 @@ func (s *session) dataError(tx *transaction, chk *dataChecker, err error) error 
 	}
 }
 
-// receivedField formats the Received trace field (RFC 5321 section 4.4).
+// receivedField formats the Received trace field (RFC 5321 section 4.4)
+// with protocol ESMTP or, under TLS, ESMTPS; Submission adds its own
+// protocol names and comment through traceField.
 func (s *session) receivedField(tx *transaction, now time.Time) string {
 	proto := "ESMTP"
 	if s.tls() {
 		proto = "ESMTPS"
 	}
+	return s.traceField(tx, now, proto, "")
+}
+
+// traceField formats a Received field with the given protocol (RFC 3848)
+// and, when comment is not empty, a comment line after the from clause.
+func (s *session) traceField(tx *transaction, now time.Time, proto, comment string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s with %s id %s", tx.helo, s.ip, s.in.opts.Hostname, proto, tx.id)
+	fmt.Fprintf(&b, "Received: from %s ([%s])", tx.helo, s.ip)
+	if comment != "" {
+		fmt.Fprintf(&b, "\r\n\t(%s)", comment)
+	}
+	fmt.Fprintf(&b, "\r\n\tby %s with %s id %s", s.in.opts.Hostname, proto, tx.id)
 	if len(tx.rcpts) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", tx.rcpts[0].Address)
 	}

@@ -432,17 +432,11 @@ func (s *subSession) receivedField(tx *transaction, now time.Time) string {
 	if s.tls() {
 		proto = "ESMTPSA"
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])", tx.helo, s.ip)
+	comment := ""
 	if u := string(s.user); !s.sub.opts.HideAuthUser && commentSafe(u) {
-		fmt.Fprintf(&b, "\r\n\t(authenticated user %s)", u)
+		comment = "authenticated user " + u
 	}
-	fmt.Fprintf(&b, "\r\n\tby %s with %s id %s", s.in.opts.Hostname, proto, tx.id)
-	if len(tx.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", tx.rcpts[0].Address)
-	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
-	return b.String()
+	return s.traceField(tx, now, proto, comment)
 }
 
 // commentSafe reports whether s can go in a header comment as is: 1 to
