@@ -409,28 +409,6 @@ func (p *postfixInbound) stop() {
 	}
 }
 
-const postfixMasterCF = `%s inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
-
 func startPostfixInbound(base string) (*postfixInbound, error) {
 	bin, err := findPostfixTool("postfix")
 	if err != nil {
@@ -482,7 +460,7 @@ func startPostfixInbound(base string) (*postfixInbound, error) {
 	if err := os.WriteFile(filepath.Join(p.dir, "main.cf"), []byte(mainCF), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(p.dir, "master.cf"), fmt.Appendf(nil, postfixMasterCF, addr), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(p.dir, "master.cf"), fmt.Appendf(nil, postfixMaster, addr), 0o644); err != nil {
 		return nil, err
 	}
 	// "postfix start" warns about ownership of the private directories

@@ -165,8 +165,9 @@ service lmtp {
 	return nil
 }
 
-// postfixMaster is Postfix's master.cf: only the services this relay
-// needs, none chrooted.
+// postfixMaster is Postfix's master.cf for the private instances of the
+// e2e and delivery suites: only the services they need, none chrooted;
+// %s is the smtpd listen address.
 const postfixMaster = `%s inet n - n - - smtpd
 pickup unix n - n 60 1 pickup
 cleanup unix n - n - 0 cleanup
