@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks"
@@ -30,12 +29,7 @@ func TestServerRestart(t *testing.T) {
 		t.Skip("MAILBRICKS_LONG is not 1: the PostgreSQL restart test is skipped")
 	}
 	srv := pgerrtest.StartServer(t)
-	cfg, err := pgxpool.ParseConfig(srv.URL())
-	require.NoError(t, err)
-	cfg.MaxConns = 12
-	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	defer p.Close()
+	p := srv.Pool(12)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	b, err := pgmailbox.Open(ctx, p, &pgmailbox.Options{Partitions: 2})

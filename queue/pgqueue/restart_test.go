@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks"
@@ -31,12 +30,7 @@ func TestServerRestart(t *testing.T) {
 		t.Skip("MAILBRICKS_LONG is not 1: the PostgreSQL restart test is skipped")
 	}
 	srv := pgerrtest.StartServer(t)
-	cfg, err := pgxpool.ParseConfig(srv.URL())
-	require.NoError(t, err)
-	cfg.MaxConns = 16
-	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	defer p.Close()
+	p := srv.Pool(16)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	b, err := pgqueue.Open(ctx, p, nil)

@@ -1,6 +1,7 @@
 package pgerrtest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
 
@@ -97,6 +99,20 @@ func (s *Server) ctl(args ...string) error {
 // URL is the server's database postgres, as user postgres.
 func (s *Server) URL() string {
 	return "postgres://postgres@127.0.0.1:" + strconv.Itoa(s.port) + "/postgres?sslmode=disable"
+}
+
+// Pool returns a pool of at most maxConns connections to the server,
+// closed when the test ends (before the server stops). The pool outlives
+// restarts of the server: that is what the restart tests exercise.
+func (s *Server) Pool(maxConns int32) *pgxpool.Pool {
+	s.t.Helper()
+	cfg, err := pgxpool.ParseConfig(s.URL())
+	require.NoError(s.t, err)
+	cfg.MaxConns = maxConns
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(s.t, err)
+	s.t.Cleanup(p.Close)
+	return p
 }
 
 // Start starts the stopped server on its port.
