@@ -187,6 +187,22 @@ func ValidateFolderName(name string) error {
 	return nil
 }
 
+// CheckUserFolders validates user ([mailbricks.UserID.Validate]) and each
+// folder name ([ValidateFolderName]): the checks [Store] makes, for
+// backends, which repeat them rather than trust their caller with the key
+// layout or another user's rows.
+func CheckUserFolders(user mailbricks.UserID, names ...string) error {
+	if err := user.Validate(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := ValidateFolderName(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Counts are the sizes of a folder.
 type Counts struct {
 	// Total is the number of messages.

@@ -149,25 +149,15 @@ func (b *Backend) Compact() error {
 // checkUser returns ErrClosed if b is closed, and an error wrapping
 // [mailbricks.ErrInvalidUser] if user is not valid, as [mailbox.Store]
 // does: the backend never trusts its caller with the key layout.
-func (b *Backend) checkUser(user mailbricks.UserID) error {
-	if b.closed.Load() {
-		return mailbox.ErrClosed
-	}
-	if err := user.Validate(); err != nil {
-		return fmt.Errorf("lsmmailbox: %w", err)
-	}
-	return nil
-}
+func (b *Backend) checkUser(user mailbricks.UserID) error { return b.checkFolder(user) }
 
 // checkFolder is checkUser and [mailbox.ValidateFolderName] of each name.
 func (b *Backend) checkFolder(user mailbricks.UserID, names ...string) error {
-	if err := b.checkUser(user); err != nil {
-		return err
+	if b.closed.Load() {
+		return mailbox.ErrClosed
 	}
-	for _, n := range names {
-		if err := mailbox.ValidateFolderName(n); err != nil {
-			return fmt.Errorf("lsmmailbox: %w", err)
-		}
+	if err := mailbox.CheckUserFolders(user, names...); err != nil {
+		return fmt.Errorf("lsmmailbox: %w", err)
 	}
 	return nil
 }

@@ -163,25 +163,15 @@ func (b *Backend) check() error {
 // checkUser returns ErrClosed if b is closed, and an error wrapping
 // [mailbricks.ErrInvalidUser] if user is not valid, as [mailbox.Store]
 // does: the backend does not trust its caller with another user's rows.
-func (b *Backend) checkUser(user mailbricks.UserID) error {
-	if err := b.check(); err != nil {
-		return err
-	}
-	if err := user.Validate(); err != nil {
-		return fmt.Errorf("pgmailbox: %w", err)
-	}
-	return nil
-}
+func (b *Backend) checkUser(user mailbricks.UserID) error { return b.checkFolder(user) }
 
 // checkFolder is checkUser and [mailbox.ValidateFolderName] of each name.
 func (b *Backend) checkFolder(user mailbricks.UserID, names ...string) error {
-	if err := b.checkUser(user); err != nil {
+	if err := b.check(); err != nil {
 		return err
 	}
-	for _, n := range names {
-		if err := mailbox.ValidateFolderName(n); err != nil {
-			return fmt.Errorf("pgmailbox: %w", err)
-		}
+	if err := mailbox.CheckUserFolders(user, names...); err != nil {
+		return fmt.Errorf("pgmailbox: %w", err)
 	}
 	return nil
 }
