@@ -24,13 +24,7 @@ import (
 // smtp-sink is absent (fails under CI=true).
 func startSmtpSink(t *testing.T, ip string, port int, dir string, extra ...string) {
 	t.Helper()
-	const bin = "/usr/sbin/smtp-sink"
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required under CI: %v", bin, err)
-		}
-		t.Skipf("%s not installed (apt-get install postfix)", bin)
-	}
+	bin := needBinary(t, "smtp-sink")
 	args := []string{}
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "nobody") // smtp-sink refuses to run as root
