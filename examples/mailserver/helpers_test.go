@@ -91,9 +91,17 @@ type server struct {
 	args             []string
 	smtp, sub, httpA string
 	imap             string
+	extra            []string
+	started          bool // the process has come up once on its ports
 	cmd              *exec.Cmd
 	out, errOut      *syncBuffer
 	exited           chan struct{}
+}
+
+// pickPorts chooses free loopback ports and builds the flags with them.
+func (s *server) pickPorts() {
+	s.smtp, s.sub, s.httpA, s.imap = freePort(s.t), freePort(s.t), freePort(s.t), freePort(s.t)
+	s.args = append([]string{"-data", s.data, "-smtp", s.smtp, "-submission", s.sub, "-http", s.httpA, "-imap", s.imap, "-demo=false", "-log-level", "warn"}, s.extra...)
 }
 
 // newServer prepares a server with data directory data (made if "") and
@@ -103,8 +111,8 @@ func newServer(t *testing.T, data string, extra ...string) *server {
 	if data == "" {
 		data = filepath.Join(t.TempDir(), "data")
 	}
-	s := &server{t: t, data: data, smtp: freePort(t), sub: freePort(t), httpA: freePort(t), imap: freePort(t)}
-	s.args = append([]string{"-data", data, "-smtp", s.smtp, "-submission", s.sub, "-http", s.httpA, "-imap", s.imap, "-demo=false", "-log-level", "warn"}, extra...)
+	s := &server{t: t, data: data, extra: extra}
+	s.pickPorts()
 	t.Cleanup(func() {
 		if s.cmd != nil && s.cmd.ProcessState == nil {
 			s.cmd.Process.Kill()
@@ -125,9 +133,29 @@ func (s *server) user(name, pw string) {
 	require.NoError(s.t, err, "user add: %s", out)
 }
 
-// start starts the process and waits until /healthz answers.
+// start starts the process and waits until /healthz answers. A port
+// chosen free can be taken by another process before the server binds
+// it; on its first start the server then gets new ports (a restart keeps
+// its ports: the tests' clients know them).
 func (s *server) start() {
 	s.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := s.startOnce()
+		if err == nil {
+			s.started = true
+			return
+		}
+		if s.started || attempt == 3 || !strings.Contains(s.errOut.String(), "address already in use") {
+			s.t.Fatal(err)
+		}
+		s.t.Logf("port taken before the server bound it, new ports: %v", err)
+		s.pickPorts()
+	}
+}
+
+// startOnce starts the process and waits until /healthz answers or the
+// process exits.
+func (s *server) startOnce() error {
 	s.out, s.errOut = &syncBuffer{}, &syncBuffer{}
 	s.cmd = exec.Command(binary, s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.errOut
@@ -140,12 +168,12 @@ func (s *server) start() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-s.exited:
-			s.t.Fatalf("mailserver exited at start: %v\nstdout:\n%s\nstderr:\n%s", s.cmd.ProcessState, s.out, s.errOut)
+			return fmt.Errorf("mailserver exited at start: %v\nstdout:\n%s\nstderr:\n%s", s.cmd.ProcessState, s.out, s.errOut)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
