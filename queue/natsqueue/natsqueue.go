@@ -699,36 +699,30 @@ func (b *Backend) Extend(ctx context.Context, job queue.Job, ttl time.Duration) 
 	return time.Now().Add(b.opts.LeaseTTL), nil
 }
 
-// deadMsgs reads the topic's dead letters, up to limit, with an ordered
-// consumer.
-func (b *Backend) deadMsgs(ctx context.Context, topic string, limit int) ([]jetstream.Msg, error) {
-	info, err := b.deadInfo(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	total := int(info.State.Subjects[b.deadSubject(topic)])
-	if total == 0 {
-		return nil, nil
-	}
-	limit = min(limit, total)
-	c, err := b.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{b.deadSubject(topic)}})
-	if err != nil {
-		return nil, err
-	}
-	var out []jetstream.Msg
+// deadMsgs reads the topic's dead letters, up to limit, oldest first.
+// Each is one get from the dead-letter stream's leader ("the first
+// message at or after this sequence on this subject"), retried through
+// elections like every idempotent request. An ephemeral consumer would
+// be one more thing to elect on a cluster, and its fetch could come back
+// empty while the stream holds the letters.
+func (b *Backend) deadMsgs(ctx context.Context, topic string, limit int) ([]*jetstream.RawStreamMsg, error) {
+	subj := b.deadSubject(topic)
+	var out []*jetstream.RawStreamMsg
+	seq := uint64(1)
 	for len(out) < limit {
-		batch, err := c.Fetch(limit-len(out), jetstream.FetchMaxWait(2*time.Second))
+		var m *jetstream.RawStreamMsg
+		err := b.retry(ctx, true, func(ctx context.Context) (err error) {
+			m, err = b.dead.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+			return err
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
 		if err != nil {
 			return nil, err
 		}
-		got := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			got++
-		}
-		if got == 0 {
-			break
-		}
+		out = append(out, m)
+		seq = m.Sequence + 1
 	}
 	return out, nil
 }
@@ -742,9 +736,9 @@ func (b *Backend) deadInfo(ctx context.Context, topic string) (info *jetstream.S
 	return info, err
 }
 
-func deadJob(topic string, m jetstream.Msg) queue.Job {
-	h := m.Headers()
-	j := queue.Job{ID: h.Get(hdrID), Topic: topic, Payload: m.Data(), Key: h.Get(hdrKey), LastError: h.Get(hdrError)}
+func deadJob(topic string, m *jetstream.RawStreamMsg) queue.Job {
+	h := m.Header
+	j := queue.Job{ID: h.Get(hdrID), Topic: topic, Payload: m.Data, Key: h.Get(hdrKey), LastError: h.Get(hdrError)}
 	j.Attempt, _ = strconv.Atoi(h.Get(hdrAttempt))
 	j.MaxAttempts, _ = strconv.Atoi(h.Get(hdrMax))
 	j.Priority, _ = strconv.Atoi(h.Get(hdrPriority))
@@ -795,25 +789,27 @@ func (b *Backend) Requeue(ctx context.Context, topic, id string) (err error) {
 		return err
 	}
 	for _, m := range ms {
-		if m.Headers().Get(hdrID) != id {
+		if m.Header.Get(hdrID) != id {
 			continue
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return err
 		}
 		j := deadJob(topic, m)
 		nm := nats.NewMsg(b.subject(topic))
 		nm.Data = j.Payload
 		for _, h := range []string{hdrID, hdrKey, hdrMax, hdrPriority, hdrEnqueued} {
-			if v := m.Headers().Get(h); v != "" {
+			if v := m.Header.Get(h); v != "" {
 				nm.Header.Set(h, v)
 			}
 		}
-		if err := b.publish(ctx, nm, fmt.Sprintf("%s.requeue.%d", id, md.Sequence.Stream)); err != nil {
+		if err := b.publish(ctx, nm, fmt.Sprintf("%s.requeue.%d", id, m.Sequence)); err != nil {
 			return err
 		}
-		return b.dead.DeleteMsg(ctx, md.Sequence.Stream)
+		return b.retry(ctx, true, func(ctx context.Context) error {
+			err := b.dead.DeleteMsg(ctx, m.Sequence)
+			if errors.Is(err, jetstream.ErrMsgNotFound) && ctx.Err() == nil {
+				return nil // an earlier attempt deleted it
+			}
+			return err
+		})
 	}
 	return queue.ErrNotFound
 }
