@@ -13,7 +13,12 @@
 //	                                    and sharded by the hash's first two bytes;
 //	                                    the 256 blobs/ab exist from the start,
 //	                                    each blobs/ab/cd is made on first use
-//	<dir>/tmp/<16 hex>-<n>              uploads in progress; removed by Open
+//	<dir>/tmp/<h>/<16 hex>              uploads in progress, spread over 16
+//	                                    directories tmp/0 to tmp/f so that
+//	                                    concurrent uploads do not contend for
+//	                                    one directory; removed by Open (as
+//	                                    are files directly in tmp/, where
+//	                                    older versions kept them)
 //	<dir>/meta/                         the lsm DB of links, temporary links,
 //	                                    GC candidates and inline blobs (keys
 //	                                    below)
@@ -117,6 +122,7 @@ const (
 
 	candKeyLen  = 1 + 8 + 32 + 8
 	lockStripes = 4096
+	tmpDirs     = 16
 )
 
 // Options configures [Open]. A nil *Options and every zero field mean the
@@ -236,6 +242,11 @@ func (b *Backend) init() error {
 		}
 		newDir = newDir || created
 	}
+	for i := range tmpDirs {
+		if _, err := b.files.mkdir(fmt.Sprintf("tmp/%x", i)); err != nil {
+			return err
+		}
+	}
 	if newDir {
 		if err := b.files.syncDir("."); err != nil {
 			return err
@@ -264,6 +275,19 @@ func (b *Backend) init() error {
 		return err
 	}
 	for _, n := range names {
+		if len(n) == 1 {
+			// One of the upload directories: empty it.
+			sub, err := b.files.list("tmp/" + n)
+			if err != nil {
+				return err
+			}
+			for _, m := range sub {
+				if err := b.files.remove("tmp/" + n + "/" + m); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+			continue
+		}
 		if err := b.files.remove("tmp/" + n); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -454,7 +478,7 @@ type upload struct {
 // spill creates the temporary file and moves the buffered bytes to it.
 func (u *upload) spill() error {
 	n := u.b.nextNonce()
-	name := fmt.Sprintf("tmp/%016x", n)
+	name := fmt.Sprintf("tmp/%x/%016x", n%tmpDirs, n)
 	f, err := u.b.files.create(name)
 	if err != nil {
 		return err

@@ -103,7 +103,9 @@ func TestGCRaceLong(t *testing.T) {
 
 // TestFormatCompat checks that a directory written with every blob a file
 // (the layout before inline blobs) opens and reads with inline blobs on,
-// and the other way round, and that GC collects both forms.
+// and the other way round; that Open removes leftover uploads both directly
+// in tmp/ (the old layout) and in its subdirectories; and that GC collects
+// both forms.
 func TestFormatCompat(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -119,9 +121,18 @@ func TestFormatCompat(t *testing.T) {
 	old := put(&Options{InlineMax: -1}, small, "old")
 	_, err := os.Stat(filepath.Join(dir, filepath.FromSlash(blobPath(old.Hash))))
 	require.NoError(t, err, "with InlineMax -1 a small blob must be a file")
+	// Uploads a crash left behind, in the old place and the new.
+	oldTemp := filepath.Join(dir, "tmp", "00000000000000ff")
+	newTemp := filepath.Join(dir, "tmp", "3", "0000000000000003")
+	require.NoError(t, os.WriteFile(oldTemp, []byte("partial"), 0o644))
+	require.NoError(t, os.WriteFile(newTemp, []byte("partial"), 0o644))
 	inl := put(nil, append([]byte("inline "), small...), "new")
 	_, err = os.Stat(filepath.Join(dir, filepath.FromSlash(blobPath(inl.Hash))))
 	require.ErrorIs(t, err, fs.ErrNotExist, "by default a small blob must not be a file")
+	for _, p := range []string{oldTemp, newTemp} {
+		_, err = os.Stat(p)
+		require.ErrorIs(t, err, fs.ErrNotExist, "Open must remove the leftover upload %s", p)
+	}
 	big := put(nil, large, "big")
 	_, err = os.Stat(filepath.Join(dir, filepath.FromSlash(blobPath(big.Hash))))
 	require.NoError(t, err, "a blob over InlineMax must be a file")
