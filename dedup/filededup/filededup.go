@@ -50,20 +50,27 @@
 // crash never leaves a blob that no candidate covers.
 //
 // Link, Unlink and GC's re-check take the same lock. Link checks that the
-// blob exists and writes the link with a synced lsm write; Unlink
-// deletes the link and, if it was the last, adds a candidate in the same
-// synced batch. Collect, under the lock, keeps a blob that has a link or a
+// blob exists and writes the link with a synced lsm write; Unlink deletes
+// the link and, if it was the last, adds a candidate in the same synced
+// batch. Collect, under the lock, keeps a blob that has a link or a
 // temporary link expiring after now, and otherwise removes the file, or
 // deletes an inline blob's record (an unsynced write made under the lock,
 // so that Put and Link see the blob gone at once; the lsm log recovers a
 // prefix of the writes, so the synced candidate deletion that follows can
-// never survive a crash without it); after
-// the batch it syncs the touched shard directories and only then commits
-// (synced) the deletion of the candidates and expired temporary links, so
-// a crash leaves at worst a candidate whose blob is gone, which the next
-// run drops. A blob found already absent gets its directory synced too:
-// a concurrent collector may have removed it without syncing yet. Hence no link ever points to a missing blob, before or after
-// a crash, and no blob is left without a link or a candidate.
+// never survive a crash without it); after the batch it syncs the touched
+// shard directories and only then commits (synced) the deletion of the
+// candidates and expired temporary links, so a crash leaves at worst a
+// candidate whose blob is gone, which the next run drops. A blob found
+// already absent gets its directory synced too: a concurrent collector
+// may have removed it without syncing yet. Hence no link ever points to a
+// missing blob, before or after a crash, and no blob is left without a
+// link or a candidate.
+//
+// Uploads implement [dedup.LinkingUpload], for [dedup.Store.PutLink]:
+// under the hash's lock, an inline blob (new or already stored in either
+// form) and its link are one synced batch, with no temporary link or
+// candidate (the link covers the blob); a new blob file is published as by
+// Put, and linked with a synced write once its name is durable.
 //
 // # Memory budget
 //
@@ -73,6 +80,8 @@
 // not grow with the number of blobs or links. The meta DB's block cache
 // and memtables are its budget: [Options].MetaOptions' CacheSize (default
 // 64 MiB) and MemTableSize (default 64 MiB, at most three memtables).
+// Inline blobs pass through the memtables, so a store that takes many of
+// them uses that budget; lower MemTableSize (or InlineMax) to shrink it.
 //
 // The meta DB is locked to one process, so one directory serves one
 // process; share blobs between processes with dedup/s3dedup.
