@@ -419,14 +419,6 @@ func blobKey(h dedup.Hash) []byte {
 	return append(k, h[:]...)
 }
 
-// inlineValue is an inline blob's record: its modification time, then its
-// bytes.
-func inlineValue(data []byte, mtime time.Time) []byte {
-	v := make([]byte, 0, 8+len(data))
-	v = binary.BigEndian.AppendUint64(v, unixNano(mtime))
-	return append(v, data...)
-}
-
 // getInline returns h's inline record, or ok false if h has none.
 func (b *Backend) getInline(h dedup.Hash) (v []byte, ok bool, err error) {
 	v, err = b.db.Get(blobKey(h))
@@ -477,7 +469,7 @@ func (b *Backend) Create(ctx context.Context) (dedup.Upload, error) {
 
 type upload struct {
 	b      *Backend
-	buf    []byte   // the bytes so far, while f is nil
+	buf    []byte   // 8 bytes for the inline record's mtime, then the bytes so far, while f is nil
 	f      tempFile // the temporary file, once the bytes outgrew InlineMax
 	name   string
 	closed bool // f closed
@@ -493,8 +485,8 @@ func (u *upload) spill() error {
 		return err
 	}
 	u.f, u.name = f, name
-	if len(u.buf) > 0 {
-		if _, err := f.Write(u.buf); err != nil {
+	if len(u.buf) > 8 {
+		if _, err := f.Write(u.buf[8:]); err != nil {
 			return err
 		}
 	}
@@ -502,12 +494,29 @@ func (u *upload) spill() error {
 	return nil
 }
 
+// record returns the inline blob's record (see the meta DB key layout):
+// the modification time, then the bytes. It reuses buf.
+func (u *upload) record(mtime time.Time) []byte {
+	if u.buf == nil {
+		u.buf = make([]byte, 8)
+	}
+	binary.BigEndian.PutUint64(u.buf[:8], unixNano(mtime))
+	return u.buf
+}
+
 func (u *upload) Write(p []byte) (int, error) {
 	if u.done {
 		return 0, errors.New("filededup: write after commit or abort")
 	}
 	if u.f == nil {
-		if len(u.buf)+len(p) <= u.b.inlineMax {
+		n := 0
+		if u.buf != nil {
+			n = len(u.buf) - 8
+		}
+		if n+len(p) <= u.b.inlineMax {
+			if u.buf == nil {
+				u.buf = make([]byte, 8, 8+len(p))
+			}
 			u.buf = append(u.buf, p...)
 			return len(p), nil
 		}
@@ -608,7 +617,7 @@ func (u *upload) commit(ctx context.Context, ref dedup.Ref, expires time.Time, o
 		batch.Set(lkey, nil)
 		return batch.Commit(lsm.Sync)
 	case u.f == nil && lkey != nil:
-		batch.Set(blobKey(h), inlineValue(u.buf, time.Now()))
+		batch.Set(blobKey(h), u.record(time.Now()))
 		batch.Set(lkey, nil)
 		return batch.Commit(lsm.Sync)
 	}
@@ -620,7 +629,7 @@ func (u *upload) commit(ctx context.Context, ref dedup.Ref, expires time.Time, o
 	case u.f == nil:
 		// A damaged file of the wrong length may remain: the inline record
 		// takes precedence, and GC removes both.
-		batch.Set(blobKey(h), inlineValue(u.buf, time.Now()))
+		batch.Set(blobKey(h), u.record(time.Now()))
 		return batch.Commit(lsm.Sync)
 	}
 	if err := u.publish(h, batch, serr == nil); err != nil {
