@@ -109,6 +109,24 @@ type Upload interface {
 	Abort() error
 }
 
+// LinkingUpload is optionally implemented by an [Upload] whose backend can
+// publish a blob and link it in one step, cheaper than Commit then
+// [Backend.Link]. [Store.PutLink] uses it when the Upload has it.
+type LinkingUpload interface {
+	Upload
+
+	// CommitLink is Commit followed by Link(ref.Hash, owner), with the
+	// guarantees of both: when it returns nil the blob is durable and
+	// linked by owner, atomically with respect to Collect. A backend may
+	// skip the temporary link and candidate of a blob it links in the same
+	// atomic step as publishing it (a linked blob needs neither), but must
+	// record them first when the blob's name can become visible before
+	// the link is durable. It must reject an invalid owner, as Link does,
+	// with an error matching ErrInvalidOwner. The Upload is finished
+	// afterwards, whatever the result.
+	CommitLink(ctx context.Context, ref Ref, expires time.Time, owner string) error
+}
+
 // Blob is an open blob. It is not safe for concurrent use.
 type Blob interface {
 	io.ReadSeekCloser

@@ -10,7 +10,9 @@
 // "user/messageID/part") and [Store.Unlink] removes it; both are
 // idempotent, so a retried call never skews a count. Put gives the new
 // blob a temporary link that expires after [Options.Grace], so a blob
-// uploaded but not linked yet is never collected. [Store.GC] deletes blobs
+// uploaded but not linked yet is never collected. [Store.PutLink] is Put
+// and Link in one call, one durable step on backends that support it (for
+// dedup/filededup, one synced write for a small blob). [Store.GC] deletes blobs
 // with no link and no unexpired temporary link, working from a log of
 // candidates rather than a scan; its doc comment gives the algorithm and
 // the argument for why it never deletes a referenced blob.
@@ -39,7 +41,8 @@
 // The backends:
 //
 //   - dedup/filededup: the embedded default; a directory of files sharded
-//     by hash prefix, links and the candidate log on the lsm engine.
+//     by hash prefix, links and the candidate log on the lsm engine, and
+//     small blobs (64 KiB by default) inline as lsm records.
 //   - dedup/s3dedup: any S3-compatible server through minio-go, with
 //     If-None-Match create-if-absent; several processes may share a
 //     bucket.
@@ -68,6 +71,9 @@
 //   - Collect re-checks links and unexpired temporary links for a hash,
 //     exclusive with Commit and Link for that hash, before deleting, and
 //     removes a candidate only after its deletion is durable.
+//   - Optionally, an Upload implements [LinkingUpload]: CommitLink
+//     publishes and links in one step, and may skip the temporary link
+//     and candidate only where the link becomes durable with the blob.
 //
 // Run dedup/deduptest.Run against a new backend to check it.
 package dedup

@@ -79,6 +79,25 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b
 // expires after the grace period: until then GC keeps it even if it is
 // never linked. Link it (for example with [Split]) to keep it longer.
 func (s *Store) Put(ctx context.Context, r io.Reader) (Ref, error) {
+	return s.put(ctx, r, "")
+}
+
+// PutLink is [Store.Put] then [Store.Link] with owner: when it returns
+// nil, the bytes of r are stored and linked by owner, durably. A backend
+// whose uploads implement [LinkingUpload] does both in one step (for
+// dedup/filededup, one synced write for a small blob); on others PutLink
+// calls Put, then Link. If it fails, the blob may be stored with a
+// temporary link, as after a failed Link, and never linked by owner
+// unless an earlier Link made that link.
+func (s *Store) PutLink(ctx context.Context, r io.Reader, owner string) (Ref, error) {
+	if err := CheckOwner(owner); err != nil {
+		return Ref{}, fmt.Errorf("dedup: put: %w", err)
+	}
+	return s.put(ctx, r, owner)
+}
+
+// put is Put, and for an owner other than "", Link.
+func (s *Store) put(ctx context.Context, r io.Reader, owner string) (Ref, error) {
 	if err := s.check(); err != nil {
 		return Ref{}, err
 	}
@@ -97,9 +116,22 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (Ref, error) {
 	var ref Ref
 	h.Sum(ref.Hash[:0])
 	ref.Size = n
-	if err := up.Commit(ctx, ref, s.now().Add(s.grace)); err != nil {
+	expires := s.now().Add(s.grace)
+	if lu, ok := up.(LinkingUpload); ok && owner != "" {
+		if err := lu.CommitLink(ctx, ref, expires, owner); err != nil {
+			_ = up.Abort()
+			return Ref{}, fmt.Errorf("dedup: put %s: %w", ref, err)
+		}
+		return ref, nil
+	}
+	if err := up.Commit(ctx, ref, expires); err != nil {
 		_ = up.Abort()
 		return Ref{}, fmt.Errorf("dedup: put %s: %w", ref, err)
+	}
+	if owner != "" {
+		if err := s.Link(ctx, ref, owner); err != nil {
+			return Ref{}, err
+		}
 	}
 	return ref, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/mailbricks/mailbricks/dedup"
 )
 
 // testKey publishes a new ed25519 DKIM key for selector "s1" of domain in
@@ -95,6 +98,10 @@ func TestDKIMAndDMARC(t *testing.T) {
 		assert.Equal(t, 550, code)
 		assert.Equal(t, smtp.EnhancedCode{5, 7, 1}, enh)
 		assert.Empty(t, env.jobs(t), "nothing is queued")
+		_, err := env.blocks.Blobs.Stat(context.Background(), dedup.Ref{Hash: sha256.Sum256([]byte(tampered)), Size: int64(len(tampered))})
+		assert.ErrorIs(t, err, dedup.ErrNotFound, "a body DMARC refuses is never stored")
+		_, err = env.blocks.Blobs.Stat(context.Background(), dedup.Ref{Hash: sha256.Sum256([]byte(signed)), Size: int64(len(signed))})
+		assert.NoError(t, err, "the accepted body is stored as received (this test's way of finding a body works)")
 	})
 	t.Run("unsigned is rejected by p=reject", func(t *testing.T) {
 		code, _ := smtpCode(t, env.send(t, "alice@example.org", []string{"bob@example.net"}, from))

@@ -18,9 +18,11 @@
 //	  MAIL      address validated, per-IP message rate, SPF
 //	  RCPT      address validated, MaxRecipients, Recipient hook → user
 //	  DATA      bytes stream through the smuggling and header checks into
-//	            dedup.Store.Put, while a DKIM verifier reads a copy through
-//	            a pipe; then DMARC, the Policy hook, Store.Link of the
-//	            body, one queue job on the incoming topic, and only then 250
+//	            the blob store, while a DKIM verifier reads a copy through
+//	            a pipe; at the end of the data, DMARC and the Policy hook;
+//	            then dedup.Store.PutLink publishes and links the body in
+//	            one step, one queue job goes on the incoming topic, and
+//	            only then 250
 //	queue worker ──▶ Deliver.Handle
 //	            filter hook, then mailbox.Store.Append per recipient user,
 //	            keyed by the job, then Store.Unlink of the body
@@ -34,9 +36,11 @@
 //
 // 250 is sent only after the body is stored and linked and the job is
 // durable (queue.Queue.Enqueue returned), so a crash at any instant after
-// 250 loses nothing. A crash before 250 leaves no job: the client retries,
-// and the body blob, protected only by dedup's temporary link, is collected
-// by dedup GC (a crash between Link and Enqueue leaves a linked orphan).
+// 250 loses nothing. A crash before 250 leaves no job: the client retries.
+// A body refused by the checks, DMARC or the policy is never published; a
+// crash while the body is being stored leaves at most a blob protected
+// only by dedup's temporary link, collected by dedup GC; a crash between
+// PutLink and Enqueue leaves a linked orphan.
 // The job's key is the SMTP transaction ID (a new UUIDv7 per MAIL command),
 // and a transaction enqueues at most one job. A storage failure (blob store
 // or queue) answers 451 4.3.0, so the client keeps the message and retries.
@@ -139,7 +143,8 @@
 //     carried in OutgoingJob.Header, to be prepended: the message as sent
 //     is Header followed by the blob. Nothing is buffered beyond the
 //     start of each header line.
-//   - Then the blob is linked (owner OutgoingBlobOwner), a copy of the
+//   - The blob is linked as it is stored (owner OutgoingBlobOwner,
+//     dedup.Store.PutLink); then a copy of the
 //     message as sent is appended to the user's Sent folder (role Sent,
 //     marked \Seen, AppendOptions.Key "delivery/sent/<transaction ID>"),
 //     and one OutgoingJob is queued with Key = the transaction ID; only

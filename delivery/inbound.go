@@ -456,8 +456,12 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 // Data implements smtp.Session: the durable hand-off. It streams the data
 // through the smuggling and header checks into the blob store while a DKIM
-// verifier reads a copy through a pipe; then runs DMARC and the policy,
-// links the blob, queues the job, and only then returns nil (250).
+// verifier reads a copy through a pipe; at the end of the data, before the
+// blob is published, it runs DMARC and the policy; then it stores the blob
+// and its link in one step (dedup.Store.PutLink: for a small message on
+// dedup/filededup, one synced write), queues the job, and only then
+// returns nil (250). A message the checks or the policy refuse is never
+// stored.
 func (s *session) Data(r io.Reader) error {
 	tx := s.tx
 	if tx == nil || len(tx.rcpts) == 0 {
@@ -469,32 +473,48 @@ func (s *session) Data(r io.Reader) error {
 	pr, pw := io.Pipe()
 	dkimDone := make(chan []DKIMResult, 1)
 	go func() { dkimDone <- verifyDKIM(dnsCtx, o.Resolver, pr, o.MaxDKIMSignatures) }()
-	ref, chk, err := s.storeData(tx, r, func(c io.Reader) io.Reader { return io.TeeReader(c, pw) })
-	pw.CloseWithError(err) // nil err closes with io.EOF
-	dkimRes := <-dkimDone
+	var (
+		res     *AuthResults
+		pc      *PolicyCheck
+		decided bool
+	)
+	// decide runs once the data has been read whole and passed the
+	// checks, before the blob is published.
+	decide := func(chk *dataChecker) error {
+		decided = true
+		pw.Close()
+		res = &AuthResults{SPF: tx.spf, SPFDomain: tx.spfDom, DKIM: <-dkimDone}
+		dmarcCtx, cancel2 := context.WithTimeout(s.ctx, o.DNSTimeout)
+		checkDMARC(dmarcCtx, o.Resolver, chk.from, res, o.sample)
+		cancel2()
+		pc = &PolicyCheck{Stage: StageData, Auth: res}
+		switch res.Policy {
+		case "reject":
+			pc.Action = ActionReject
+		case "quarantine":
+			pc.Action = ActionJunk
+		}
+		if o.Policy != nil {
+			if err := s.policy(pc); err != nil {
+				return err
+			}
+		}
+		if pc.Action == ActionReject {
+			s.in.log.Info("delivery: rejected by DMARC", "tx", tx.id, "from", tx.from, "from_domain", res.FromDomain)
+			return replyDMARCReject
+		}
+		return nil
+	}
+	// The link keeps the body past the blob store's grace period until
+	// Deliver has stored it; it is made with the blob, before the job
+	// exists, so a job never names an unprotected blob.
+	ref, chk, err := s.storeData(tx, r, func(c io.Reader) io.Reader { return io.TeeReader(c, pw) }, decide, blobOwner(tx.id))
+	if !decided {
+		pw.CloseWithError(err) // nil err closes with io.EOF
+		<-dkimDone
+	}
 	if err != nil {
 		return err
-	}
-
-	res := &AuthResults{SPF: tx.spf, SPFDomain: tx.spfDom, DKIM: dkimRes}
-	dmarcCtx, cancel2 := context.WithTimeout(s.ctx, o.DNSTimeout)
-	checkDMARC(dmarcCtx, o.Resolver, chk.from, res, o.sample)
-	cancel2()
-	pc := &PolicyCheck{Stage: StageData, Auth: res}
-	switch res.Policy {
-	case "reject":
-		pc.Action = ActionReject
-	case "quarantine":
-		pc.Action = ActionJunk
-	}
-	if o.Policy != nil {
-		if err := s.policy(pc); err != nil {
-			return err
-		}
-	}
-	if pc.Action == ActionReject {
-		s.in.log.Info("delivery: rejected by DMARC", "tx", tx.id, "from", tx.from, "from_domain", res.FromDomain)
-		return replyDMARCReject
 	}
 
 	now := o.Now()
@@ -520,45 +540,94 @@ func (s *session) Data(r io.Reader) error {
 	payload, err := job.marshal()
 	if err != nil {
 		s.in.log.Error("delivery: encode job", "tx", tx.id, "err", err)
+		s.unlinkBody(tx, ref, blobOwner(tx.id))
 		return replyPermFail
 	}
-	// The link keeps the body past the blob store's grace period until
-	// Deliver has stored it; it is made before the job exists, so a job
-	// never names an unprotected blob.
-	if err := s.in.blobs.Link(s.ctx, ref, blobOwner(tx.id)); err != nil {
-		s.in.log.Error("delivery: link body", "tx", tx.id, "err", err)
-		return replyStorage
-	}
 	if _, err := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id}); err != nil {
+		// The link stays: the job may have been written although Enqueue
+		// failed, and a job must never name an unlinked blob.
 		s.in.log.Error("delivery: enqueue", "tx", tx.id, "err", err)
 		return replyStorage
 	}
 	return nil
 }
 
-// dataError maps a failed Put to the reply: a rule violation, a data
-// transfer failure, or a storage failure.
+// unlinkBody removes owner's link to the body of tx after a failure that
+// left no job, so GC can collect it.
+func (s *session) unlinkBody(tx *transaction, ref dedup.Ref, owner string) {
+	if err := s.in.blobs.Unlink(s.ctx, ref, owner); err != nil {
+		s.in.log.Warn("delivery: unlink body", "tx", tx.id, "err", err)
+	}
+}
+
 // storeData streams the data of tx from r through the smuggling and
-// header checks, then wrap (if not nil), into the blob store. It returns
-// the stored ref and the checker (what it saw of the header), or the
-// reply for a refused or failed transfer.
-func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) io.Reader) (dedup.Ref, *dataChecker, error) {
+// header checks, then wrap (if not nil), into the blob store. Once the
+// data has ended and passed the checks, and before the blob is published,
+// it calls decide (if not nil): an error from decide refuses the message
+// (nothing is stored) and is returned as the reply. With owner "" the
+// blob is stored with dedup.Store.Put, else with PutLink. It returns the
+// stored ref and the checker (what it saw of the header), or the reply
+// for a refused or failed transfer.
+func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (dedup.Ref, *dataChecker, error) {
 	o := &s.in.opts
 	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
 	var src io.Reader = chk
 	if wrap != nil {
 		src = wrap(chk)
 	}
-	ref, err := s.in.blobs.Put(s.ctx, src)
+	var hook *eofHook
+	if decide != nil {
+		hook = &eofHook{r: src, fn: func() error { return decide(chk) }}
+		src = hook
+	}
+	var ref dedup.Ref
+	var err error
+	if owner == "" {
+		ref, err = s.in.blobs.Put(s.ctx, src)
+	} else {
+		ref, err = s.in.blobs.PutLink(s.ctx, src, owner)
+	}
 	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
 		err = errors.New("delivery: blob store returned before the end of the data")
 	}
 	if err != nil {
+		if hook != nil && hook.err != nil {
+			return dedup.Ref{}, chk, hook.err
+		}
 		return dedup.Ref{}, chk, s.dataError(tx, chk, err)
 	}
 	return ref, chk, nil
 }
 
+// eofHook passes r through and, when r ends (io.EOF), calls fn once: if
+// fn fails, the reader fails with fn's error instead of ending.
+type eofHook struct {
+	r   io.Reader
+	fn  func() error
+	ran bool
+	err error
+}
+
+func (h *eofHook) Read(p []byte) (int, error) {
+	if h.ran {
+		if h.err != nil {
+			return 0, h.err
+		}
+		return 0, io.EOF
+	}
+	n, err := h.r.Read(p)
+	if err == io.EOF {
+		h.ran = true
+		h.err = h.fn()
+		if h.err != nil {
+			return n, h.err
+		}
+	}
+	return n, err
+}
+
+// dataError maps a failed Put to the reply: a rule violation, a data
+// transfer failure, or a storage failure.
 func (s *session) dataError(tx *transaction, chk *dataChecker, err error) error {
 	switch {
 	case chk.err != nil:

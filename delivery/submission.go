@@ -364,9 +364,10 @@ func (s *subSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 // Data implements smtp.Session: it streams the data through the smuggling
-// and header checks into the blob store, noting whether the header has
-// Message-ID and Date fields; links the blob, appends the Sent copy,
-// queues the job, and only then returns nil (250).
+// and header checks into the blob store, which links the blob as it
+// stores it (dedup.Store.PutLink), noting whether the header has
+// Message-ID and Date fields; appends the Sent copy, queues the job, and
+// only then returns nil (250).
 func (s *subSession) Data(r io.Reader) error {
 	tx := s.tx
 	if tx == nil || len(tx.rcpts) == 0 {
@@ -374,7 +375,9 @@ func (s *subSession) Data(r io.Reader) error {
 	}
 	o := &s.in.opts
 	var hs *headerScan
-	ref, _, err := s.storeData(tx, r, func(c io.Reader) io.Reader { hs = &headerScan{r: c}; return hs })
+	// The body is stored and linked in one step (dedup.Store.PutLink),
+	// before the job exists, so a job never names an unprotected blob.
+	ref, _, err := s.storeData(tx, r, func(c io.Reader) io.Reader { hs = &headerScan{r: c}; return hs }, nil, outgoingBlobOwner(tx.id))
 	if err != nil {
 		return err
 	}
@@ -403,17 +406,12 @@ func (s *subSession) Data(r io.Reader) error {
 	payload, err := json.Marshal(&job)
 	if err != nil {
 		s.in.log.Error("delivery: encode job", "tx", tx.id, "err", err)
+		s.unlinkBody(tx, ref, outgoingBlobOwner(tx.id))
 		return replyPermFail
-	}
-	if err := s.in.blobs.Link(s.ctx, ref, outgoingBlobOwner(tx.id)); err != nil {
-		s.in.log.Error("delivery: link body", "tx", tx.id, "err", err)
-		return replyStorage
 	}
 	if err := s.appendSent(&job, added); err != nil {
 		s.in.log.Error("delivery: append Sent copy", "tx", tx.id, "user", s.user, "err", err)
-		if err := s.in.blobs.Unlink(s.ctx, ref, outgoingBlobOwner(tx.id)); err != nil {
-			s.in.log.Warn("delivery: unlink body", "tx", tx.id, "err", err)
-		}
+		s.unlinkBody(tx, ref, outgoingBlobOwner(tx.id))
 		return replyStorage
 	}
 	if _, err := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id}); err != nil {

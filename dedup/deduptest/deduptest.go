@@ -164,6 +164,43 @@ func Run(t *testing.T, newBackend func(t *testing.T) dedup.Backend) {
 		require.NoError(t, s.Link(ctx, ref, "carol/m2/1"), "after a re-Put the blob can be linked again")
 	})
 
+	t.Run("PutLink", func(t *testing.T) {
+		s, b, clk := open(t)
+		for _, n := range []int{0, 5000, 200 << 10} {
+			data := randBytes(uint64(n)+11, n)
+			ref, err := s.PutLink(ctx, bytes.NewReader(data), "u/putlink")
+			require.NoError(t, err)
+			require.Equal(t, dedup.Ref{Hash: sha256.Sum256(data), Size: int64(n)}, ref)
+			require.Equal(t, data, readBlob(t, s, ref), "PutLink must store the bytes")
+			again, err := s.PutLink(ctx, bytes.NewReader(data), "u/other")
+			require.NoError(t, err, "PutLink of a stored blob must link it")
+			require.Equal(t, ref, again)
+			clk.Advance(3 * grace)
+			_, err = s.GC(ctx, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.Verify(ctx, ref), "a blob linked by PutLink must survive GC past the grace period")
+			require.NoError(t, s.Unlink(ctx, ref, "u/putlink"))
+			_, err = s.GC(ctx, nil)
+			require.NoError(t, err)
+			require.NoError(t, s.Verify(ctx, ref), "a blob with a PutLink link left must survive GC")
+			require.NoError(t, s.Unlink(ctx, ref, "u/other"))
+			st, err := s.GC(ctx, nil)
+			require.NoError(t, err)
+			require.Equal(t, 1, st.Deleted, "after the last Unlink, GC must delete a blob PutLink stored: %+v", st)
+			_, err = s.Stat(ctx, ref)
+			require.ErrorIs(t, err, dedup.ErrNotFound)
+		}
+		_, err := s.PutLink(ctx, strings.NewReader("x"), "")
+		require.ErrorIs(t, err, dedup.ErrInvalidOwner)
+		_, err = s.PutLink(ctx, strings.NewReader("x"), strings.Repeat("o", dedup.MaxOwnerLen+1))
+		require.ErrorIs(t, err, dedup.ErrInvalidOwner)
+		if h, ok := b.(Harness); ok {
+			n, err := h.StoredBytes(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n, "GC must leave nothing of the blobs PutLink stored")
+		}
+	})
+
 	t.Run("OwnersWithOddBytes", func(t *testing.T) {
 		s, _, clk := open(t)
 		ref, err := s.Put(ctx, strings.NewReader("odd owners"))

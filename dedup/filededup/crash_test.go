@@ -24,12 +24,13 @@ import (
 
 func long() bool { return os.Getenv("MAILBRICKS_LONG") != "" }
 
-// TestCrash runs Put, Link, Unlink and GC concurrently on the
+// TestCrash runs Put, Link, PutLink, Unlink and GC concurrently on the
 // crash-simulating file system, takes a crash image at a random moment,
 // reopens it, and checks: no link points to a missing or damaged blob;
 // every link acknowledged before the crash survives and none whose Unlink
-// was acknowledged does; every blob file is covered by a link or a
-// candidate (nothing leaks); and GC then works.
+// was acknowledged does; every blob, file or inline record, is covered by
+// a link or a candidate (nothing leaks); and GC then works. Half of the
+// contents are small enough to be stored inline, half are files.
 func TestCrash(t *testing.T) {
 	cycles := 20
 	if long() {
@@ -41,15 +42,24 @@ func TestCrash(t *testing.T) {
 		total.links += st.links
 		total.unlinks += st.unlinks
 		total.inFlight += st.inFlight
+		total.inlineLinks += st.inlineLinks
+		total.putLinks += st.putLinks
 	}
-	t.Logf("%d crash cycles: %d acknowledged links checked present, %d acknowledged unlinks checked absent, %d unlinks in flight",
-		cycles, total.links, total.unlinks, total.inFlight)
+	t.Logf("%d crash cycles: %d acknowledged links checked present (%d to inline blobs, %d made by PutLink), %d acknowledged unlinks checked absent, %d unlinks in flight",
+		cycles, total.links, total.inlineLinks, total.putLinks, total.unlinks, total.inFlight)
+	require.NotZero(t, total.inlineLinks, "the cycles must check links to inline blobs")
+	require.NotZero(t, total.links-total.inlineLinks, "the cycles must check links to blob files")
+	require.NotZero(t, total.putLinks, "the cycles must check links made by PutLink")
 }
 
 // crashStats counts what one crash cycle checked: links acknowledged
-// before the image and not being unlinked (must be present), unlinks
+// before the image and not being unlinked (must be present; how many of
+// them to inline blobs, and how many made by PutLink), unlinks
 // acknowledged before it (must be absent), and unlinks in flight (either).
-type crashStats struct{ links, unlinks, inFlight int }
+type crashStats struct {
+	links, inlineLinks, putLinks int
+	unlinks, inFlight            int
+}
 
 func crashCycle(t *testing.T, seed uint64) crashStats {
 	ctx := context.Background()
@@ -62,7 +72,11 @@ func crashCycle(t *testing.T, seed uint64) crashStats {
 
 	contents := make([][]byte, 8)
 	for i := range contents {
-		contents[i] = bytes.Repeat([]byte{byte(i), byte(seed)}, 3000+100*i)
+		n := 3000 + 100*i // inline
+		if i >= 4 {
+			n = DefaultInlineMax/2 + 1000*i // a file
+		}
+		contents[i] = bytes.Repeat([]byte{byte(i), byte(seed)}, n)
 	}
 	// crashed is set just before the crash image is taken and cloned just
 	// after: an op acknowledged before crashed is in the image; an op
@@ -71,6 +85,7 @@ func crashCycle(t *testing.T, seed uint64) crashStats {
 	var ops atomic.Int64
 	var mu sync.Mutex
 	linked := map[string]dedup.Ref{} // owner -> ref, Link acked before the crash
+	byPutLink := map[string]bool{}   // owner linked by PutLink
 	unlinking := map[string]bool{}   // Unlink started before the crash
 	unlinked := map[string]bool{}    // Unlink acked before the crash
 	var wg sync.WaitGroup
@@ -88,21 +103,34 @@ func crashCycle(t *testing.T, seed uint64) crashStats {
 				}
 				switch op := rng.IntN(10); {
 				case op < 5:
-					ref, err := s.Put(ctx, bytes.NewReader(contents[rng.IntN(len(contents))]))
-					if err != nil {
-						t.Error(err)
-						return
-					}
+					data := contents[rng.IntN(len(contents))]
 					owner := fmt.Sprintf("w%d/%d", w, i)
-					if err := s.Link(ctx, ref, owner); errors.Is(err, dedup.ErrNotFound) {
-						continue
-					} else if err != nil {
-						t.Error(err)
-						return
+					putLink := rng.IntN(2) == 0
+					var ref dedup.Ref
+					var err error
+					if putLink {
+						ref, err = s.PutLink(ctx, bytes.NewReader(data), owner)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+					} else {
+						ref, err = s.Put(ctx, bytes.NewReader(data))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if err := s.Link(ctx, ref, owner); errors.Is(err, dedup.ErrNotFound) {
+							continue
+						} else if err != nil {
+							t.Error(err)
+							return
+						}
 					}
 					mu.Lock()
 					if !crashed.Load() {
 						linked[owner] = ref
+						byPutLink[owner] = putLink
 					}
 					mu.Unlock()
 					mine = append(mine, owner)
@@ -177,10 +205,16 @@ func crashCycle(t *testing.T, seed uint64) crashStats {
 	}
 	require.NoError(t, it.Close())
 	var st crashStats
-	for owner := range linked {
+	for owner, ref := range linked {
 		if !unlinking[owner] {
 			require.True(t, links[owner], "seed %d: link %s acknowledged before the crash is gone", seed, owner)
 			st.links++
+			if ref.Size <= DefaultInlineMax {
+				st.inlineLinks++
+			}
+			if byPutLink[owner] {
+				st.putLinks++
+			}
 		}
 		if unlinked[owner] {
 			require.False(t, links[owner], "seed %d: link %s unlinked before the crash is back", seed, owner)
@@ -201,19 +235,24 @@ func crashCycle(t *testing.T, seed uint64) crashStats {
 		cands[h] = true
 	}
 	require.NoError(t, it.Close())
-	blobs := walkBlobs(t, img)
+	blobs := append(walkBlobs(t, img), inlineBlobs(t, b2)...)
 	for _, h := range blobs {
 		require.True(t, linkedHashes[h] || cands[h], "seed %d: blob %s has neither a link nor a candidate: it would leak", seed, h)
 	}
 	names, err := img.List("/d/tmp")
 	require.NoError(t, err)
-	require.Empty(t, names, "Open must remove leftover uploads")
+	require.Len(t, names, tmpDirs, "tmp/ must hold only the upload directories")
+	for _, d := range names {
+		left, err := img.List("/d/tmp/" + d)
+		require.NoError(t, err)
+		require.Empty(t, left, "Open must remove leftover uploads")
+	}
 
 	// GC works on the recovered store and keeps exactly the linked blobs.
 	s2 := dedup.New(b2, &dedup.Options{Grace: grace, Now: func() time.Time { return clk.Now().Add(10 * grace) }})
 	_, err = s2.GC(ctx, nil)
 	require.NoError(t, err)
-	for _, h := range walkBlobs(t, img) {
+	for _, h := range append(walkBlobs(t, img), inlineBlobs(t, b2)...) {
 		require.True(t, linkedHashes[h], "seed %d: GC left unlinked blob %s", seed, h)
 	}
 	for h := range linkedHashes {
@@ -221,6 +260,21 @@ func crashCycle(t *testing.T, seed uint64) crashStats {
 		require.NoError(t, err, "seed %d: GC deleted linked blob %s", seed, h)
 	}
 	return st
+}
+
+// inlineBlobs returns the hashes of b's inline blobs.
+func inlineBlobs(t *testing.T, b *Backend) []dedup.Hash {
+	var out []dedup.Hash
+	it, err := b.db.NewPrefixIter([]byte{prefixBlob})
+	require.NoError(t, err)
+	for ok := it.First(); ok; ok = it.Next() {
+		require.Len(t, it.Key(), 1+32)
+		var h dedup.Hash
+		copy(h[:], it.Key()[1:])
+		out = append(out, h)
+	}
+	require.NoError(t, it.Close())
+	return out
 }
 
 func walkBlobs(t *testing.T, fs vfs.FS) []dedup.Hash {
@@ -261,6 +315,8 @@ func TestMetaFailure(t *testing.T) {
 	}))
 	_, err = s.Put(ctx, strings.NewReader("payload"))
 	require.Error(t, err, "Put must fail when its records cannot be made durable")
+	_, err = s.Put(ctx, bytes.NewReader(bytes.Repeat([]byte("large"), DefaultInlineMax)))
+	require.Error(t, err, "Put of a blob file must fail when its records cannot be made durable")
 	efs.SetInjector(nil)
 	blobs := walkBlobs(t, efs)
 	require.Empty(t, blobs, "a Put whose records failed must not publish the blob")
