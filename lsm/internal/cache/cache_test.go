@@ -56,6 +56,60 @@ func TestGetSet(t *testing.T) {
 	}
 }
 
+// TestValues checks SetValue and GetValue: values are charged what the
+// caller says, evicted like blocks, replace blocks and are replaced by them,
+// and are not blocks to Get.
+func TestValues(t *testing.T) {
+	var nilCache *Cache
+	nilCache.SetValue(1, 0, "x", 1)
+	if _, ok := nilCache.GetValue(1, 0); ok {
+		t.Fatal("a nil cache returned a value")
+	}
+	c := New(1 << 20)
+	if _, ok := c.GetValue(1, 0); ok {
+		t.Fatal("empty cache hit")
+	}
+	c.SetValue(1, 0, []int{1, 2, 3}, 1000)
+	v, ok := c.GetValue(1, 0)
+	if !ok || len(v.([]int)) != 3 {
+		t.Fatalf("GetValue = %v, %v", v, ok)
+	}
+	if _, ok := c.Get(1, 0); ok {
+		t.Fatal("Get returned a value as a block")
+	}
+	if _, _, size := c.Metrics(); size != 1000+EntryOverhead {
+		t.Fatalf("size = %d, want %d", size, 1000+EntryOverhead)
+	}
+	c.Set(1, 0, []byte("b"))
+	if _, ok := c.GetValue(1, 0); ok {
+		t.Fatal("GetValue returned a block")
+	}
+	c.SetValue(1, 0, "v", 10)
+	if v, ok := c.GetValue(1, 0); !ok || v != "v" {
+		t.Fatalf("GetValue after replacing a block = %v, %v", v, ok)
+	}
+	if _, _, size := c.Metrics(); size != 10+EntryOverhead {
+		t.Fatalf("size = %d, want %d", size, 10+EntryOverhead)
+	}
+	// A value larger than a shard is not cached; values are evicted to
+	// make room like blocks.
+	c.SetValue(2, 0, "big", 1<<20)
+	if _, ok := c.GetValue(2, 0); ok {
+		t.Fatal("a value larger than a shard was cached")
+	}
+	small := New(numShards * 2000)
+	for i := range uint64(200) {
+		small.SetValue(i, 0, i, 500)
+	}
+	if _, _, size := small.Metrics(); size > numShards*2000 {
+		t.Fatalf("size %d over the capacity %d", size, numShards*2000)
+	}
+	c.EvictFile(1)
+	if _, ok := c.GetValue(1, 0); ok {
+		t.Fatal("EvictFile kept a value")
+	}
+}
+
 // TestLRU uses one shard's worth of keys: it finds keys that land in the
 // same shard so that the eviction order is observable.
 func TestLRU(t *testing.T) {

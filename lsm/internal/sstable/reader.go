@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/mailbricks/mailbricks/lsm/internal/base"
 	"github.com/mailbricks/mailbricks/lsm/internal/bloom"
@@ -16,8 +17,9 @@ import (
 
 // ReaderOptions configures a [Reader].
 type ReaderOptions struct {
-	// Cache caches the table's uncompressed data blocks. The default (nil)
-	// caches nothing.
+	// Cache caches the table's uncompressed data blocks, its parsed index
+	// block and its filter block. The default (nil) caches nothing, and the
+	// reader then keeps its index and filter in memory from Open to Close.
 	Cache *cache.Cache
 	// FileNum identifies the table in Cache; tables sharing a cache must
 	// have distinct file numbers. When a table is deleted, the engine calls
@@ -25,8 +27,20 @@ type ReaderOptions struct {
 	FileNum uint64
 }
 
-// Reader reads a table. Open loads the index, filter and range-del blocks
-// into memory, so only data blocks are read afterwards.
+// Reader reads a table.
+//
+// # Metadata memory
+//
+// Open reads the footer and the range-del block (usually absent), and keeps
+// the range tombstones in memory. With a cache, the index and filter blocks
+// live in the cache, charged to its capacity like data blocks: the index
+// parsed, the filter as stored. Each is read, verified and cached on the
+// first use after it was evicted; an iterator holds the index from NewIter
+// to Close, and [Reader.MayContain] the filter for the call. So an open
+// table costs little more than its file descriptor and range tombstones,
+// and the metadata of every table shares the cache's budget. A hit is one
+// lookup in the cache, as for a data block. Without a cache, Open loads the
+// index and filter and the reader keeps them until Close.
 //
 // A Reader is safe for concurrent use; the iterators it returns are not.
 type Reader struct {
@@ -34,7 +48,9 @@ type Reader struct {
 	cache   *cache.Cache
 	fileNum uint64
 	size    uint64
+	footer  footer
 
+	// Without a cache, the index and filter loaded by Open.
 	index      []indexEntry
 	filter     []byte
 	tombstones []base.RangeTombstone
@@ -42,6 +58,10 @@ type Reader struct {
 
 	closed atomic.Bool
 }
+
+// indexEntrySize is the memory of an indexEntry besides its key bytes, for
+// the cache's charge.
+const indexEntrySize = int64(unsafe.Sizeof(indexEntry{}))
 
 // indexEntry describes one data block.
 type indexEntry struct {
@@ -81,42 +101,10 @@ func (r *Reader) init() error {
 		return err
 	}
 	r.numEntries = ft.numEntries
+	r.footer = ft
 
-	// The metadata blocks are usually contiguous at the end of the file:
-	// read the span covering them at once.
-	start, end := ft.index.offset, ft.index.offset+ft.index.length+blockTrailerLen
-	for _, h := range []handle{ft.filter, ft.rangeDel} {
-		if h.length > 0 {
-			start = min(start, h.offset)
-			end = max(end, h.offset+h.length+blockTrailerLen)
-		}
-	}
-	if end-start > 4*maxBlockSize {
-		return base.CorruptionErrorf("sstable: metadata blocks span %d bytes", end-start)
-	}
-	span := make([]byte, end-start)
-	if err := readFull(r.f, span, start); err != nil {
-		return err
-	}
-	meta := func(h handle) ([]byte, error) {
-		raw := span[h.offset-start : h.offset-start+h.length+blockTrailerLen]
-		return decodeStored(raw, nil)
-	}
-
-	index, err := meta(ft.index)
-	if err != nil {
-		return fmt.Errorf("index block: %w", err)
-	}
-	if r.index, err = parseIndex(index, r.size-footerLen); err != nil {
-		return err
-	}
-	if ft.filter.length > 0 {
-		if r.filter, err = meta(ft.filter); err != nil {
-			return fmt.Errorf("filter block: %w", err)
-		}
-	}
 	if ft.rangeDel.length > 0 {
-		rd, err := meta(ft.rangeDel)
+		rd, err := r.readMeta(ft.rangeDel)
 		if err != nil {
 			return fmt.Errorf("range-del block: %w", err)
 		}
@@ -127,7 +115,85 @@ func (r *Reader) init() error {
 	if uint64(len(r.tombstones)) != ft.numRangeDels {
 		return base.CorruptionErrorf("sstable: %d range tombstones, footer says %d", len(r.tombstones), ft.numRangeDels)
 	}
+	if r.cache == nil {
+		if r.index, err = r.readIndex(); err != nil {
+			return err
+		}
+		if ft.filter.length > 0 {
+			if r.filter, err = r.readFilter(); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// readMeta reads and verifies the metadata block at h and returns its
+// contents, in memory of its own.
+func (r *Reader) readMeta(h handle) ([]byte, error) {
+	raw := make([]byte, h.length+blockTrailerLen)
+	if err := readFull(r.f, raw, h.offset); err != nil {
+		return nil, err
+	}
+	return decodeStored(raw, nil)
+}
+
+// readIndex reads, verifies and parses the index block.
+func (r *Reader) readIndex() ([]indexEntry, error) {
+	b, err := r.readMeta(r.footer.index)
+	if err != nil {
+		return nil, fmt.Errorf("index block: %w", err)
+	}
+	return parseIndex(b, r.size-footerLen)
+}
+
+// readFilter reads and verifies the filter block.
+func (r *Reader) readFilter() ([]byte, error) {
+	b, err := r.readMeta(r.footer.filter)
+	if err != nil {
+		return nil, fmt.Errorf("filter block: %w", err)
+	}
+	return b, nil
+}
+
+// loadIndex returns the parsed index: the reader's own without a cache,
+// else the cached one, read and cached on a miss. The caller may hold it
+// as long as it likes; the cache only stops charging for it once evicted.
+func (r *Reader) loadIndex() ([]indexEntry, error) {
+	if r.cache == nil {
+		return r.index, nil
+	}
+	if v, ok := r.cache.GetValue(r.fileNum, r.footer.index.offset); ok {
+		return v.([]indexEntry), nil
+	}
+	index, err := r.readIndex()
+	if err != nil {
+		return nil, fmt.Errorf("sstable: table %d: %w", r.fileNum, err)
+	}
+	size := int64(len(index)) * (indexEntrySize + base.TrailerLen)
+	for i := range index {
+		size += int64(len(index[i].userKey))
+	}
+	r.cache.SetValue(r.fileNum, r.footer.index.offset, index, size)
+	return index, nil
+}
+
+// loadFilter returns the filter block, or nil if the table has none: the
+// reader's own without a cache, else the cached one, read and cached on a
+// miss.
+func (r *Reader) loadFilter() ([]byte, error) {
+	if r.cache == nil || r.footer.filter.length == 0 {
+		return r.filter, nil
+	}
+	if b, ok := r.cache.Get(r.fileNum, r.footer.filter.offset); ok {
+		return b, nil
+	}
+	b, err := r.readFilter()
+	if err != nil {
+		return nil, fmt.Errorf("sstable: table %d: %w", r.fileNum, err)
+	}
+	r.cache.Set(r.fileNum, r.footer.filter.offset, b)
+	return b, nil
 }
 
 // readFull reads len(buf) bytes at off. A short read means the file is
@@ -249,9 +315,17 @@ func parseRangeDels(block []byte) ([]base.RangeTombstone, error) {
 }
 
 // MayContain reports whether the table may hold a point entry for userKey.
-// It returns true when the table has no filter.
-func (r *Reader) MayContain(userKey []byte) bool {
-	return r.filter == nil || bloom.MayContain(r.filter, userKey)
+// It returns true when the table has no filter, and an error when the
+// filter block cannot be read or is corrupt.
+func (r *Reader) MayContain(userKey []byte) (bool, error) {
+	if r.closed.Load() {
+		return false, ErrClosed
+	}
+	filter, err := r.loadFilter()
+	if err != nil {
+		return false, err
+	}
+	return filter == nil || bloom.MayContain(filter, userKey), nil
 }
 
 // RangeTombstones returns the table's range tombstones sorted by Start,
@@ -265,8 +339,15 @@ func (r *Reader) Size() uint64 { return r.size }
 // NumEntries returns the number of point entries in the table.
 func (r *Reader) NumEntries() uint64 { return r.numEntries }
 
-// NumDataBlocks returns the number of data blocks in the table.
-func (r *Reader) NumDataBlocks() int { return len(r.index) }
+// NumDataBlocks returns the number of data blocks in the table. It reads
+// the index block if it is not cached.
+func (r *Reader) NumDataBlocks() (int, error) {
+	if r.closed.Load() {
+		return 0, ErrClosed
+	}
+	index, err := r.loadIndex()
+	return len(index), err
+}
 
 // Close closes the table file. Iterators must be closed before; iterators
 // created afterwards are empty and report [ErrClosed]. Calling Close again
