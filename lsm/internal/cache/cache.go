@@ -29,7 +29,10 @@
 // holds one pins its memory, uncharged, until it lets go.
 package cache
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // numShards is the number of shards; a power of two.
 const numShards = 16
@@ -46,8 +49,9 @@ type key struct {
 type entry struct {
 	key   key
 	block []byte
-	// value is set instead of block by SetValue.
+	// value is set instead of block by SetValue, with used.
 	value      any
+	used       *atomic.Bool
 	charge     int64
 	prev, next *entry
 	// referenced marks an entry hit since it was last at the head.
@@ -164,11 +168,16 @@ func (c *Cache) Set(fileNum, offset uint64, block []byte) {
 // cached there; it is charged size plus EntryOverhead and evicted like a
 // block. v must not be nil, and must not be modified once cached. A value
 // larger than a shard's capacity is not cached.
-func (c *Cache) SetValue(fileNum, offset uint64, v any, size int64) {
+//
+// A holder that reaches v without GetValue (through a weak pointer, say)
+// should pass used, and set it on each use: eviction counts a set used as a
+// hit, and clears it, as it does the mark a GetValue hit leaves. used may
+// be nil.
+func (c *Cache) SetValue(fileNum, offset uint64, v any, size int64, used *atomic.Bool) {
 	if c == nil {
 		return
 	}
-	c.insert(entry{key: key{fileNum, offset}, value: v, charge: size + EntryOverhead})
+	c.insert(entry{key: key{fileNum, offset}, value: v, used: used, charge: size + EntryOverhead})
 }
 
 func (c *Cache) insert(ne entry) {
@@ -184,6 +193,10 @@ func (c *Cache) insert(ne entry) {
 	var e *entry
 	for s.size+ne.charge > s.capacity {
 		tail := s.lru.prev
+		if tail.used != nil && tail.used.Load() {
+			tail.used.Store(false)
+			tail.referenced = true
+		}
 		if tail.referenced {
 			// Second chance: each entry is moved at most once per pass
 			// over the list, so the loop ends.
@@ -262,7 +275,7 @@ func (s *shard) remove(e *entry) {
 	e.prev.next = e.next
 	e.next.prev = e.prev
 	e.prev, e.next = nil, nil
-	e.block, e.value = nil, nil
+	e.block, e.value, e.used = nil, nil, nil
 	delete(s.m, e.key)
 	s.size -= e.charge
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -61,7 +62,7 @@ func TestGetSet(t *testing.T) {
 // and are not blocks to Get.
 func TestValues(t *testing.T) {
 	var nilCache *Cache
-	nilCache.SetValue(1, 0, "x", 1)
+	nilCache.SetValue(1, 0, "x", 1, nil)
 	if _, ok := nilCache.GetValue(1, 0); ok {
 		t.Fatal("a nil cache returned a value")
 	}
@@ -69,7 +70,7 @@ func TestValues(t *testing.T) {
 	if _, ok := c.GetValue(1, 0); ok {
 		t.Fatal("empty cache hit")
 	}
-	c.SetValue(1, 0, []int{1, 2, 3}, 1000)
+	c.SetValue(1, 0, []int{1, 2, 3}, 1000, nil)
 	v, ok := c.GetValue(1, 0)
 	if !ok || len(v.([]int)) != 3 {
 		t.Fatalf("GetValue = %v, %v", v, ok)
@@ -84,7 +85,7 @@ func TestValues(t *testing.T) {
 	if _, ok := c.GetValue(1, 0); ok {
 		t.Fatal("GetValue returned a block")
 	}
-	c.SetValue(1, 0, "v", 10)
+	c.SetValue(1, 0, "v", 10, nil)
 	if v, ok := c.GetValue(1, 0); !ok || v != "v" {
 		t.Fatalf("GetValue after replacing a block = %v, %v", v, ok)
 	}
@@ -93,13 +94,13 @@ func TestValues(t *testing.T) {
 	}
 	// A value larger than a shard is not cached; values are evicted to
 	// make room like blocks.
-	c.SetValue(2, 0, "big", 1<<20)
+	c.SetValue(2, 0, "big", 1<<20, nil)
 	if _, ok := c.GetValue(2, 0); ok {
 		t.Fatal("a value larger than a shard was cached")
 	}
 	small := New(numShards * 2000)
 	for i := range uint64(200) {
-		small.SetValue(i, 0, i, 500)
+		small.SetValue(i, 0, i, 500, nil)
 	}
 	if _, _, size := small.Metrics(); size > numShards*2000 {
 		t.Fatalf("size %d over the capacity %d", size, numShards*2000)
@@ -146,6 +147,44 @@ func TestLRU(t *testing.T) {
 	}
 	if _, ok := c.Get(7, offs[0]); !ok {
 		t.Error("an oversized block evicted other blocks")
+	}
+}
+
+// TestValueUsed checks that a value whose used flag is set is kept like a
+// value hit with GetValue, and that eviction clears the flag.
+func TestValueUsed(t *testing.T) {
+	const size = 1000
+	perShard := int64(3 * (size + EntryOverhead))
+	c := New(perShard * numShards)
+	var offs []uint64
+	target := c.shard(key{7, 0})
+	for off := uint64(0); len(offs) < 6; off += 4096 {
+		if c.shard(key{7, off}) == target {
+			offs = append(offs, off)
+		}
+	}
+	var used atomic.Bool
+	c.SetValue(7, offs[0], "hot", size, &used)
+	c.SetValue(7, offs[1], "cold", size, nil)
+	c.SetValue(7, offs[2], "cold", size, nil)
+	used.Store(true) // offs[0] is used, without GetValue
+	c.SetValue(7, offs[3], "new", size, nil)
+	if _, ok := c.GetValue(7, offs[0]); !ok {
+		t.Fatal("a used value was evicted")
+	}
+	if _, ok := c.GetValue(7, offs[1]); ok {
+		t.Fatal("the least recently used value survived")
+	}
+	if used.Load() {
+		t.Fatal("eviction did not clear the used flag")
+	}
+	// Unused from now on (the GetValue above marked it once): it goes
+	// within four insertions.
+	for _, off := range []uint64{offs[4], offs[5], offs[1], offs[2]} {
+		c.SetValue(7, off, "new", size, nil)
+	}
+	if _, ok := c.GetValue(7, offs[0]); ok {
+		t.Fatal("an unused value survived a pass of new values")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync/atomic"
 	"unsafe"
+	"weak"
 
 	"github.com/mailbricks/mailbricks/lsm/internal/base"
 	"github.com/mailbricks/mailbricks/lsm/internal/bloom"
@@ -38,9 +39,16 @@ type ReaderOptions struct {
 // first use after it was evicted; an iterator holds the index from NewIter
 // to Close, and [Reader.MayContain] the filter for the call. So an open
 // table costs little more than its file descriptor and range tombstones,
-// and the metadata of every table shares the cache's budget. A hit is one
-// lookup in the cache, as for a data block. Without a cache, Open loads the
-// index and filter and the reader keeps them until Close.
+// and the metadata of every table shares the cache's budget.
+//
+// The reader keeps a weak pointer to each, so that a hit is an atomic load
+// and no lookup in the shared cache: the index is needed by every seek.
+// The weak pointer does not keep a block alive: once the cache evicts it
+// and no iterator holds it, the collector frees it, and the next use finds
+// it gone and goes to the cache. A use through the weak pointer marks the
+// block used, which the cache counts as a hit when it looks for blocks to
+// evict. Without a cache, Open loads the index and filter and the reader
+// keeps them until Close.
 //
 // A Reader is safe for concurrent use; the iterators it returns are not.
 type Reader struct {
@@ -50,11 +58,13 @@ type Reader struct {
 	size    uint64
 	footer  footer
 
-	// Without a cache, the index and filter loaded by Open.
-	index      []indexEntry
-	filter     []byte
-	tombstones []base.RangeTombstone
-	numEntries uint64
+	// Without a cache, the index and filter loaded by Open; with one, weak
+	// references to them in the cache.
+	index               []indexEntry
+	filter              []byte
+	indexRef, filterRef metaRef
+	tombstones          []base.RangeTombstone
+	numEntries          uint64
 
 	closed atomic.Bool
 }
@@ -156,44 +166,108 @@ func (r *Reader) readFilter() ([]byte, error) {
 	return b, nil
 }
 
+// metaBlock is a table's index or filter as the cache holds it. A reader
+// reaches it through a weak pointer, with no lookup in the shared cache,
+// until the cache evicts it and the collector frees it.
+type metaBlock struct {
+	index  []indexEntry // the index block, parsed
+	filter []byte       // or the filter block
+	// used is set on each use through the weak pointer, so that the
+	// cache does not evict a block in use as unused.
+	used atomic.Bool
+	// self is the weak pointer readers keep; allocated once per block.
+	self *weak.Pointer[metaBlock]
+}
+
+func newMetaBlock(index []indexEntry, filter []byte) *metaBlock {
+	m := &metaBlock{index: index, filter: filter}
+	wp := weak.Make(m)
+	m.self = &wp
+	return m
+}
+
+// metaRef is a reader's weak reference to a cached metaBlock.
+type metaRef struct {
+	p atomic.Pointer[weak.Pointer[metaBlock]]
+}
+
+// get returns the block if it is still alive, marking it used.
+func (ref *metaRef) get() *metaBlock {
+	wp := ref.p.Load()
+	if wp == nil {
+		return nil
+	}
+	m := wp.Value()
+	if m != nil && !m.used.Load() {
+		m.used.Store(true)
+	}
+	return m
+}
+
+func (ref *metaRef) set(m *metaBlock) { ref.p.Store(m.self) }
+
+// loadMeta returns the index or filter block at h, through ref, else from
+// the cache, else read from the file (by read) and cached with the given
+// charge. The caller may hold the block's contents as long as it likes;
+// the cache charges for them only until it evicts them.
+func (r *Reader) loadMeta(ref *metaRef, h handle, read func() (*metaBlock, int64, error)) (*metaBlock, error) {
+	if m := ref.get(); m != nil {
+		return m, nil
+	}
+	if v, ok := r.cache.GetValue(r.fileNum, h.offset); ok {
+		m := v.(*metaBlock)
+		ref.set(m)
+		return m, nil
+	}
+	m, size, err := read()
+	if err != nil {
+		return nil, fmt.Errorf("sstable: table %d: %w", r.fileNum, err)
+	}
+	r.cache.SetValue(r.fileNum, h.offset, m, size, &m.used)
+	ref.set(m)
+	return m, nil
+}
+
 // loadIndex returns the parsed index: the reader's own without a cache,
-// else the cached one, read and cached on a miss. The caller may hold it
-// as long as it likes; the cache only stops charging for it once evicted.
+// else the cached one (see loadMeta).
 func (r *Reader) loadIndex() ([]indexEntry, error) {
 	if r.cache == nil {
 		return r.index, nil
 	}
-	if v, ok := r.cache.GetValue(r.fileNum, r.footer.index.offset); ok {
-		return v.([]indexEntry), nil
-	}
-	index, err := r.readIndex()
+	m, err := r.loadMeta(&r.indexRef, r.footer.index, func() (*metaBlock, int64, error) {
+		index, err := r.readIndex()
+		if err != nil {
+			return nil, 0, err
+		}
+		size := int64(len(index)) * (indexEntrySize + base.TrailerLen)
+		for i := range index {
+			size += int64(len(index[i].userKey))
+		}
+		return newMetaBlock(index, nil), size, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sstable: table %d: %w", r.fileNum, err)
+		return nil, err
 	}
-	size := int64(len(index)) * (indexEntrySize + base.TrailerLen)
-	for i := range index {
-		size += int64(len(index[i].userKey))
-	}
-	r.cache.SetValue(r.fileNum, r.footer.index.offset, index, size)
-	return index, nil
+	return m.index, nil
 }
 
 // loadFilter returns the filter block, or nil if the table has none: the
-// reader's own without a cache, else the cached one, read and cached on a
-// miss.
+// reader's own without a cache, else the cached one (see loadMeta).
 func (r *Reader) loadFilter() ([]byte, error) {
 	if r.cache == nil || r.footer.filter.length == 0 {
 		return r.filter, nil
 	}
-	if b, ok := r.cache.Get(r.fileNum, r.footer.filter.offset); ok {
-		return b, nil
-	}
-	b, err := r.readFilter()
+	m, err := r.loadMeta(&r.filterRef, r.footer.filter, func() (*metaBlock, int64, error) {
+		filter, err := r.readFilter()
+		if err != nil {
+			return nil, 0, err
+		}
+		return newMetaBlock(nil, filter), int64(len(filter)), nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sstable: table %d: %w", r.fileNum, err)
+		return nil, err
 	}
-	r.cache.Set(r.fileNum, r.footer.filter.offset, b)
-	return b, nil
+	return m.filter, nil
 }
 
 // readFull reads len(buf) bytes at off. A short read means the file is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -646,7 +647,8 @@ func TestOpenClosesFileOnError(t *testing.T) {
 
 // TestMetadataInCache checks that a reader with a cache keeps neither its
 // index nor its filter, that both are charged to the cache, and that
-// reads reload them after the cache dropped them.
+// reads reload them after the cache dropped them and the collector freed
+// them.
 func TestMetadataInCache(t *testing.T) {
 	rng := rand.New(rand.NewPCG(31, 32))
 	entries := genEntries(rng, 3000)
@@ -679,7 +681,16 @@ func TestMetadataInCache(t *testing.T) {
 		if err != nil || n < 10 {
 			t.Fatalf("NumDataBlocks = %d, %v", n, err)
 		}
+		// Evicted, the blocks stay reachable through the reader's weak
+		// pointers until the collector frees them.
 		bc.EvictFile(7)
+		if _, err := r.MayContain(entries[0].key.UserKey); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, size := bc.Metrics(); size != 0 {
+			t.Fatalf("round %d: a use of an evicted filter cached it again", round)
+		}
+		runtime.GC()
 	}
 	// An iterator keeps its index when the cache drops it.
 	it := r.NewIter(nil, nil)
