@@ -296,7 +296,7 @@ func decodeStored(raw, dst []byte) ([]byte, error) {
 
 // parseIndex decodes the index block into one entry per data block,
 // checking that the keys increase and that every handle lies in [0, end).
-// The entries' keys are copied into one allocation.
+// The entries' keys are copied into one allocation of their exact size.
 func parseIndex(block []byte, end uint64) ([]indexEntry, error) {
 	var it blockIter
 	if err := it.init(block); err != nil {
@@ -336,6 +336,9 @@ func parseIndex(block []byte, end uint64) ([]indexEntry, error) {
 	if it.err != nil {
 		return nil, it.err
 	}
+	// The index is kept, and charged to the cache by its size: drop the
+	// spare capacity that appending left.
+	keys = bytes.Clone(keys)
 	index := make([]indexEntry, len(entries))
 	start := 0
 	for i, e := range entries {
