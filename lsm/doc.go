@@ -69,7 +69,9 @@
 //     thousands of tables does not hold thousands of indexes and filters:
 //     what is not in the cache is read again (and verified) when a lookup
 //     needs it. An iterator holds its table's index, and a lookup the
-//     filter, while they use them, even if the cache evicts them meanwhile;
+//     filter, while they use them, even if the cache evicts them meanwhile
+//     (an evicted block is garbage once nothing uses it, freed by the next
+//     collection);
 //   - the memtables, one being written and at most two waiting for flush,
 //     each up to [Options].MemTableSize (default 64 MiB; a young DB's start
 //     at 256 KiB and double);

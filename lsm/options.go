@@ -116,9 +116,12 @@ type Options struct {
 	// parsed index block and its bloom filter block, loaded on demand and
 	// evicted like data blocks. So the memory of the tables' blocks and
 	// metadata together stays within CacheSize however many tables the DB
-	// has (see "Memory" in the package doc). The default is 64 MiB; a
-	// negative value disables the cache, and then each open table keeps its
-	// index and filter in memory while it is open.
+	// has (see "Memory" in the package doc). A block, index or filter
+	// larger than a sixteenth of CacheSize (a shard of the cache) is not
+	// cached and is read again when next needed: a table's index takes
+	// about TargetFileSize / BlockSize × (60 + key size) bytes. The default
+	// is 64 MiB; a negative value disables the cache, and then each open
+	// table keeps its index and filter in memory while it is open.
 	CacheSize int64
 	// Compression is the block compression of new tables. The default is
 	// [S2Compression].

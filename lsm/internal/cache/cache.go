@@ -1,9 +1,9 @@
 // Package cache implements the lsm engine's block cache: a sharded LRU cache
 // of uncompressed table blocks keyed by table file number and block offset.
-// Besides data blocks it holds decoded table metadata (a table's parsed
-// index, see [Cache.SetValue]), charged against the same capacity, so that
-// the cache bounds the memory of every table's blocks and metadata
-// together.
+// Besides data blocks it holds table metadata (a table's parsed index and
+// its bloom filter, see [Cache.SetValue]), charged against the same
+// capacity, so that the cache bounds the memory of every table's blocks and
+// metadata together.
 //
 // # Design
 //
