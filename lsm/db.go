@@ -258,7 +258,12 @@ func (d *DB) getTable(g *getState, m *fileMeta) {
 	}
 	defer d.tables.put(e)
 	r := e.reader
-	if !r.MayContain(g.key) {
+	may, err := r.MayContain(g.key)
+	if err != nil {
+		g.err, g.done = err, true
+		return
+	}
+	if !may {
 		g.visit(nil, r.RangeTombstones())
 		return
 	}

@@ -952,3 +952,53 @@ func TestLargeBatch(t *testing.T) {
 	require.NoError(t, db.Compact(nil, nil))
 	require.Equal(t, 2000, count(db))
 }
+
+// TestMetadataInBlockCache checks that the tables' index and filter blocks
+// share the block cache's budget: with many tables and a small cache, the
+// cache never holds more than its capacity, and every read is still right,
+// with the cache and without one.
+func TestMetadataInBlockCache(t *testing.T) {
+	for _, cacheSize := range []int64{256 << 10, -1} {
+		t.Run(fmt.Sprint("cache=", cacheSize), func(t *testing.T) {
+			db, _ := openMem(t, nil, &lsm.Options{
+				MemTableSize: 64 << 10, BlockSize: 512, TargetFileSize: 32 << 10,
+				LBaseMaxBytes: 64 << 10, CacheSize: cacheSize,
+			})
+			rng := rand.New(rand.NewPCG(41, 42))
+			const n = 20000
+			value := make([]byte, 64)
+			for i := range n {
+				for j := 0; j < len(value); j += 8 {
+					binary.BigEndian.PutUint64(value[j:], rng.Uint64())
+				}
+				require.NoError(t, db.Set(fmt.Appendf(nil, "k%08d", i*3), value, lsm.NoSync))
+			}
+			require.NoError(t, db.Flush())
+			m := db.Metrics()
+			tables := 0
+			for _, l := range m.Levels {
+				tables += l.NumFiles
+			}
+			t.Logf("%d tables", tables)
+			require.Greater(t, tables, 20, "too few tables to exercise the cache")
+			for round := range 2 {
+				for _, i := range rng.Perm(n)[:4000] {
+					_, err := db.Get(fmt.Appendf(nil, "k%08d", i*3))
+					require.NoError(t, err, "round %d key %d", round, i)
+					requireNotFound(t, db, fmt.Sprintf("k%08d", i*3+1))
+				}
+				m := db.Metrics()
+				require.LessOrEqual(t, m.BlockCacheSize, max(cacheSize, 0))
+			}
+			got := 0
+			it, err := db.NewIter(nil)
+			require.NoError(t, err)
+			for ok := it.First(); ok; ok = it.Next() {
+				require.Equal(t, fmt.Sprintf("k%08d", got*3), string(it.Key()))
+				got++
+			}
+			require.NoError(t, it.Close())
+			require.Equal(t, n, got)
+		})
+	}
+}

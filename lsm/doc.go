@@ -59,14 +59,29 @@
 //
 // # Memory
 //
-// A DB's memory is bounded by its options, not by the number of keys: the
-// block cache ([Options].CacheSize, default 64 MiB); the memtables, one
-// being written and at most two waiting for flush, each up to
-// [Options].MemTableSize (default 64 MiB; a young DB's start at 256 KiB
-// and double); and the open tables, at most [Options].MaxOpenFiles
-// (default 1,000), each holding its index and bloom filter blocks, whose
-// size follows the table's. Open iterators and snapshots pin the tables
-// and memtables they read until they are closed.
+// A DB's memory is bounded by its options, not by the number of keys or
+// tables:
+//
+//   - the block cache, [Options].CacheSize (default 64 MiB), which holds
+//     the tables' data blocks and also their metadata, each table's parsed
+//     index block and its bloom filter block. Metadata is loaded on demand
+//     and evicted least recently used like data blocks, so a DB with
+//     thousands of tables does not hold thousands of indexes and filters:
+//     what is not in the cache is read again (and verified) when a lookup
+//     needs it. An iterator holds its table's index, and a lookup the
+//     filter, while they use them, even if the cache evicts them meanwhile
+//     (an evicted block is garbage once nothing uses it, freed by the next
+//     collection);
+//   - the memtables, one being written and at most two waiting for flush,
+//     each up to [Options].MemTableSize (default 64 MiB; a young DB's start
+//     at 256 KiB and double);
+//   - the open tables, at most [Options].MaxOpenFiles (default 1,000), each
+//     a file descriptor, a few hundred bytes and its range tombstones.
+//
+// So the resident size is about CacheSize + 3 × MemTableSize, plus what
+// open iterators and snapshots pin: the tables, memtables and blocks they
+// read, until they are closed. With the block cache disabled (a negative
+// CacheSize) each open table keeps its index and filter in memory instead.
 //
 // # Files
 //

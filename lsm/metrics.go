@@ -34,7 +34,8 @@ type Metrics struct {
 	// level-0 compaction.
 	WriteStalls int64
 	// BlockCacheHits, BlockCacheMisses and BlockCacheSize describe the block
-	// cache.
+	// cache; they count the tables' index and filter blocks as well as their
+	// data blocks.
 	BlockCacheHits, BlockCacheMisses, BlockCacheSize int64
 	// Snapshots is the number of open snapshots.
 	Snapshots int

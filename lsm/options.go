@@ -111,8 +111,17 @@ type Options struct {
 	// BlockSize is the target uncompressed size of a table's data blocks.
 	// The default is 4 KiB.
 	BlockSize int
-	// CacheSize is the capacity in bytes of the block cache. The default is
-	// 64 MiB; a negative value disables the cache.
+	// CacheSize is the capacity in bytes of the block cache, which holds
+	// the tables' uncompressed data blocks and their metadata: each table's
+	// parsed index block and its bloom filter block, loaded on demand and
+	// evicted like data blocks. So the memory of the tables' blocks and
+	// metadata together stays within CacheSize however many tables the DB
+	// has (see "Memory" in the package doc). A block, index or filter
+	// larger than a sixteenth of CacheSize (a shard of the cache) is not
+	// cached and is read again when next needed: a table's index takes
+	// about TargetFileSize / BlockSize × (60 + key size) bytes. The default
+	// is 64 MiB; a negative value disables the cache, and then each open
+	// table keeps its index and filter in memory while it is open.
 	CacheSize int64
 	// Compression is the block compression of new tables. The default is
 	// [S2Compression].
@@ -133,8 +142,9 @@ type Options struct {
 	// TargetFileSize is the target size of tables written by compaction. The
 	// default is 8 MiB.
 	TargetFileSize int64
-	// MaxOpenFiles bounds the number of open table files. The default is
-	// 1000.
+	// MaxOpenFiles bounds the number of open table files. An open table
+	// holds a file descriptor, a few hundred bytes and its range tombstones;
+	// its index and filter are in the block cache. The default is 1000.
 	MaxOpenFiles int
 	// Merger resolves merge operands. The default concatenates operands,
 	// which is associative.

@@ -1,5 +1,9 @@
 // Package cache implements the lsm engine's block cache: a sharded LRU cache
 // of uncompressed table blocks keyed by table file number and block offset.
+// Besides data blocks it holds table metadata (a table's parsed index and
+// its bloom filter, see [Cache.SetValue]), charged against the same
+// capacity, so that the cache bounds the memory of every table's blocks and
+// metadata together.
 //
 // # Design
 //
@@ -19,12 +23,16 @@
 // cache lines when the cache is large; that relinking is most of the cost
 // of a hit in a strict LRU.
 //
-// Blocks are plain byte slices: an evicted block stays valid for readers
-// that still hold it (the garbage collector frees it), so there is no
-// reference counting.
+// Blocks are plain byte slices, and values are immutable: an evicted block
+// or value stays valid for readers that still hold it (the garbage
+// collector frees it), so there is no reference counting. A reader that
+// holds one pins its memory, uncharged, until it lets go.
 package cache
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // numShards is the number of shards; a power of two.
 const numShards = 16
@@ -39,8 +47,11 @@ type key struct {
 }
 
 type entry struct {
-	key        key
-	block      []byte
+	key   key
+	block []byte
+	// value is set instead of block by SetValue, with used.
+	value      any
+	used       *atomic.Bool
 	charge     int64
 	prev, next *entry
 	// referenced marks an entry hit since it was last at the head.
@@ -62,7 +73,8 @@ type shard struct {
 }
 
 // Cache is a block cache. A nil *Cache is valid: it caches nothing, every
-// Get misses and Set, EvictFile and Metrics do nothing.
+// Get and GetValue misses and Set, SetValue, EvictFile and Metrics do
+// nothing.
 //
 // A Cache is safe for concurrent use.
 type Cache struct {
@@ -92,10 +104,36 @@ func (c *Cache) shard(k key) *shard {
 
 // Get returns the block cached for the given file number and offset. The
 // returned slice is shared and must not be modified; it stays valid after
-// the block is evicted.
+// the block is evicted. A value cached with SetValue is not a block: Get
+// misses it.
 func (c *Cache) Get(fileNum, offset uint64) ([]byte, bool) {
-	if c == nil {
+	e, s := c.lookup(fileNum, offset)
+	if e == nil {
 		return nil, false
+	}
+	b, ok := e.block, e.value == nil
+	s.mu.Unlock()
+	return b, ok
+}
+
+// GetValue returns the value cached with SetValue for the given file number
+// and offset. Like a block, the value is shared and stays valid after it is
+// evicted.
+func (c *Cache) GetValue(fileNum, offset uint64) (any, bool) {
+	e, s := c.lookup(fileNum, offset)
+	if e == nil {
+		return nil, false
+	}
+	v := e.value
+	s.mu.Unlock()
+	return v, v != nil
+}
+
+// lookup finds the entry for the key, counting a hit or a miss, and
+// returns it with its shard locked; or nil, with the shard unlocked.
+func (c *Cache) lookup(fileNum, offset uint64) (*entry, *shard) {
+	if c == nil {
+		return nil, nil
 	}
 	k := key{fileNum, offset}
 	s := c.shard(k)
@@ -104,39 +142,61 @@ func (c *Cache) Get(fileNum, offset uint64) ([]byte, bool) {
 	if e == nil {
 		s.misses++
 		s.mu.Unlock()
-		return nil, false
+		return nil, nil
 	}
 	s.hits++
 	if !e.referenced {
 		e.referenced = true
 	}
-	b := e.block
-	s.mu.Unlock()
-	return b, true
+	return e, s
 }
 
 // Set caches block for the given file number and offset, replacing any
-// block cached there, and evicts least recently used blocks beyond the
-// capacity. The cache keeps block: the caller must not modify it afterwards.
-// A block larger than a shard's capacity is not cached.
+// block or value cached there, and evicts least recently used entries
+// beyond the capacity. The cache keeps block: the caller must not modify it
+// afterwards. A block larger than a shard's capacity (a sixteenth of the
+// cache's) is not cached.
 func (c *Cache) Set(fileNum, offset uint64, block []byte) {
 	if c == nil {
 		return
 	}
-	k := key{fileNum, offset}
-	charge := int64(len(block)) + EntryOverhead
-	s := c.shard(k)
+	c.insert(entry{key: key{fileNum, offset}, block: block, charge: int64(len(block)) + EntryOverhead})
+}
+
+// SetValue caches v, a decoded form of the block at the given file number
+// and offset that takes size bytes of memory, replacing any block or value
+// cached there; it is charged size plus EntryOverhead and evicted like a
+// block. v must not be nil, and must not be modified once cached. A value
+// larger than a shard's capacity is not cached.
+//
+// A holder that reaches v without GetValue (through a weak pointer, say)
+// should pass used, and set it on each use: eviction counts a set used as a
+// hit, and clears it, as it does the mark a GetValue hit leaves. used may
+// be nil.
+func (c *Cache) SetValue(fileNum, offset uint64, v any, size int64, used *atomic.Bool) {
+	if c == nil {
+		return
+	}
+	c.insert(entry{key: key{fileNum, offset}, value: v, used: used, charge: size + EntryOverhead})
+}
+
+func (c *Cache) insert(ne entry) {
+	s := c.shard(ne.key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.m[k]; e != nil {
+	if e := s.m[ne.key]; e != nil {
 		s.remove(e)
 	}
-	if charge > s.capacity {
+	if ne.charge > s.capacity {
 		return
 	}
 	var e *entry
-	for s.size+charge > s.capacity {
+	for s.size+ne.charge > s.capacity {
 		tail := s.lru.prev
+		if tail.used != nil && tail.used.Load() {
+			tail.used.Store(false)
+			tail.referenced = true
+		}
 		if tail.referenced {
 			// Second chance: each entry is moved at most once per pass
 			// over the list, so the loop ends.
@@ -150,9 +210,9 @@ func (c *Cache) Set(fileNum, offset uint64, block []byte) {
 	if e == nil {
 		e = &entry{}
 	}
-	*e = entry{key: k, block: block, charge: charge}
-	s.m[k] = e
-	s.size += charge
+	*e = ne
+	s.m[ne.key] = e
+	s.size += ne.charge
 	s.pushFront(e)
 }
 
@@ -215,7 +275,7 @@ func (s *shard) remove(e *entry) {
 	e.prev.next = e.next
 	e.next.prev = e.prev
 	e.prev, e.next = nil, nil
-	e.block = nil
+	e.block, e.value, e.used = nil, nil, nil
 	delete(s.m, e.key)
 	s.size -= e.charge
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -56,6 +57,60 @@ func TestGetSet(t *testing.T) {
 	}
 }
 
+// TestValues checks SetValue and GetValue: values are charged what the
+// caller says, evicted like blocks, replace blocks and are replaced by them,
+// and are not blocks to Get.
+func TestValues(t *testing.T) {
+	var nilCache *Cache
+	nilCache.SetValue(1, 0, "x", 1, nil)
+	if _, ok := nilCache.GetValue(1, 0); ok {
+		t.Fatal("a nil cache returned a value")
+	}
+	c := New(1 << 20)
+	if _, ok := c.GetValue(1, 0); ok {
+		t.Fatal("empty cache hit")
+	}
+	c.SetValue(1, 0, []int{1, 2, 3}, 1000, nil)
+	v, ok := c.GetValue(1, 0)
+	if !ok || len(v.([]int)) != 3 {
+		t.Fatalf("GetValue = %v, %v", v, ok)
+	}
+	if _, ok := c.Get(1, 0); ok {
+		t.Fatal("Get returned a value as a block")
+	}
+	if _, _, size := c.Metrics(); size != 1000+EntryOverhead {
+		t.Fatalf("size = %d, want %d", size, 1000+EntryOverhead)
+	}
+	c.Set(1, 0, []byte("b"))
+	if _, ok := c.GetValue(1, 0); ok {
+		t.Fatal("GetValue returned a block")
+	}
+	c.SetValue(1, 0, "v", 10, nil)
+	if v, ok := c.GetValue(1, 0); !ok || v != "v" {
+		t.Fatalf("GetValue after replacing a block = %v, %v", v, ok)
+	}
+	if _, _, size := c.Metrics(); size != 10+EntryOverhead {
+		t.Fatalf("size = %d, want %d", size, 10+EntryOverhead)
+	}
+	// A value larger than a shard is not cached; values are evicted to
+	// make room like blocks.
+	c.SetValue(2, 0, "big", 1<<20, nil)
+	if _, ok := c.GetValue(2, 0); ok {
+		t.Fatal("a value larger than a shard was cached")
+	}
+	small := New(numShards * 2000)
+	for i := range uint64(200) {
+		small.SetValue(i, 0, i, 500, nil)
+	}
+	if _, _, size := small.Metrics(); size > numShards*2000 {
+		t.Fatalf("size %d over the capacity %d", size, numShards*2000)
+	}
+	c.EvictFile(1)
+	if _, ok := c.GetValue(1, 0); ok {
+		t.Fatal("EvictFile kept a value")
+	}
+}
+
 // TestLRU uses one shard's worth of keys: it finds keys that land in the
 // same shard so that the eviction order is observable.
 func TestLRU(t *testing.T) {
@@ -92,6 +147,44 @@ func TestLRU(t *testing.T) {
 	}
 	if _, ok := c.Get(7, offs[0]); !ok {
 		t.Error("an oversized block evicted other blocks")
+	}
+}
+
+// TestValueUsed checks that a value whose used flag is set is kept like a
+// value hit with GetValue, and that eviction clears the flag.
+func TestValueUsed(t *testing.T) {
+	const size = 1000
+	perShard := int64(3 * (size + EntryOverhead))
+	c := New(perShard * numShards)
+	var offs []uint64
+	target := c.shard(key{7, 0})
+	for off := uint64(0); len(offs) < 6; off += 4096 {
+		if c.shard(key{7, off}) == target {
+			offs = append(offs, off)
+		}
+	}
+	var used atomic.Bool
+	c.SetValue(7, offs[0], "hot", size, &used)
+	c.SetValue(7, offs[1], "cold", size, nil)
+	c.SetValue(7, offs[2], "cold", size, nil)
+	used.Store(true) // offs[0] is used, without GetValue
+	c.SetValue(7, offs[3], "new", size, nil)
+	if _, ok := c.GetValue(7, offs[0]); !ok {
+		t.Fatal("a used value was evicted")
+	}
+	if _, ok := c.GetValue(7, offs[1]); ok {
+		t.Fatal("the least recently used value survived")
+	}
+	if used.Load() {
+		t.Fatal("eviction did not clear the used flag")
+	}
+	// Unused from now on (the GetValue above marked it once): it goes
+	// within four insertions.
+	for _, off := range []uint64{offs[4], offs[5], offs[1], offs[2]} {
+		c.SetValue(7, off, "new", size, nil)
+	}
+	if _, ok := c.GetValue(7, offs[0]); ok {
+		t.Fatal("an unused value survived a pass of new values")
 	}
 }
 

@@ -85,6 +85,26 @@
 // The prev link of the successor is stored after the level-0 next link, so a
 // reader moving backward may, during an Add, step over the entry being
 // inserted; it never visits a node that is not in the level-0 list.
+//
+// # Finger search
+//
+// The engine applies a batch in key order, and its writers (the full-text
+// index, mailbox appends) write their batches sorted, so most Adds land a
+// little after the previous one. Add keeps the splice of the previous Add:
+// at each level, the last node before its key (the node it inserted, at the
+// levels of its tower) and that node's successor. Because there is one
+// writer, nothing is linked between them until the next Add, so the splice
+// stays exact. A key past the previous one starts at level 0 and climbs
+// while the successor at a level is still before the key; the first level
+// whose successor is past it brackets the key, as do all levels above (their
+// predecessors are no later and their successors no earlier), and the
+// search descends from there only. A key k nodes past the previous one costs
+// O(log k) comparisons instead of O(log n), and a key that falls right
+// after the previous one, even when the memtable holds its older versions
+// (the posting lists that every batch of an index appends to), costs one or
+// two: the bare "does it fall in the level-0 splice" test it replaces
+// failed on those, since the successor of a new version is the key's own
+// older version. A key before the previous one searches from the head.
 package memtable
 
 import (
@@ -326,38 +346,60 @@ func (m *Memtable) Add(key base.InternalKey, value []byte) error {
 	}
 
 	// Find the splice for key: at each level, the last node before key and
-	// its successor. The splice of the previous Add, with the node it
-	// inserted as the predecessor at its levels, is still exact because
-	// this is the only writer. If key falls between its level-0 nodes, it
-	// is key's splice at every level; this makes ascending inserts, such as
-	// the sorted keys of a batch, O(1). Otherwise search from the top.
-	var preds, succs [MaxHeight]uint32
+	// its successor. See "Finger search" in the package comment.
 	listHeight := int(m.height.Load())
-	if p, n := m.splPrev[0], m.splNext[0]; (p == headNode || a.compare(p, key) < 0) &&
-		(n == nilNode || a.compare(n, key) > 0) {
-		preds, succs = m.splPrev, m.splNext
-	} else {
-		for i := listHeight; i < MaxHeight; i++ {
-			preds[i] = headNode
-		}
-		// stop is the successor found at the level above: reaching it
-		// again one level down needs no comparison.
-		pred, stop := uint32(headNode), uint32(nilNode)
-		for level := listHeight - 1; level >= 0; level-- {
-			succ := a.next(pred, level)
-			for succ != nilNode && succ != stop {
-				c := a.compare(succ, key)
-				if c > 0 {
-					break
-				}
-				if c == 0 {
-					return ErrDuplicate
-				}
-				pred = succ
-				succ = a.next(pred, level)
+	preds, succs := m.splPrev, m.splNext
+	// Descend from level top-1, from pred, which is before key.
+	pred, top := uint32(headNode), listHeight
+	if p := preds[0]; p == headNode || a.compare(p, key) < 0 {
+		// key is past the previous Add's key: climb to the lowest level
+		// whose splice still brackets it. A tower taller than one level
+		// is the successor at several levels: compare it once.
+		pred = preds[listHeight-1]
+		last := uint32(headNode) // never a successor
+		for level := range listHeight {
+			n := succs[level]
+			if n == last {
+				continue
 			}
-			preds[level], succs[level], stop = pred, succ, succ
+			if n == nilNode {
+				top, pred = level, preds[level]
+				break
+			}
+			c := a.compare(n, key)
+			if c == 0 {
+				return ErrDuplicate
+			}
+			if c > 0 {
+				top, pred = level, preds[level]
+				break
+			}
+			last = n
 		}
+	} else if p != headNode && a.compare(p, key) == 0 {
+		return ErrDuplicate
+	}
+	stop := uint32(nilNode)
+	if top < listHeight {
+		stop = succs[top]
+	}
+	// Descend from level top-1, below the bracketing splice (or the head).
+	// stop is the successor found at the level above: reaching it again one
+	// level down needs no comparison.
+	for level := top - 1; level >= 0; level-- {
+		succ := a.next(pred, level)
+		for succ != nilNode && succ != stop {
+			c := a.compare(succ, key)
+			if c > 0 {
+				break
+			}
+			if c == 0 {
+				return ErrDuplicate
+			}
+			pred = succ
+			succ = a.next(pred, level)
+		}
+		preds[level], succs[level], stop = pred, succ, succ
 	}
 
 	// Build the node and the value. They are unreachable until linked

@@ -137,8 +137,8 @@ func BenchmarkSeekGE(b *testing.B) {
 		start := cpuTime()
 		for b.Loop() {
 			k := keys[i&(len(keys)-1)]
-			if !r.MayContain(k) {
-				b.Fatal("filter miss")
+			if ok, err := r.MayContain(k); !ok || err != nil {
+				b.Fatal("filter miss", err)
 			}
 			it := r.NewIter(nil, nil)
 			if !it.SeekGE(k) {

@@ -22,7 +22,9 @@ func readAll(data []byte, bc *cache.Cache) ([]kv, error) {
 		return nil, err
 	}
 	defer r.Close()
-	r.MayContain([]byte("user0001"))
+	if _, err := r.MayContain([]byte("user0001")); err != nil {
+		return nil, err
+	}
 	r.RangeTombstones()
 	it := r.NewIter(nil, nil)
 	defer it.Close()

@@ -26,8 +26,8 @@ const (
 	posBefore
 )
 
-// iterator is a table iterator. It walks the index entries (in memory) and
-// one data block at a time through a blockIter.
+// iterator is a table iterator. It walks the index entries (held from
+// NewIter to Close) and one data block at a time through a blockIter.
 //
 // Bounds are checked per entry only near their edges: when a block's last
 // user key is below upper, no entry of the block can pass upper, and when
@@ -36,6 +36,8 @@ const (
 type iterator struct {
 	r            *Reader
 	lower, upper []byte
+	// index is the table's parsed index, held from NewIter to Close.
+	index []indexEntry
 
 	// blockIdx is the index entry of the block loaded in blk, or -1.
 	blockIdx int
@@ -61,12 +63,20 @@ var _ base.InternalIterator = (*iterator)(nil)
 // Iterators come from a pool: Close returns one to it, and the iterator
 // must not be used after Close. The iterator must be closed before the
 // Reader.
+//
+// NewIter loads the index block if it is not cached; if that fails, the
+// iterator is empty and reports the error.
 func (r *Reader) NewIter(lower, upper []byte) base.InternalIterator {
 	if r.closed.Load() {
 		return closedIter{}
 	}
+	index, err := r.loadIndex()
+	if err != nil {
+		return errIter{err}
+	}
 	it := iterPool.Get().(*iterator)
 	it.r = r
+	it.index = index
 	it.lower, it.upper = lower, upper
 	it.blockIdx = -1
 	it.pos = posNone
@@ -129,7 +139,7 @@ func (it *iterator) SeekGE(key []byte) bool {
 		return it.exhaustForward()
 	}
 	i := it.searchIndex(key)
-	if i == len(it.r.index) {
+	if i == len(it.index) {
 		return it.exhaustForward()
 	}
 	if !it.loadBlock(i) {
@@ -151,7 +161,7 @@ func (it *iterator) SeekLT(key []byte) bool {
 		return it.exhaustBackward()
 	}
 	i := it.searchIndex(key)
-	if i == len(it.r.index) {
+	if i == len(it.index) {
 		// Every entry is below key.
 		return it.lastEntry()
 	}
@@ -170,7 +180,7 @@ func (it *iterator) First() bool {
 		return it.SeekGE(it.lower)
 	}
 	it.err = nil
-	if len(it.r.index) == 0 {
+	if len(it.index) == 0 {
 		return it.exhaustForward()
 	}
 	if !it.loadBlock(0) {
@@ -192,10 +202,10 @@ func (it *iterator) Last() bool {
 }
 
 func (it *iterator) lastEntry() bool {
-	if len(it.r.index) == 0 {
+	if len(it.index) == 0 {
 		return it.exhaustBackward()
 	}
-	if !it.loadBlock(len(it.r.index) - 1) {
+	if !it.loadBlock(len(it.index) - 1) {
 		return false
 	}
 	if it.blk.last() {
@@ -239,13 +249,13 @@ func (it *iterator) Prev() bool {
 }
 
 // searchIndex returns the index of the first data block whose last user key
-// is >= key, or len(r.index) if there is none. That block holds the first
+// is >= key, or len(index) if there is none. That block holds the first
 // entry whose user key is >= key.
-func (r *Reader) searchIndex(key []byte) int {
-	lo, hi := 0, len(r.index)
+func searchIndex(index []indexEntry, key []byte) int {
+	lo, hi := 0, len(index)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if bytes.Compare(r.index[m].userKey, key) < 0 {
+		if bytes.Compare(index[m].userKey, key) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
@@ -254,16 +264,17 @@ func (r *Reader) searchIndex(key []byte) int {
 	return lo
 }
 
-// searchIndex is Reader.searchIndex, answered with two comparisons when
-// key falls in the loaded block, as it does for seeks to nearby keys.
+// searchIndex is searchIndex over the iterator's index, answered with two
+// comparisons when key falls in the loaded block, as it does for seeks to
+// nearby keys.
 func (it *iterator) searchIndex(key []byte) int {
 	if i := it.blockIdx; i >= 0 {
-		idx := it.r.index
+		idx := it.index
 		if bytes.Compare(idx[i].userKey, key) >= 0 && (i == 0 || bytes.Compare(idx[i-1].userKey, key) < 0) {
 			return i
 		}
 	}
-	return it.r.searchIndex(key)
+	return searchIndex(it.index, key)
 }
 
 // loadBlock makes block i current, reusing it when it already is.
@@ -272,7 +283,7 @@ func (it *iterator) loadBlock(i int) bool {
 		return true
 	}
 	it.blockIdx = -1
-	e := &it.r.index[i]
+	e := &it.index[i]
 	data, err := it.r.readDataBlock(e.h, &it.bufs)
 	if err == nil {
 		err = it.blk.init(data)
@@ -283,7 +294,7 @@ func (it *iterator) loadBlock(i int) bool {
 	it.blockIdx = i
 	it.blockBelowUpper = it.upper == nil || bytes.Compare(e.userKey, it.upper) < 0
 	it.blockAboveLower = it.lower == nil ||
-		(i > 0 && bytes.Compare(it.r.index[i-1].userKey, it.lower) >= 0)
+		(i > 0 && bytes.Compare(it.index[i-1].userKey, it.lower) >= 0)
 	return true
 }
 
@@ -292,10 +303,10 @@ func (it *iterator) loadBlock(i int) bool {
 func (it *iterator) skipForward() bool {
 	for {
 		if it.blk.err != nil {
-			return it.fail(it.r.index[it.blockIdx].h, it.blk.err)
+			return it.fail(it.index[it.blockIdx].h, it.blk.err)
 		}
 		// The current block's last key reaches upper: so do all later ones.
-		if !it.blockBelowUpper || it.blockIdx+1 >= len(it.r.index) {
+		if !it.blockBelowUpper || it.blockIdx+1 >= len(it.index) {
 			return it.exhaustForward()
 		}
 		if !it.loadBlock(it.blockIdx + 1) {
@@ -312,7 +323,7 @@ func (it *iterator) skipForward() bool {
 func (it *iterator) skipBackward() bool {
 	for {
 		if it.blk.err != nil {
-			return it.fail(it.r.index[it.blockIdx].h, it.blk.err)
+			return it.fail(it.index[it.blockIdx].h, it.blk.err)
 		}
 		// The previous block ends below lower: so does everything before.
 		if !it.blockAboveLower || it.blockIdx == 0 {
@@ -383,3 +394,18 @@ func (closedIter) Key() base.InternalKey { return base.InternalKey{} }
 func (closedIter) Value() []byte         { return nil }
 func (closedIter) Error() error          { return ErrClosed }
 func (closedIter) Close() error          { return ErrClosed }
+
+// errIter is the iterator of a Reader whose index could not be loaded:
+// empty, with the error.
+type errIter struct{ err error }
+
+func (errIter) SeekGE([]byte) bool    { return false }
+func (errIter) SeekLT([]byte) bool    { return false }
+func (errIter) First() bool           { return false }
+func (errIter) Last() bool            { return false }
+func (errIter) Next() bool            { return false }
+func (errIter) Prev() bool            { return false }
+func (errIter) Key() base.InternalKey { return base.InternalKey{} }
+func (errIter) Value() []byte         { return nil }
+func (it errIter) Error() error       { return it.err }
+func (it errIter) Close() error       { return it.err }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"unsafe"
+	"weak"
 
 	"github.com/mailbricks/mailbricks/lsm/internal/base"
 	"github.com/mailbricks/mailbricks/lsm/internal/bloom"
@@ -16,8 +18,9 @@ import (
 
 // ReaderOptions configures a [Reader].
 type ReaderOptions struct {
-	// Cache caches the table's uncompressed data blocks. The default (nil)
-	// caches nothing.
+	// Cache caches the table's uncompressed data blocks, its parsed index
+	// block and its filter block. The default (nil) caches nothing, and the
+	// reader then keeps its index and filter in memory from Open to Close.
 	Cache *cache.Cache
 	// FileNum identifies the table in Cache; tables sharing a cache must
 	// have distinct file numbers. When a table is deleted, the engine calls
@@ -25,8 +28,27 @@ type ReaderOptions struct {
 	FileNum uint64
 }
 
-// Reader reads a table. Open loads the index, filter and range-del blocks
-// into memory, so only data blocks are read afterwards.
+// Reader reads a table.
+//
+// # Metadata memory
+//
+// Open reads the footer and the range-del block (usually absent), and keeps
+// the range tombstones in memory. With a cache, the index and filter blocks
+// live in the cache, charged to its capacity like data blocks: the index
+// parsed, the filter as stored. Each is read, verified and cached on the
+// first use after it was evicted; an iterator holds the index from NewIter
+// to Close, and [Reader.MayContain] the filter for the call. So an open
+// table costs little more than its file descriptor and range tombstones,
+// and the metadata of every table shares the cache's budget.
+//
+// The reader keeps a weak pointer to each, so that a hit is an atomic load
+// and no lookup in the shared cache: the index is needed by every seek.
+// The weak pointer does not keep a block alive: once the cache evicts it
+// and no iterator holds it, the collector frees it, and the next use finds
+// it gone and goes to the cache. A use through the weak pointer marks the
+// block used, which the cache counts as a hit when it looks for blocks to
+// evict. Without a cache, Open loads the index and filter and the reader
+// keeps them until Close.
 //
 // A Reader is safe for concurrent use; the iterators it returns are not.
 type Reader struct {
@@ -34,14 +56,22 @@ type Reader struct {
 	cache   *cache.Cache
 	fileNum uint64
 	size    uint64
+	footer  footer
 
-	index      []indexEntry
-	filter     []byte
-	tombstones []base.RangeTombstone
-	numEntries uint64
+	// Without a cache, the index and filter loaded by Open; with one, weak
+	// references to them in the cache.
+	index               []indexEntry
+	filter              []byte
+	indexRef, filterRef metaRef
+	tombstones          []base.RangeTombstone
+	numEntries          uint64
 
 	closed atomic.Bool
 }
+
+// indexEntrySize is the memory of an indexEntry besides its key bytes, for
+// the cache's charge.
+const indexEntrySize = int64(unsafe.Sizeof(indexEntry{}))
 
 // indexEntry describes one data block.
 type indexEntry struct {
@@ -81,42 +111,10 @@ func (r *Reader) init() error {
 		return err
 	}
 	r.numEntries = ft.numEntries
+	r.footer = ft
 
-	// The metadata blocks are usually contiguous at the end of the file:
-	// read the span covering them at once.
-	start, end := ft.index.offset, ft.index.offset+ft.index.length+blockTrailerLen
-	for _, h := range []handle{ft.filter, ft.rangeDel} {
-		if h.length > 0 {
-			start = min(start, h.offset)
-			end = max(end, h.offset+h.length+blockTrailerLen)
-		}
-	}
-	if end-start > 4*maxBlockSize {
-		return base.CorruptionErrorf("sstable: metadata blocks span %d bytes", end-start)
-	}
-	span := make([]byte, end-start)
-	if err := readFull(r.f, span, start); err != nil {
-		return err
-	}
-	meta := func(h handle) ([]byte, error) {
-		raw := span[h.offset-start : h.offset-start+h.length+blockTrailerLen]
-		return decodeStored(raw, nil)
-	}
-
-	index, err := meta(ft.index)
-	if err != nil {
-		return fmt.Errorf("index block: %w", err)
-	}
-	if r.index, err = parseIndex(index, r.size-footerLen); err != nil {
-		return err
-	}
-	if ft.filter.length > 0 {
-		if r.filter, err = meta(ft.filter); err != nil {
-			return fmt.Errorf("filter block: %w", err)
-		}
-	}
 	if ft.rangeDel.length > 0 {
-		rd, err := meta(ft.rangeDel)
+		rd, err := r.readMeta(ft.rangeDel)
 		if err != nil {
 			return fmt.Errorf("range-del block: %w", err)
 		}
@@ -127,7 +125,149 @@ func (r *Reader) init() error {
 	if uint64(len(r.tombstones)) != ft.numRangeDels {
 		return base.CorruptionErrorf("sstable: %d range tombstones, footer says %d", len(r.tombstones), ft.numRangeDels)
 	}
+	if r.cache == nil {
+		if r.index, err = r.readIndex(); err != nil {
+			return err
+		}
+		if ft.filter.length > 0 {
+			if r.filter, err = r.readFilter(); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// readMeta reads and verifies the metadata block at h and returns its
+// contents, in memory of its own.
+func (r *Reader) readMeta(h handle) ([]byte, error) {
+	raw := make([]byte, h.length+blockTrailerLen)
+	if err := readFull(r.f, raw, h.offset); err != nil {
+		return nil, err
+	}
+	return decodeStored(raw, nil)
+}
+
+// readIndex reads, verifies and parses the index block.
+func (r *Reader) readIndex() ([]indexEntry, error) {
+	b, err := r.readMeta(r.footer.index)
+	if err != nil {
+		return nil, fmt.Errorf("index block: %w", err)
+	}
+	return parseIndex(b, r.size-footerLen)
+}
+
+// readFilter reads and verifies the filter block.
+func (r *Reader) readFilter() ([]byte, error) {
+	b, err := r.readMeta(r.footer.filter)
+	if err != nil {
+		return nil, fmt.Errorf("filter block: %w", err)
+	}
+	return b, nil
+}
+
+// metaBlock is a table's index or filter as the cache holds it. A reader
+// reaches it through a weak pointer, with no lookup in the shared cache,
+// until the cache evicts it and the collector frees it.
+type metaBlock struct {
+	index  []indexEntry // the index block, parsed
+	filter []byte       // or the filter block
+	// used is set on each use through the weak pointer, so that the
+	// cache does not evict a block in use as unused.
+	used atomic.Bool
+	// self is the weak pointer readers keep; allocated once per block.
+	self *weak.Pointer[metaBlock]
+}
+
+func newMetaBlock(index []indexEntry, filter []byte) *metaBlock {
+	m := &metaBlock{index: index, filter: filter}
+	wp := weak.Make(m)
+	m.self = &wp
+	return m
+}
+
+// metaRef is a reader's weak reference to a cached metaBlock.
+type metaRef struct {
+	p atomic.Pointer[weak.Pointer[metaBlock]]
+}
+
+// get returns the block if it is still alive, marking it used.
+func (ref *metaRef) get() *metaBlock {
+	wp := ref.p.Load()
+	if wp == nil {
+		return nil
+	}
+	m := wp.Value()
+	if m != nil && !m.used.Load() {
+		m.used.Store(true)
+	}
+	return m
+}
+
+func (ref *metaRef) set(m *metaBlock) { ref.p.Store(m.self) }
+
+// loadMeta returns the index or filter block at h, through ref, else from
+// the cache, else read from the file (by read) and cached with the given
+// charge. The caller may hold the block's contents as long as it likes;
+// the cache charges for them only until it evicts them.
+func (r *Reader) loadMeta(ref *metaRef, h handle, read func() (*metaBlock, int64, error)) (*metaBlock, error) {
+	if m := ref.get(); m != nil {
+		return m, nil
+	}
+	if v, ok := r.cache.GetValue(r.fileNum, h.offset); ok {
+		m := v.(*metaBlock)
+		ref.set(m)
+		return m, nil
+	}
+	m, size, err := read()
+	if err != nil {
+		return nil, fmt.Errorf("sstable: table %d: %w", r.fileNum, err)
+	}
+	r.cache.SetValue(r.fileNum, h.offset, m, size, &m.used)
+	ref.set(m)
+	return m, nil
+}
+
+// loadIndex returns the parsed index: the reader's own without a cache,
+// else the cached one (see loadMeta).
+func (r *Reader) loadIndex() ([]indexEntry, error) {
+	if r.cache == nil {
+		return r.index, nil
+	}
+	m, err := r.loadMeta(&r.indexRef, r.footer.index, func() (*metaBlock, int64, error) {
+		index, err := r.readIndex()
+		if err != nil {
+			return nil, 0, err
+		}
+		size := int64(len(index)) * (indexEntrySize + base.TrailerLen)
+		for i := range index {
+			size += int64(len(index[i].userKey))
+		}
+		return newMetaBlock(index, nil), size, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.index, nil
+}
+
+// loadFilter returns the filter block, or nil if the table has none: the
+// reader's own without a cache, else the cached one (see loadMeta).
+func (r *Reader) loadFilter() ([]byte, error) {
+	if r.cache == nil || r.footer.filter.length == 0 {
+		return r.filter, nil
+	}
+	m, err := r.loadMeta(&r.filterRef, r.footer.filter, func() (*metaBlock, int64, error) {
+		filter, err := r.readFilter()
+		if err != nil {
+			return nil, 0, err
+		}
+		return newMetaBlock(nil, filter), int64(len(filter)), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.filter, nil
 }
 
 // readFull reads len(buf) bytes at off. A short read means the file is
@@ -156,7 +296,7 @@ func decodeStored(raw, dst []byte) ([]byte, error) {
 
 // parseIndex decodes the index block into one entry per data block,
 // checking that the keys increase and that every handle lies in [0, end).
-// The entries' keys are copied into one allocation.
+// The entries' keys are copied into one allocation of their exact size.
 func parseIndex(block []byte, end uint64) ([]indexEntry, error) {
 	var it blockIter
 	if err := it.init(block); err != nil {
@@ -196,6 +336,9 @@ func parseIndex(block []byte, end uint64) ([]indexEntry, error) {
 	if it.err != nil {
 		return nil, it.err
 	}
+	// The index is kept, and charged to the cache by its size: drop the
+	// spare capacity that appending left.
+	keys = bytes.Clone(keys)
 	index := make([]indexEntry, len(entries))
 	start := 0
 	for i, e := range entries {
@@ -249,9 +392,17 @@ func parseRangeDels(block []byte) ([]base.RangeTombstone, error) {
 }
 
 // MayContain reports whether the table may hold a point entry for userKey.
-// It returns true when the table has no filter.
-func (r *Reader) MayContain(userKey []byte) bool {
-	return r.filter == nil || bloom.MayContain(r.filter, userKey)
+// It returns true when the table has no filter, and an error when the
+// filter block cannot be read or is corrupt.
+func (r *Reader) MayContain(userKey []byte) (bool, error) {
+	if r.closed.Load() {
+		return false, ErrClosed
+	}
+	filter, err := r.loadFilter()
+	if err != nil {
+		return false, err
+	}
+	return filter == nil || bloom.MayContain(filter, userKey), nil
 }
 
 // RangeTombstones returns the table's range tombstones sorted by Start,
@@ -265,8 +416,15 @@ func (r *Reader) Size() uint64 { return r.size }
 // NumEntries returns the number of point entries in the table.
 func (r *Reader) NumEntries() uint64 { return r.numEntries }
 
-// NumDataBlocks returns the number of data blocks in the table.
-func (r *Reader) NumDataBlocks() int { return len(r.index) }
+// NumDataBlocks returns the number of data blocks in the table. It reads
+// the index block if it is not cached.
+func (r *Reader) NumDataBlocks() (int, error) {
+	if r.closed.Load() {
+		return 0, ErrClosed
+	}
+	index, err := r.loadIndex()
+	return len(index), err
+}
 
 // Close closes the table file. Iterators must be closed before; iterators
 // created afterwards are empty and report [ErrClosed]. Calling Close again

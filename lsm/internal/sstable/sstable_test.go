@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -150,7 +151,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, e := range entries[:1000] {
-				if !r.MayContain(e.key.UserKey) {
+				if ok, err := r.MayContain(e.key.UserKey); !ok || err != nil {
 					t.Fatalf("MayContain(%q) = false for a present key", e.key.UserKey)
 				}
 			}
@@ -391,8 +392,12 @@ func TestCache(t *testing.T) {
 			it := r.NewIter(nil, nil)
 			checkScan(t, it, entries)
 			hits1, misses1, size := bc.Metrics()
-			if misses1 != int64(r.NumDataBlocks()) || size == 0 {
-				t.Fatalf("after a scan: %d misses (want one per block: %d), size %d", misses1, r.NumDataBlocks(), size)
+			blocks, err := r.NumDataBlocks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if misses1 != int64(blocks)+1 || size == 0 {
+				t.Fatalf("after a scan: %d misses (want one per block and the index: %d), size %d", misses1, blocks+1, size)
 			}
 			checkScan(t, it, entries)
 			checkSeeks(t, rng, it, entries, entries, 500)
@@ -426,7 +431,11 @@ func TestSeekSameBlock(t *testing.T) {
 	defer r.Close()
 	it := r.NewIter(nil, nil)
 	defer it.Close()
-	if r.searchIndex(entries[99].key.UserKey) != 0 {
+	index, err := r.loadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if searchIndex(index, entries[99].key.UserKey) != 0 {
 		t.Fatal("the first 100 entries span blocks; use larger blocks")
 	}
 	it.First()
@@ -633,5 +642,73 @@ func TestOpenClosesFileOnError(t *testing.T) {
 	}
 	if !f.closed {
 		t.Fatal("a failed Open left the file open")
+	}
+}
+
+// TestMetadataInCache checks that a reader with a cache keeps neither its
+// index nor its filter, that both are charged to the cache, and that
+// reads reload them after the cache dropped them and the collector freed
+// them.
+func TestMetadataInCache(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	entries := genEntries(rng, 3000)
+	f, _ := writeTable(t, entries, nil, WriterOptions{BlockSize: 1024})
+	bc := cache.New(64 << 20)
+	r := openTable(t, f, ReaderOptions{Cache: bc, FileNum: 7})
+	defer r.Close()
+	if r.index != nil || r.filter != nil {
+		t.Fatal("a reader with a cache holds its index or filter")
+	}
+	if _, _, size := bc.Metrics(); size != 0 {
+		t.Fatalf("Open charged %d bytes to the cache", size)
+	}
+	for round := range 3 {
+		for _, e := range entries[:200] {
+			if ok, err := r.MayContain(e.key.UserKey); !ok || err != nil {
+				t.Fatalf("round %d: MayContain(%q) = %v, %v", round, e.key.UserKey, ok, err)
+			}
+		}
+		_, _, size := bc.Metrics()
+		if want := int64(r.footer.filter.length) + cache.EntryOverhead; size != want {
+			t.Fatalf("round %d: cache holds %d bytes after filter lookups, want the filter's %d", round, size, want)
+		}
+		it := r.NewIter(nil, nil)
+		checkScan(t, it, entries)
+		if err := it.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n, err := r.NumDataBlocks()
+		if err != nil || n < 10 {
+			t.Fatalf("NumDataBlocks = %d, %v", n, err)
+		}
+		// Evicted, the blocks stay reachable through the reader's weak
+		// pointers until the collector frees them.
+		bc.EvictFile(7)
+		if _, err := r.MayContain(entries[0].key.UserKey); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, size := bc.Metrics(); size != 0 {
+			t.Fatalf("round %d: a use of an evicted filter cached it again", round)
+		}
+		runtime.GC()
+	}
+	// An iterator keeps its index when the cache drops it.
+	it := r.NewIter(nil, nil)
+	bc.EvictFile(7)
+	checkScan(t, it, entries)
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Without a cache the reader keeps both, read once by Open.
+	r2 := openTable(t, f, ReaderOptions{})
+	defer r2.Close()
+	if r2.index == nil || r2.filter == nil {
+		t.Fatal("a reader without a cache does not hold its index and filter")
+	}
+	// A closed reader refuses to load them.
+	r3 := openTable(t, f, ReaderOptions{Cache: bc, FileNum: 8})
+	r3.Close()
+	if _, err := r3.MayContain(entries[0].key.UserKey); !errors.Is(err, ErrClosed) {
+		t.Fatalf("MayContain on a closed reader: %v", err)
 	}
 }
