@@ -112,11 +112,12 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	set.and(e.live)
 	res := &index.Results{Total: set.count()}
 	emit := func(n uint32) error {
-		v, err := s.value(n)
+		seg, err := s.seg(n)
 		if err != nil {
 			return fmt.Errorf("lsmindex: search %s: %w", u, err)
 		}
-		h := index.Hit{ID: s.ids[n], Values: *v}
+		v := &seg.vals[n%s.chunk]
+		h := index.Hit{ID: seg.ids[n%s.chunk], Values: *v}
 		h.Values.Keywords = slices.Clone(v.Keywords)
 		if req.WithText {
 			v, err := snap.Get(docKey(nil, u, tagText, n))
@@ -131,7 +132,12 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 		res.Hits = append(res.Hits, h)
 		return nil
 	}
-	for _, n := range s.page(set, res.Total, req) {
+	page := s.page(set, res.Total, req)
+	if err := s.takeErr(); err != nil {
+		return nil, fmt.Errorf("lsmindex: search %s: %w", u, err)
+	}
+	res.Hits = make([]index.Hit, 0, len(page))
+	for _, n := range page {
 		if err := emit(n); err != nil {
 			return nil, err
 		}
@@ -147,7 +153,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 		if req.After == nil {
 			return true
 		}
-		return index.Less(req.Sort, req.After.Date, req.After.ID, s.dates[n], s.ids[n])
+		return s.lessCursor(req.Sort, req.After.Date, req.After.ID, n, true)
 	}
 	if total*16 < s.live {
 		ns := make([]uint32, 0, total)
@@ -157,7 +163,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 			}
 		})
 		slices.SortFunc(ns, func(a, b uint32) int {
-			if index.Less(req.Sort, s.dates[a], s.ids[a], s.dates[b], s.ids[b]) {
+			if s.less(req.Sort, a, b) {
 				return -1
 			}
 			return 1
@@ -172,7 +178,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 		if p := req.After; p != nil {
 			end = sort.Search(len(order), func(i int) bool {
 				n := order[i]
-				return !index.Less(index.SortNewest, p.Date, p.ID, s.dates[n], s.ids[n])
+				return !s.lessCursor(index.SortNewest, p.Date, p.ID, n, true)
 			})
 		}
 		for i := end - 1; i >= 0 && len(out) < req.Limit; i-- {
@@ -186,7 +192,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 	if p := req.After; p != nil {
 		start = sort.Search(len(order), func(i int) bool {
 			n := order[i]
-			return index.Less(index.SortNewest, s.dates[n], s.ids[n], p.Date, p.ID)
+			return s.lessCursor(index.SortNewest, p.Date, p.ID, n, false)
 		})
 	}
 	for i := start; i < len(order) && len(out) < req.Limit; i++ {
