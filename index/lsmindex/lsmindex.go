@@ -226,14 +226,14 @@ type userState struct {
 	db          *lsm.DB
 	// byID maps the live documents' IDs to doc numbers; nil until a call
 	// needs it (searches do not), then built under idMu or mu.
-	byID    map[mailbricks.MessageID]uint32
-	idMu    sync.Mutex
+	byID map[mailbricks.MessageID]uint32
+	idMu sync.Mutex
 	// deleted holds the deleted doc numbers whose postings are not
 	// purged; with deletedLoaded unset, only those deleted since the load
 	// (the markers are read by the first write, see loadDeleted).
 	deleted       []uint32
 	deletedLoaded bool
-	live    int
+	live          int
 	// strBytes estimates the bytes of the doc values' strings.
 	strBytes int64
 	// layout is the doc-value layout version recorded for the user (0:
