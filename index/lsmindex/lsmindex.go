@@ -93,6 +93,8 @@ type Backend struct {
 	lru    list.List // of *userState, most recently used first
 	cached int64     // sum of the users' acct
 	closed bool
+	// batches holds Index's batches for reuse, Reset.
+	batches sync.Pool
 }
 
 // DefaultMemoryBudget is the default of [Options].MemoryBudget.
@@ -151,7 +153,9 @@ func New(db *lsm.DB, opts *Options) *Backend {
 	if budget <= 0 {
 		budget = DefaultMemoryBudget
 	}
-	return &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
+	b := &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
+	b.batches.New = func() any { return db.NewBatch() }
+	return b
 }
 
 // CacheBytes returns the estimated bytes of doc values the backend holds
@@ -862,8 +866,11 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 
 	// The batch is written in ascending key order (doc records, next doc
 	// number, postings, stored texts, deleted markers), which the memtable
-	// inserts fastest.
-	batch := b.db.NewBatch()
+	// inserts fastest. Its buffer (megabytes for a batch of a thousand
+	// messages) is reused from the last Index call, saving the copies of
+	// growing it.
+	batch := b.batches.Get().(*lsm.Batch)
+	defer func() { batch.Reset(); b.batches.Put(batch) }()
 	var key, rec []byte
 	for _, n := range replaced {
 		batch.Delete(docKey(key, u, tagDoc, n))
@@ -957,6 +964,11 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
 	accs := make(map[string]*termAcc, min(4096, 256*len(docs)))
 	var slab []termAcc
+	// Most terms of a batch occur in one or two documents: their buffers
+	// start in a shared slab of bytes (append moves a buffer that
+	// outgrows its share to a heap array of its own).
+	var bytesSlab []byte
+	const docsShare, posShare = 8, 16
 	var kb []byte
 	for i, d := range docs {
 		n := nums[i]
@@ -969,6 +981,12 @@ func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
 				}
 				a = &slab[0]
 				slab = slab[1:]
+				if len(bytesSlab) < docsShare+posShare {
+					bytesSlab = make([]byte, 256*(docsShare+posShare))
+				}
+				a.docs = bytesSlab[:0:docsShare]
+				a.pos = bytesSlab[docsShare : docsShare : docsShare+posShare]
+				bytesSlab = bytesSlab[docsShare+posShare:]
 				accs[string(kb)] = a
 			}
 			a.add(n, pos)
