@@ -28,7 +28,6 @@ import (
 
 type bitset []uint64
 
-
 func (b bitset) set(i uint32)      { b[i>>6] |= 1 << (i & 63) }
 func (b bitset) has(i uint32) bool { return b[i>>6]&(1<<(i&63)) != 0 }
 func (b bitset) clear(i uint32)    { b[i>>6] &^= 1 << (i & 63) }
