@@ -193,8 +193,8 @@ func chunkHeader(b []byte, version byte, chunk uint32) (bm, p []byte, ok bool) {
 // decodeChunk loads the columns every search needs (live set, dates,
 // flags) from chunk c's 'C' value b into s, whose arrays must cover the
 // chunk. The rest is read from the DB and decoded by decodeRest when a
-// call first needs it.
-func decodeChunk(b []byte, s *userState, c uint32) error {
+// call first needs it. live is scratch space, kept across calls.
+func decodeChunk(b []byte, s *userState, c uint32, scratch *[]uint32) error {
 	first := c * s.chunk
 	bad := func(what string) error { return fmt.Errorf("%w: chunk %d: %s", errCorrupt, c, what) }
 	version := byte(2)
@@ -205,7 +205,8 @@ func decodeChunk(b []byte, s *userState, c uint32) error {
 	if !ok || uint64(first)+uint64(s.chunk) > uint64(len(s.dates)) {
 		return bad("header")
 	}
-	live := make([]uint32, 0, s.chunk)
+	live := (*scratch)[:0]
+	defer func() { *scratch = live }()
 	for i, x := range bm {
 		for x != 0 {
 			j := bits.TrailingZeros8(x)

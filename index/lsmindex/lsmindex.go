@@ -531,13 +531,14 @@ func (b *Backend) loadDeleted(u mailbricks.UserID, s *userState) error {
 // reports whether there is one), then the doc records of the overlaid
 // documents. It closes it.
 func (b *Backend) loadChunks(u mailbricks.UserID, s *userState, it *lsm.Iterator, ok bool) error {
+	var scratch []uint32
 	for ; ok; ok = it.Next() {
 		k := it.Key()
 		c := binary.BigEndian.Uint32(k[len(k)-4:])
 		if c != s.sealed || uint64(c+1)*uint64(s.chunk) > uint64(s.next) {
 			break // chunks past a gap are not trusted
 		}
-		if err := decodeChunk(it.Value(), s, c); err != nil {
+		if err := decodeChunk(it.Value(), s, c, &scratch); err != nil {
 			it.Close()
 			return err
 		}
