@@ -10,6 +10,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -849,21 +850,19 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		}()
 	}
 	wg.Wait()
-	terms := make([]string, 0, len(accs[0])*2)
+	// Every worker's terms, sorted by key and then worker: the entries
+	// of one key are adjacent, in the order their chunks concatenate.
+	n := 0
+	for _, m := range accs {
+		n += len(m)
+	}
+	terms := make([]termEntry, 0, n)
 	for w, m := range accs {
-		for k := range m {
-			dup := false
-			for _, earlier := range accs[:w] {
-				if _, dup = earlier[k]; dup {
-					break
-				}
-			}
-			if !dup {
-				terms = append(terms, k)
-			}
+		for k, a := range m {
+			terms = append(terms, termEntry{prefix: keyPrefix(k), key: k, acc: a, worker: w})
 		}
 	}
-	slices.Sort(terms)
+	slices.SortFunc(terms, cmpTermEntry)
 
 	// The batch is written in ascending key order (doc records, next doc
 	// number, postings, stored texts, deleted markers), which the memtable
@@ -895,12 +894,11 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	binary.BigEndian.PutUint32(nb[:], next)
 	batch.Set(tableKey(u, tagNext), nb[:])
 	var chunk []byte
-	for _, k := range terms {
+	for i := 0; i < len(terms); {
 		chunk = chunk[:0]
-		for _, m := range accs {
-			if a := m[k]; a != nil {
-				chunk = a.chunk(chunk)
-			}
+		k := terms[i].key
+		for ; i < len(terms) && terms[i].key == k; i++ {
+			chunk = terms[i].acc.chunk(chunk)
 		}
 		key = append(append(append(key[:0], u...), 0, tagPostings), k...)
 		batch.Merge(key, chunk)
@@ -958,6 +956,35 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		return fmt.Errorf("lsmindex: index: %w", err)
 	}
 	return b.seal(u, s, nil)
+}
+
+// termEntry is one worker's postings of one key (field byte and term)
+// of a batch; prefix is the key's first 8 bytes, big-endian, which decide
+// most comparisons of the sort without comparing the strings.
+type termEntry struct {
+	prefix uint64
+	key    string
+	acc    *termAcc
+	worker int
+}
+
+func keyPrefix(k string) uint64 {
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+func cmpTermEntry(a, b termEntry) int {
+	switch {
+	case a.prefix < b.prefix:
+		return -1
+	case a.prefix > b.prefix:
+		return 1
+	}
+	if c := strings.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	return a.worker - b.worker
 }
 
 // analyze accumulates the postings of docs, numbered nums, keyed by field
