@@ -41,7 +41,9 @@
 // sizes, UIDs) are decoded a chunk of 1,024 doc numbers at a time when a
 // call first needs them (a hit, two documents of one date to order, a
 // folder or keyword filter, Get, List). Queries are
-// evaluated on bitsets over doc numbers from one lsm snapshot; phrases
+// evaluated on bitsets over doc numbers (reused from one search to the
+// next), reading the DB under the user's read lock, which excludes the
+// user's writes, so a search sees one state without an lsm snapshot; phrases
 // check positions only for the documents every word of the phrase is in;
 // a prefix is a range scan of the term dictionary.
 //
