@@ -2,7 +2,10 @@ package lsmindex_test
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"testing"
 
@@ -187,6 +190,84 @@ func TestLegacyMigration(t *testing.T) {
 	_, err := b.DB().Get(append(append([]byte{}, p...), 'V'))
 	require.NoError(t, err, "the load migrated the user")
 	require.Equal(t, uint32(200/16), lsmindex.Sealed(b, u))
+}
+
+// TestLayoutV2Migration rewrites a user's chunks in layout version 2 (one
+// 'C' value with the IDs and every column) and requires the reopened
+// index to answer the same, to migrate the user to version 3 ('C' values
+// with the live set, dates and flags, 'R' values with the rest) on its
+// first load, and to answer the same from them.
+func TestLayoutV2Migration(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	b := openSmall(t, fs, 0)
+	x := index.New(b, &index.Options{Now: indextest.Now})
+	docs := indextest.RandomDocuments(7, 300)
+	brute := indextest.NewBrute()
+	u := mailbricks.UserID("v2@example.com")
+	require.NoError(t, x.IndexBatch(ctx, u, docs))
+	for _, d := range docs {
+		brute.Add(d)
+	}
+	// Two overlays (fewer than a reseal's 5) stay across the migration.
+	v := docs[3].Values
+	v.Flags ^= index.FlagSeen
+	require.NoError(t, x.Update(ctx, u, docs[3].ID, v))
+	require.True(t, brute.Update(docs[3].ID, v))
+	require.NoError(t, x.Delete(ctx, u, docs[40].ID))
+	brute.Delete(docs[40].ID)
+
+	p := append([]byte(u), 0)
+	key := func(tag byte, c uint32) []byte {
+		return binary.BigEndian.AppendUint32(append(append([]byte{}, p...), tag), c)
+	}
+	db := b.DB()
+	for c := uint32(0); ; c++ {
+		hot, err := db.Get(key('C', c))
+		if errors.Is(err, lsm.ErrNotFound) {
+			require.Equal(t, uint32(300/16), c)
+			break
+		}
+		require.NoError(t, err)
+		rest, err := db.Get(key('R', c))
+		require.NoError(t, err)
+		require.Equal(t, byte(2), hot[0])
+		require.Equal(t, byte(1), rest[0])
+		n, k := binary.Uvarint(hot[1:])
+		head := 1 + k + int(n+7)/8
+		live := 0
+		for _, x := range hot[1+k : head] {
+			live += bits.OnesCount8(x)
+		}
+		old := append([]byte{1}, hot[1:head]...)
+		old = append(old, rest[head:head+16*live]...) // IDs
+		old = append(old, hot[head:]...)              // dates, flags
+		old = append(old, rest[head+16*live:]...)     // the rest
+		require.NoError(t, db.Set(key('C', c), old, nil))
+		require.NoError(t, db.Delete(key('R', c), nil))
+	}
+	require.NoError(t, db.Set(append(append([]byte{}, p...), 'V'), []byte{2}, nil))
+	require.NoError(t, x.Close())
+
+	queries := indextest.Queries(docs, 4, 100)
+	for range 2 {
+		b = openSmall(t, fs, 0)
+		x = index.New(b, &index.Options{Now: indextest.Now})
+		indextest.Compare(t, x, u, brute, queries)
+		ver, err := b.DB().Get(append(append([]byte{}, p...), 'V'))
+		require.NoError(t, err)
+		require.Equal(t, []byte{3}, ver, "the load migrated the user")
+		hot, err := b.DB().Get(key('C', 0))
+		require.NoError(t, err)
+		require.Equal(t, byte(2), hot[0])
+		_, err = b.DB().Get(key('R', 0))
+		require.NoError(t, err)
+		require.Equal(t, uint32(300/16), lsmindex.Sealed(b, u))
+		n := 0
+		require.NoError(t, b.List(ctx, u, func(mailbricks.MessageID, index.Values) error { n++; return nil }))
+		require.Equal(t, brute.Len(), n)
+		require.NoError(t, x.Close())
+	}
 }
 
 // TestSmallUserCost appends documents one at a time, as a mailbox does,

@@ -19,26 +19,35 @@ package lsmindex
 //
 // Keys (see layout.go for the rest):
 //
-//	user 0x00 'C' chunk             sealed chunk, chunk = uint32 BE
+//	user 0x00 'C' chunk             sealed chunk, what loading reads
+//	user 0x00 'R' chunk             the rest of the sealed chunk
 //	user 0x00 'O' docnum            overlay marker, empty value
 //	user 0x00 'V'                   doc-value layout version, uvarint
 //
-// The layout version key says the chunks are maintained: a user indexed
-// before chunks existed (no 'V' key) is loaded from the doc records alone,
-// and the load writes its chunks and the version key (a migration); the
-// postings and doc records are unchanged, so no rebuild is needed.
+// chunk is a uint32 BE. The layout version key says the chunks are
+// maintained: a user indexed before chunks existed (no 'V' key) is loaded
+// from the doc records alone, and the load writes its chunks and the
+// version key (a migration); the postings and doc records are unchanged,
+// so no rebuild is needed. Layout version 2 kept a chunk in one 'C' value
+// (version 1 below), which loading read whole; a user of version 2 is
+// loaded from it and migrated to version 3 by the same load.
 //
-// Chunk value:
+// 'C' value (version 2), what a cold user's first search needs:
 //
-//	[1]     version, 1
+//	[1]     version, 2
 //	uvarint n, documents in the chunk (the Backend's chunk size, 1024)
 //	[(n+7)/8] live bitmap, bit i%8 of byte i/8 set = doc first+i is live
 //	then per live document, in doc-number order, the columns one after
 //	the other (all of one column, then the next):
-//	  [16]    message ID
 //	  varint  date minus the previous live document's date (the first
 //	          is relative to 0), Unix seconds, 0 = zero time
 //	  uvarint flags
+//
+// 'R' value, read when a call first needs a document of the chunk:
+//
+//	[1]     version, 1
+//	uvarint n and the live bitmap, as in the 'C' value
+//	per live document: [16] message ID
 //	then the dictionary: uvarint size d, then d strings (uvarint len,
 //	bytes), the chunk's distinct folders, threads and keywords
 //	then the remaining columns, per live document:
@@ -50,11 +59,14 @@ package lsmindex
 //	  uvarint thread, dictionary index
 //	  uvarint keyword count, then that many dictionary indexes
 //
+// 'C' value version 1 (layout version 2): version 1, n, the live bitmap,
+// the IDs, the dates and the flags, then the dictionary and the remaining
+// columns as in the 'R' value.
+//
 // Dates are mostly increasing with doc numbers, so their deltas take one
-// to three bytes; a document costs about 30 bytes plus its ID. What every
-// search needs (live set, IDs, dates, flags) comes first and is decoded
-// when the user is loaded; the rest is read and decoded when a call first
-// reads a document of the chunk (see docvalues.go).
+// to three bytes: a 'C' value costs about three bytes a document, which
+// makes loading 100,000 documents read about 300 KB; the IDs and the rest
+// cost about 30 bytes plus the ID (see docvalues.go).
 
 import (
 	"encoding/binary"
@@ -67,12 +79,14 @@ import (
 
 const (
 	tagChunk   = 'C'
+	tagRest    = 'R'
 	tagOverlay = 'O'
 	tagLayout  = 'V'
 
-	// layoutVersion is the doc-value layout version this package writes
-	// and reads.
-	layoutVersion = 2
+	// layoutVersion is the doc-value layout version this package writes;
+	// layoutV2 the previous one, which it reads and migrates.
+	layoutVersion = 3
+	layoutV2      = 2
 )
 
 // defaultChunkDocs is the number of doc numbers per sealed chunk;
@@ -83,10 +97,9 @@ const (
 	defaultResealAfter = 1024
 )
 
-// encodeChunk encodes the doc values of doc numbers [first, first+n) of s.
-func encodeChunk(dst []byte, s *userState, first, n uint32) ([]byte, error) {
-	dst = append(dst, 1)
-	dst = binary.AppendUvarint(dst, uint64(n))
+// encodeChunk appends the 'C' and 'R' values of doc numbers [first,
+// first+n) of s to hot and rest.
+func encodeChunk(hot, rest []byte, s *userState, first, n uint32) ([]byte, []byte, error) {
 	bm := make([]byte, (n+7)/8)
 	live := make([]uint32, 0, n)
 	for i := range n {
@@ -95,18 +108,20 @@ func encodeChunk(dst []byte, s *userState, first, n uint32) ([]byte, error) {
 			live = append(live, first+i)
 		}
 	}
-	dst = append(dst, bm...)
-	for _, m := range live {
-		dst = append(dst, s.ids[m][:]...)
-	}
+	hot = append(hot, 2)
+	hot = binary.AppendUvarint(hot, uint64(n))
+	hot = append(hot, bm...)
 	prev := int64(0)
 	for _, m := range live {
-		dst = binary.AppendVarint(dst, s.dates[m]-prev)
+		hot = binary.AppendVarint(hot, s.dates[m]-prev)
 		prev = s.dates[m]
 	}
 	for _, m := range live {
-		dst = binary.AppendUvarint(dst, uint64(s.flags[m]))
+		hot = binary.AppendUvarint(hot, uint64(s.flags[m]))
 	}
+	rest = append(rest, 1)
+	rest = binary.AppendUvarint(rest, uint64(n))
+	rest = append(rest, bm...)
 	dict := map[string]uint64{}
 	var words []string
 	word := func(w string) {
@@ -117,10 +132,12 @@ func encodeChunk(dst []byte, s *userState, first, n uint32) ([]byte, error) {
 	}
 	vals := make([]*index.Values, len(live))
 	for i, m := range live {
-		v, err := s.value(m)
+		seg, err := s.seg(m)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		rest = append(rest, seg.ids[m%s.chunk][:]...)
+		v := &seg.vals[m%s.chunk]
 		vals[i] = v
 		word(v.Folder)
 		word(v.Thread)
@@ -128,69 +145,84 @@ func encodeChunk(dst []byte, s *userState, first, n uint32) ([]byte, error) {
 			word(k)
 		}
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(words)))
+	rest = binary.AppendUvarint(rest, uint64(len(words)))
 	for _, w := range words {
-		dst = appendString(dst, w)
+		rest = appendString(rest, w)
 	}
 	for i, m := range live {
-		dst = binary.AppendVarint(dst, index.UnixOrZero(vals[i].SentDate)-s.dates[m])
+		rest = binary.AppendVarint(rest, index.UnixOrZero(vals[i].SentDate)-s.dates[m])
 	}
 	for _, v := range vals {
-		dst = binary.AppendUvarint(dst, uint64(v.Size))
+		rest = binary.AppendUvarint(rest, uint64(v.Size))
 	}
 	for _, v := range vals {
-		dst = binary.AppendUvarint(dst, uint64(v.UID))
+		rest = binary.AppendUvarint(rest, uint64(v.UID))
 	}
 	for _, v := range vals {
-		dst = binary.AppendUvarint(dst, v.ModSeq)
+		rest = binary.AppendUvarint(rest, v.ModSeq)
 	}
 	for _, v := range vals {
-		dst = binary.AppendUvarint(dst, dict[v.Folder])
+		rest = binary.AppendUvarint(rest, dict[v.Folder])
 	}
 	for _, v := range vals {
-		dst = binary.AppendUvarint(dst, dict[v.Thread])
+		rest = binary.AppendUvarint(rest, dict[v.Thread])
 	}
 	for _, v := range vals {
-		dst = binary.AppendUvarint(dst, uint64(len(v.Keywords)))
+		rest = binary.AppendUvarint(rest, uint64(len(v.Keywords)))
 		for _, k := range v.Keywords {
-			dst = binary.AppendUvarint(dst, dict[k])
+			rest = binary.AppendUvarint(rest, dict[k])
 		}
 	}
-	return dst, nil
+	return hot, rest, nil
 }
 
-// decodeChunk loads the columns every search needs from chunk c's value
-// b into s, whose arrays must cover the chunk. The rest is read again
-// from the DB and decoded by decodeRest when a call first needs it.
-func decodeChunk(b []byte, s *userState, c uint32) error {
+// chunkHeader checks the version and size of a chunk value and returns
+// its live bitmap and what follows it.
+func chunkHeader(b []byte, version byte, chunk uint32) (bm, p []byte, ok bool) {
+	if len(b) < 1 || b[0] != version {
+		return nil, nil, false
+	}
+	n, k := binary.Uvarint(b[1:])
+	if k <= 0 || n != uint64(chunk) || uint64(len(b)-1-k) < (n+7)/8 {
+		return nil, nil, false
+	}
+	b = b[1+k:]
+	return b[:(n+7)/8], b[(n+7)/8:], true
+}
+
+// decodeChunk loads the columns every search needs (live set, dates,
+// flags) from chunk c's 'C' value b into s, whose arrays must cover the
+// chunk. The rest is read from the DB and decoded by decodeRest when a
+// call first needs it. live is scratch space, kept across calls.
+func decodeChunk(b []byte, s *userState, c uint32, scratch *[]uint32) error {
 	first := c * s.chunk
 	bad := func(what string) error { return fmt.Errorf("%w: chunk %d: %s", errCorrupt, c, what) }
-	if len(b) < 1 || b[0] != 1 {
-		return bad("version")
+	version := byte(2)
+	if s.layout == layoutV2 {
+		version = 1
 	}
-	r := reader{b: b[1:]}
-	n := r.uvarint()
-	if r.err != nil || n != uint64(s.chunk) || uint64(first)+n > uint64(len(s.ids)) || uint64(len(r.b)) < (n+7)/8 {
+	bm, p, ok := chunkHeader(b, version, s.chunk)
+	if !ok || uint64(first)+uint64(s.chunk) > uint64(len(s.dates)) {
 		return bad("header")
 	}
-	bm := r.b[:(n+7)/8]
-	r.b = r.b[(n+7)/8:]
-	live := make([]uint32, 0, n)
-	for i := range uint32(n) {
-		if bm[i/8]&(1<<(i%8)) != 0 {
-			live = append(live, first+i)
+	live := (*scratch)[:0]
+	defer func() { *scratch = live }()
+	for i, x := range bm {
+		for x != 0 {
+			j := bits.TrailingZeros8(x)
+			x &^= 1 << j
+			live = append(live, first+uint32(i*8+j))
 		}
+	}
+	if version == 1 {
+		if uint64(len(p)) < uint64(len(live))*16 {
+			return bad("ids")
+		}
+		p = p[len(live)*16:]
 	}
 	// The hot loops decode from a local slice: a reader on the heap
 	// would pay a write barrier per step while the GC runs.
-	p := r.b
-	if uint64(len(p)) < uint64(len(live))*16 {
-		return bad("ids")
-	}
-	for i, m := range live {
-		s.ids[m] = mailbricks.MessageID(p[i*16 : i*16+16])
-	}
-	p = p[len(live)*16:]
+	dates := s.dates
 	prev := int64(0)
 	for _, m := range live {
 		d, k := binary.Varint(p)
@@ -199,57 +231,63 @@ func decodeChunk(b []byte, s *userState, c uint32) error {
 		}
 		p = p[k:]
 		prev += d
-		s.dates[m] = prev
+		dates[m] = prev
 	}
+	flags := s.flags
 	for _, m := range live {
-		f, k := binary.Uvarint(p)
-		if k <= 0 {
-			return bad("flags")
+		var f uint64
+		if len(p) > 0 && p[0] < 0x80 {
+			f, p = uint64(p[0]), p[1:]
+		} else {
+			var k int
+			if f, k = binary.Uvarint(p); k <= 0 {
+				return bad("flags")
+			}
+			p = p[k:]
 		}
-		p = p[k:]
-		s.flags[m] = index.Flag(f)
+		flags[m] = index.Flag(f)
 	}
-	for _, m := range live {
-		s.liveSet.set(m)
+	if version == 2 && len(p) != 0 {
+		return bad("trailing bytes")
+	}
+	// first is a multiple of the chunk size; whole words where it is a
+	// multiple of 64.
+	if first%64 == 0 && s.chunk%64 == 0 {
+		for i := 0; i < len(bm); i += 8 {
+			s.liveSet[(first+uint32(i)*8)/64] = binary.LittleEndian.Uint64(bm[i : i+8])
+		}
+	} else {
+		for _, m := range live {
+			s.liveSet.set(m)
+		}
 	}
 	s.live += len(live)
 	return nil
 }
 
-// decodeRest decodes the rest of chunk c's value b (the columns
-// decodeChunk did not) into seg.
-func decodeRest(b []byte, s *userState, c uint32, seg []index.Values) error {
-	bad := func(what string) error { return fmt.Errorf("%w: chunk %d: %s", errCorrupt, c, what) }
-	if len(b) < 1 || b[0] != 1 {
-		return bad("version")
+// decodeRest decodes chunk c's 'R' value b into seg.
+func decodeRest(b []byte, s *userState, c uint32, seg *segment) error {
+	bm, p, ok := chunkHeader(b, 1, s.chunk)
+	if !ok {
+		return fmt.Errorf("%w: chunk %d: rest header", errCorrupt, c)
 	}
-	r := reader{b: b[1:]}
-	n := r.uvarint()
-	if r.err != nil || n != uint64(s.chunk) || uint64(len(r.b)) < (n+7)/8 {
-		return bad("header")
-	}
-	bm := r.b[:(n+7)/8]
-	r.b = r.b[(n+7)/8:]
-	live := 0
-	for _, x := range bm {
-		live += bits.OnesCount8(x)
-	}
-	if uint64(len(r.b)) < uint64(live)*16 {
-		return bad("ids")
-	}
-	r.b = r.b[live*16:]
-	for range 2 * live {
-		r.uvarint()
-	}
-	if r.err != nil {
-		return bad("columns")
-	}
-	return walkRest(bm, r.b, c, s, seg)
+	return walkRest(bm, p, c, s, seg, false)
 }
 
-// walkRest decodes the dictionary and the remaining columns of chunk c
-// with live bitmap bm into seg.
-func walkRest(bm, b []byte, c uint32, s *userState, seg []index.Values) error {
+// decodeRestV2 decodes the IDs and the rest of chunk c's 'C' value of
+// version 1 (layout version 2) into seg.
+func decodeRestV2(b []byte, s *userState, c uint32, seg *segment) error {
+	bm, p, ok := chunkHeader(b, 1, s.chunk)
+	if !ok {
+		return fmt.Errorf("%w: chunk %d: header", errCorrupt, c)
+	}
+	return walkRest(bm, p, c, s, seg, true)
+}
+
+// walkRest decodes the IDs, the dictionary and the remaining columns of
+// chunk c with live bitmap bm from b into seg. With skipDates, the dates
+// and flags (a version 1 'C' value's) follow the IDs and are skipped.
+func walkRest(bm, b []byte, c uint32, s *userState, seg *segment, skipDates bool) error {
 	bad := func(what string) error { return fmt.Errorf("%w: chunk %d: %s", errCorrupt, c, what) }
 	var live []uint32 // offsets in the chunk
 	for i := range s.chunk {
@@ -257,8 +295,23 @@ func walkRest(bm, b []byte, c uint32, s *userState, seg []index.Values) error {
 			live = append(live, i)
 		}
 	}
+	if uint64(len(b)) < uint64(len(live))*16 {
+		return bad("ids")
+	}
+	for j, i := range live {
+		seg.ids[i] = mailbricks.MessageID(b[j*16 : j*16+16])
+	}
+	b = b[len(live)*16:]
 	fill := true
 	r := reader{b: b}
+	if skipDates {
+		for range 2 * len(live) {
+			r.uvarint()
+		}
+		if r.err != nil {
+			return bad("columns")
+		}
+	}
 	nd := r.uvarint()
 	if nd > uint64(len(r.b)) {
 		return bad("dictionary")
@@ -272,24 +325,24 @@ func walkRest(bm, b []byte, c uint32, s *userState, seg []index.Values) error {
 		sent := r.varint()
 		if fill {
 			d := s.dates[first+i]
-			seg[i].Date = index.TimeOrZero(d)
-			seg[i].SentDate = index.TimeOrZero(d + sent)
-			seg[i].Flags = s.flags[first+i]
+			seg.vals[i].Date = index.TimeOrZero(d)
+			seg.vals[i].SentDate = index.TimeOrZero(d + sent)
+			seg.vals[i].Flags = s.flags[first+i]
 		}
 	}
 	for _, i := range live {
 		if x := r.uvarint(); fill {
-			seg[i].Size = int64(x)
+			seg.vals[i].Size = int64(x)
 		}
 	}
 	for _, i := range live {
 		if x := r.uvarint(); fill {
-			seg[i].UID = uint32(x)
+			seg.vals[i].UID = uint32(x)
 		}
 	}
 	for _, i := range live {
 		if x := r.uvarint(); fill {
-			seg[i].ModSeq = x
+			seg.vals[i].ModSeq = x
 		}
 	}
 	str := func() string {
@@ -304,12 +357,12 @@ func walkRest(bm, b []byte, c uint32, s *userState, seg []index.Values) error {
 	}
 	for _, i := range live {
 		if w := str(); fill {
-			seg[i].Folder = w
+			seg.vals[i].Folder = w
 		}
 	}
 	for _, i := range live {
 		if w := str(); fill {
-			seg[i].Thread = w
+			seg.vals[i].Thread = w
 		}
 	}
 	for _, i := range live {
@@ -330,7 +383,7 @@ func walkRest(bm, b []byte, c uint32, s *userState, seg []index.Values) error {
 			}
 		}
 		if fill {
-			seg[i].Keywords = kw
+			seg.vals[i].Keywords = kw
 		}
 	}
 	if r.err != nil || len(r.b) != 0 {

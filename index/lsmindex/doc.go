@@ -35,26 +35,33 @@
 // # Reads
 //
 // Searches filter and sort on a user's doc values in memory, without
-// reading the DB: the IDs, dates and flags of the user's documents as
-// columns, a live set, and an oldest-first order of doc numbers; the rest
-// of each document's values (folder, keywords, thread, sizes, UIDs) is
-// decoded a chunk of 1,024 doc numbers at a time when a call first needs
-// it (a hit, a folder or keyword filter, Get, List). Queries are
-// evaluated on bitsets over doc numbers from one lsm snapshot; phrases
+// reading the DB: the dates and flags of the user's documents as
+// columns, a live set, and an oldest-first order of doc numbers; the IDs
+// and the rest of each document's values (folder, keywords, thread,
+// sizes, UIDs) are decoded a chunk of 1,024 doc numbers at a time when a
+// call first needs them (a hit, two documents of one date to order, a
+// folder or keyword filter, Get, List). Queries are
+// evaluated on bitsets over doc numbers (reused from one search to the
+// next), reading the DB under the user's read lock, which excludes the
+// user's writes, so a search sees one state without an lsm snapshot; phrases
 // check positions only for the documents every word of the phrase is in;
 // a prefix is a range scan of the term dictionary.
 //
 // # Cold start
 //
-// Doc values are also written per chunk of 1,024 doc numbers as one
-// column-oriented value (dates delta-encoded), sealed when the chunk's
-// last doc number is allocated; later changes to a sealed document leave
-// an overlay marker that loading follows, and are folded back into their
-// chunks once 1,024 have accumulated (see columns.go). Loading a user
-// reads its chunks and decodes only the columns above: a few milliseconds
-// for 100,000 documents, where reading one record per document took
-// over a hundred. Indexes written before chunks existed are migrated
-// (their chunks written) the first time each user is loaded.
+// Doc values are also written per chunk of 1,024 doc numbers as two
+// column-oriented values, sealed when the chunk's last doc number is
+// allocated: the live set, dates (delta-encoded) and flags, about three
+// bytes a document, which is all that loading a user reads; and the IDs
+// and the rest, read a chunk at a time as above. Later changes to a
+// sealed document leave an overlay marker that loading follows, and are
+// folded back into their chunks once 1,024 have accumulated (see
+// columns.go). Loading 100,000 documents reads about 300 KB and takes a
+// few milliseconds, where reading one record per document took over a
+// hundred; the deleted-doc markers are read by the first write, not by
+// the load. Indexes written before chunks existed, or with the IDs in the
+// values loading reads (layout version 2), are migrated (their chunks
+// written again) the first time each user is loaded.
 //
 // # Memory budget
 //
@@ -62,8 +69,8 @@
 // [Options].MemoryBudget (default 256 MiB, [DefaultMemoryBudget]): when
 // a call releases a user and the total passes the budget, the least
 // recently used users that no call is using are unloaded, and loaded again
-// from their chunks on their next call. A loaded user costs about 27
-// bytes a document plus, for the chunks decoded, about 140 bytes a
+// from their chunks on their next call. A loaded user costs about 11
+// bytes a document plus, for the chunks decoded, about 160 bytes a
 // document and its strings; [Backend.CacheBytes] reports the total. The
 // lsm engine's block cache ([Options].CacheSize, default 64 MiB) and
 // memtables ([Options].MemTableSize each, default 64 MiB, at most three) are

@@ -9,22 +9,29 @@ import (
 )
 
 // The in-memory doc values of a user. What every search needs (the live
-// set, dates for the order and pages, flags for the commonest filter,
-// IDs for ties and hits) is held in columns indexed by doc number and
-// loaded eagerly, costing 27 bytes a document. The rest of the Values is
-// held per chunk of doc numbers in a segment of index.Values, read from
-// the DB's sealed chunk and decoded the first time a call reads a
-// document of the chunk (a hit, a folder or keyword filter, Get, List): a
-// cold user's first search decodes a few chunks at most.
+// set, dates for the order and pages, flags for the commonest filter) is
+// held in columns indexed by doc number and loaded eagerly, costing 11
+// bytes a document. The IDs and the rest of the Values are held per chunk
+// of doc numbers in a segment, read from the DB's sealed chunk and
+// decoded the first time a call reads a document of the chunk (a hit, a
+// tie of dates, a folder or keyword filter, Get, List): a cold user's
+// first search decodes a few chunks at most.
 //
 // Segments are published with an atomic pointer, so searches (which hold
 // the user's read lock) can decode one while others read; a writer holds
 // the user's write lock and needs no more.
 
+// segment is the IDs and Values of one chunk of doc numbers, indexed by
+// doc number minus the chunk's first. The unsealed tail's segment grows
+// with it.
+type segment struct {
+	ids  []mailbricks.MessageID
+	vals []index.Values
+}
+
 // grow extends the columns to n documents.
 func (s *userState) grow(n uint32) {
-	if k := int(n) - len(s.ids); k > 0 {
-		s.ids = append(slices.Grow(s.ids, k), make([]mailbricks.MessageID, k)...)
+	if k := int(n) - len(s.dates); k > 0 {
 		s.flags = append(slices.Grow(s.flags, k), make([]index.Flag, k)...)
 		s.dates = append(slices.Grow(s.dates, k), make([]int64, k)...)
 	}
@@ -37,36 +44,45 @@ func (s *userState) grow(n uint32) {
 }
 
 // seg returns the segment of doc number n, decoding or allocating it.
-func (s *userState) seg(n uint32) ([]index.Values, error) {
+func (s *userState) seg(n uint32) (*segment, error) {
 	c := n / s.chunk
 	if p := s.segs[c].Load(); p != nil {
-		return *p, nil
+		return p, nil
 	}
 	s.segMu.Lock()
 	defer s.segMu.Unlock()
 	if p := s.segs[c].Load(); p != nil {
-		return *p, nil
+		return p, nil
 	}
-	var seg []index.Values
+	seg := &segment{}
 	if c < s.sealed {
-		seg = make([]index.Values, s.chunk)
+		seg.ids = make([]mailbricks.MessageID, s.chunk)
+		seg.vals = make([]index.Values, s.chunk)
 		// Not decoded since the chunk was loaded, so unchanged since:
 		// the DB's chunk is what was loaded (a reseal or a seal writes a
 		// chunk only from decoded segments).
-		b, err := s.db.Get(chunkKey(nil, s.u, c))
+		var err error
+		if s.layout == layoutV2 {
+			var b []byte
+			if b, err = s.db.Get(chunkKey(nil, s.u, c)); err == nil {
+				err = decodeRestV2(b, s, c, seg)
+			}
+		} else {
+			var b []byte
+			if b, err = s.db.Get(docKey(nil, s.u, tagRest, c)); err == nil {
+				err = decodeRest(b, s, c, seg)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("chunk %d: %w", c, err)
 		}
-		if err := decodeRest(b, s, c, seg); err != nil {
-			return nil, err
-		}
 		// Shared dictionary strings are counted once per document:
 		// the estimate errs on the safe side of the budget.
-		for i := range seg {
-			s.segStrBytes += docStrBytes(&seg[i])
+		for i := range seg.vals {
+			s.segStrBytes += docStrBytes(&seg.vals[i])
 		}
 	}
-	s.segs[c].Store(&seg)
+	s.segs[c].Store(seg)
 	return seg, nil
 }
 
@@ -77,7 +93,40 @@ func (s *userState) value(n uint32) (*index.Values, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &seg[n%s.chunk], nil
+	return &seg.vals[n%s.chunk], nil
+}
+
+// idOf returns the ID of live document n.
+func (s *userState) idOf(n uint32) (mailbricks.MessageID, error) {
+	seg, err := s.seg(n)
+	if err != nil {
+		return mailbricks.MessageID{}, err
+	}
+	return seg.ids[n%s.chunk], nil
+}
+
+// id returns the ID of live document n for a comparison that cannot
+// return an error: on a read error it returns the zero ID and records the
+// error, which takeErr returns.
+func (s *userState) id(n uint32) mailbricks.MessageID {
+	id, err := s.idOf(n)
+	if err != nil {
+		s.errMu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.errMu.Unlock()
+	}
+	return id
+}
+
+// takeErr returns and clears the error id recorded.
+func (s *userState) takeErr() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	err := s.err
+	s.err = nil
+	return err
 }
 
 // put records live document n; the caller holds mu for writing.
@@ -85,7 +134,7 @@ func (s *userState) put(n uint32, id mailbricks.MessageID, v index.Values) error
 	if err := s.set(n, v); err != nil {
 		return err
 	}
-	s.ids[n] = id
+	s.segs[n/s.chunk].Load().ids[n%s.chunk] = id
 	s.liveSet.set(n)
 	if s.byID != nil {
 		s.byID[id] = n
@@ -100,22 +149,26 @@ func (s *userState) set(n uint32, v index.Values) error {
 	if err != nil {
 		return err
 	}
-	if i := int(n % s.chunk); i >= len(seg) {
+	if i := int(n % s.chunk); i >= len(seg.vals) {
 		// The unsealed tail's segment grows with it, so a small user
 		// does not pay for a whole chunk.
-		if i < cap(seg) {
-			seg = seg[:i+1]
+		grown := &segment{}
+		if i < cap(seg.vals) {
+			grown.vals, grown.ids = seg.vals[:i+1], seg.ids[:i+1]
 		} else {
-			grown := make([]index.Values, i+1, min(int(s.chunk), max(2*cap(seg), i+1, 8)))
-			copy(grown, seg)
-			seg = grown
+			c := min(int(s.chunk), max(2*cap(seg.vals), i+1, 8))
+			grown.vals = make([]index.Values, i+1, c)
+			grown.ids = make([]mailbricks.MessageID, i+1, c)
+			copy(grown.vals, seg.vals)
+			copy(grown.ids, seg.ids)
 		}
-		s.segs[n/s.chunk].Store(&seg)
+		seg = grown
+		s.segs[n/s.chunk].Store(seg)
 	}
 	v.Date = index.TimeOrZero(index.UnixOrZero(v.Date))
 	v.SentDate = index.TimeOrZero(index.UnixOrZero(v.SentDate))
-	s.strBytes += docStrBytes(&v) - docStrBytes(&seg[n%s.chunk])
-	seg[n%s.chunk] = v
+	s.strBytes += docStrBytes(&v) - docStrBytes(&seg.vals[n%s.chunk])
+	seg.vals[n%s.chunk] = v
 	s.flags[n] = v.Flags
 	s.dates[n] = index.UnixOrZero(v.Date)
 	return nil
@@ -127,7 +180,33 @@ func (s *userState) kill(n uint32) {
 	s.live--
 }
 
-// newer reports whether doc a sorts before doc b newest first.
+// newer reports whether doc a sorts before doc b newest first. The IDs
+// are read only for equal dates.
 func (s *userState) newer(a, b uint32) bool {
-	return index.Less(index.SortNewest, s.dates[a], s.ids[a], s.dates[b], s.ids[b])
+	if da, db := s.dates[a], s.dates[b]; da != db {
+		return da > db
+	}
+	return index.Less(index.SortNewest, 0, s.id(a), 0, s.id(b))
+}
+
+// less is index.Less for documents a and b of s.
+func (s *userState) less(o index.Sort, a, b uint32) bool {
+	if da, db := s.dates[a], s.dates[b]; da != db {
+		return index.Less(o, da, mailbricks.MessageID{}, db, mailbricks.MessageID{})
+	}
+	return index.Less(o, 0, s.id(a), 0, s.id(b))
+}
+
+// lessCursor is index.Less(o, date, id, dates[n], id of n) (cursorFirst)
+// or index.Less(o, dates[n], id of n, date, id).
+func (s *userState) lessCursor(o index.Sort, date int64, id mailbricks.MessageID, n uint32, cursorFirst bool) bool {
+	d := s.dates[n]
+	var nid mailbricks.MessageID
+	if d == date {
+		nid = s.id(n)
+	}
+	if cursorFirst {
+		return index.Less(o, date, id, d, nid)
+	}
+	return index.Less(o, d, nid, date, id)
 }

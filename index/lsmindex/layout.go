@@ -13,6 +13,7 @@ package lsmindex
 //	user 0x00 'N'                   next doc number
 //	user 0x00 'A'                   analyzer version
 //	user 0x00 'C' chunk             sealed doc-value chunk (columns.go)
+//	user 0x00 'R' chunk             the rest of a sealed chunk (columns.go)
 //	user 0x00 'O' docnum            overlay marker (columns.go)
 //	user 0x00 'V'                   doc-value layout version (columns.go)
 //

@@ -10,6 +10,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -93,6 +94,8 @@ type Backend struct {
 	lru    list.List // of *userState, most recently used first
 	cached int64     // sum of the users' acct
 	closed bool
+	// batches holds Index's batches for reuse, Reset.
+	batches sync.Pool
 }
 
 // DefaultMemoryBudget is the default of [Options].MemoryBudget.
@@ -151,7 +154,9 @@ func New(db *lsm.DB, opts *Options) *Backend {
 	if budget <= 0 {
 		budget = DefaultMemoryBudget
 	}
-	return &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
+	b := &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
+	b.batches.New = func() any { return db.NewBatch() }
+	return b
 }
 
 // CacheBytes returns the estimated bytes of doc values the backend holds
@@ -198,7 +203,7 @@ func (b *Backend) Close() error {
 // refs counts the calls that hold or wait for the state (guarded by the
 // Backend's mu): only a state with none is evicted, so two states of one
 // user never exist at once.
-type atomicSeg = atomic.Pointer[[]index.Values]
+type atomicSeg = atomic.Pointer[segment]
 
 type userState struct {
 	u    mailbricks.UserID
@@ -209,26 +214,31 @@ type userState struct {
 	mu     sync.RWMutex
 	loaded bool
 	next   uint32
-	// The doc values, by doc number: IDs, dates (Unix seconds) and flags
-	// as columns, loaded eagerly; the rest of each document's Values in
-	// one segment per chunk of doc numbers, decoded from the DB's chunk
-	// the first time a call needs it (see docvalues.go).
-	ids     []mailbricks.MessageID
+	// The doc values, by doc number: dates (Unix seconds) and flags as
+	// columns, loaded eagerly; the IDs and the rest of each document's
+	// Values in one segment per chunk of doc numbers, decoded from the
+	// DB's chunk the first time a call needs it (see docvalues.go).
 	dates   []int64
 	flags   []index.Flag
 	liveSet bitset // the live documents
 	segs    []atomicSeg
 	segMu   sync.Mutex // guards decoding segments and segStrBytes
+	errMu   sync.Mutex // guards err
+	err     error      // a segment's read error met by id, for takeErr
 	// segStrBytes estimates the bytes of the strings of the segments
 	// decoded from chunks (strBytes counts those set by writes).
 	segStrBytes int64
 	db          *lsm.DB
 	// byID maps the live documents' IDs to doc numbers; nil until a call
 	// needs it (searches do not), then built under idMu or mu.
-	byID    map[mailbricks.MessageID]uint32
-	idMu    sync.Mutex
-	deleted []uint32 // deleted doc numbers whose postings are not purged
-	live    int
+	byID map[mailbricks.MessageID]uint32
+	idMu sync.Mutex
+	// deleted holds the deleted doc numbers whose postings are not
+	// purged; with deletedLoaded unset, only those deleted since the load
+	// (the markers are read by the first write, see loadDeleted).
+	deleted       []uint32
+	deletedLoaded bool
+	live          int
 	// strBytes estimates the bytes of the doc values' strings.
 	strBytes int64
 	// layout is the doc-value layout version recorded for the user (0:
@@ -281,7 +291,16 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 		} else {
 			s.mu.RLock()
 		}
+		if s.loaded && (!write || s.deletedLoaded) {
+			return s, nil
+		}
 		if s.loaded {
+			// Loaded by a read: the deleted markers are not read yet.
+			if err := b.loadDeleted(u, s); err != nil {
+				s.reset()
+				b.release(s, true)
+				return nil, err
+			}
 			return s, nil
 		}
 		if !write {
@@ -289,7 +308,11 @@ func (b *Backend) user(ctx context.Context, u mailbricks.UserID, write bool) (*u
 			s.mu.Lock()
 		}
 		if !s.loaded {
-			if err := b.load(u, s); err != nil {
+			err := b.load(u, s)
+			if err == nil && write {
+				err = b.loadDeleted(u, s)
+			}
+			if err != nil {
 				s.reset()
 				b.release(s, true)
 				return nil, err
@@ -328,18 +351,18 @@ func (b *Backend) release(s *userState, write bool) {
 	}
 }
 
-// perDoc is the bytes a document costs in the eager columns (ID, date,
+// perDoc is the bytes a document costs in the eager columns (date,
 // flags, live bit).
-const perDoc = 16 + 8 + 2 + 1
+const perDoc = 8 + 2 + 1
 
 // size estimates the bytes s holds; the caller holds s.mu.
 func (s *userState) size() int64 {
-	n := int64(256) + int64(cap(s.ids))*perDoc + s.strBytes + int64(cap(s.deleted)+cap(s.overlay)+cap(s.order))*4
+	n := int64(256) + int64(cap(s.dates))*perDoc + s.strBytes + int64(cap(s.deleted)+cap(s.overlay)+cap(s.order))*4
 	s.segMu.Lock()
 	defer s.segMu.Unlock()
 	for i := range s.segs {
 		if seg := s.segs[i].Load(); seg != nil {
-			n += int64(cap(*seg)) * int64(unsafe.Sizeof(index.Values{}))
+			n += int64(cap(seg.vals))*int64(unsafe.Sizeof(index.Values{})) + int64(cap(seg.ids))*16
 		}
 	}
 	n += s.segStrBytes
@@ -352,14 +375,28 @@ func (s *userState) size() int64 {
 	return n
 }
 
-// ensureByID builds the ID map; the caller holds mu for writing, or for
-// reading and idMu.
-func (s *userState) ensureByID() {
+// ensureByID builds the ID map, reading every chunk's IDs; the caller
+// holds mu for writing, or for reading and idMu.
+func (s *userState) ensureByID() error {
 	if s.byID != nil {
-		return
+		return nil
 	}
-	s.byID = make(map[mailbricks.MessageID]uint32, s.live)
-	s.liveSet.each(func(n uint32) { s.byID[s.ids[n]] = n })
+	m := make(map[mailbricks.MessageID]uint32, s.live)
+	var err error
+	s.liveSet.each(func(n uint32) {
+		if err != nil {
+			return
+		}
+		var id mailbricks.MessageID
+		if id, err = s.idOf(n); err == nil {
+			m[id] = n
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("lsmindex: %s: %w", s.u, err)
+	}
+	s.byID = m
+	return nil
 }
 
 // load reads the user's doc values (sealed chunks, overlaid and unsealed
@@ -376,26 +413,51 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
 	s.grow(s.next)
-	v, err = b.db.Get(tableKey(u, tagLayout))
-	switch {
-	case err == nil:
-		n, k := binary.Uvarint(v)
-		if k <= 0 || n != layoutVersion {
-			return fmt.Errorf("lsmindex: load %s: %w: doc-value layout version", u, errCorrupt)
-		}
-		s.layout = n
-	case !errors.Is(err, lsm.ErrNotFound):
+	// The layout version is that of the first chunk's value if there is
+	// one (a seal writes the version key in the batch of the chunks of
+	// its version), so a user with chunks loads without reading the
+	// version key, which sorts far from them.
+	it, err := b.db.NewPrefixIter(tableKey(u, tagChunk))
+	if err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
+	ok := it.First()
+	if k := it.Key(); ok && len(k) >= 4 && binary.BigEndian.Uint32(k[len(k)-4:]) == 0 && len(it.Value()) > 0 {
+		switch it.Value()[0] {
+		case 1:
+			s.layout = layoutV2
+		case 2:
+			s.layout = layoutVersion
+		default:
+			it.Close()
+			return fmt.Errorf("lsmindex: load %s: %w: chunk version", u, errCorrupt)
+		}
+	} else {
+		v, err = b.db.Get(tableKey(u, tagLayout))
+		switch {
+		case err == nil:
+			n, k := binary.Uvarint(v)
+			if k <= 0 || n != layoutVersion && n != layoutV2 {
+				it.Close()
+				return fmt.Errorf("lsmindex: load %s: %w: doc-value layout version", u, errCorrupt)
+			}
+			s.layout = n
+		case !errors.Is(err, lsm.ErrNotFound):
+			it.Close()
+			return fmt.Errorf("lsmindex: load %s: %w", u, err)
+		}
+	}
 	tail := uint32(0) // the first doc number read from doc records
-	if s.layout == layoutVersion {
-		if err := b.loadChunks(u, s); err != nil {
+	if s.layout != 0 {
+		if err := b.loadChunks(u, s, it, ok); err != nil {
 			return fmt.Errorf("lsmindex: load %s: %w", u, err)
 		}
 		tail = s.sealed * s.chunk
+	} else if err := it.Close(); err != nil {
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
 	lo := docKey(nil, u, tagDoc, tail)
-	it, err := b.db.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: lsm.PrefixUpperBound(tableKey(u, tagDoc))})
+	it, err = b.db.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: lsm.PrefixUpperBound(tableKey(u, tagDoc))})
 	if err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
@@ -419,17 +481,6 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
-	it, err = b.db.NewPrefixIter(tableKey(u, tagDeleted))
-	if err != nil {
-		return fmt.Errorf("lsmindex: load %s: %w", u, err)
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		s.deleted = append(s.deleted, binary.BigEndian.Uint32(k[len(k)-4:]))
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("lsmindex: load %s: %w", u, err)
-	}
 	v, err = b.db.Get(tableKey(u, tagAnalyzer))
 	switch {
 	case err == nil:
@@ -442,10 +493,13 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
 	s.stale = s.live > 0 && s.analyzer != index.AnalyzerVersion
-	s.rebuildOrder()
+	if err := s.rebuildOrder(); err != nil {
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
 	s.loaded = true
 	if s.layout != layoutVersion && s.next > 0 {
-		// Written before chunks existed: migrate.
+		// Written before chunks existed, or with layout version 2:
+		// migrate.
 		if err := b.seal(u, s, nil); err != nil {
 			return fmt.Errorf("lsmindex: load %s: %w", u, err)
 		}
@@ -453,20 +507,39 @@ func (b *Backend) load(u mailbricks.UserID, s *userState) error {
 	return nil
 }
 
-// loadChunks reads the user's sealed chunks, then the doc records of the
-// overlaid documents.
-func (b *Backend) loadChunks(u mailbricks.UserID, s *userState) error {
-	it, err := b.db.NewPrefixIter(tableKey(u, tagChunk))
+// loadDeleted reads the user's deleted markers, which only writes need
+// (searches filter on the live set): the first write of a load reads
+// them. The caller holds s.mu for writing.
+func (b *Backend) loadDeleted(u mailbricks.UserID, s *userState) error {
+	it, err := b.db.NewPrefixIter(tableKey(u, tagDeleted))
 	if err != nil {
-		return err
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
 	}
+	var deleted []uint32
 	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		deleted = append(deleted, binary.BigEndian.Uint32(k[len(k)-4:]))
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("lsmindex: load %s: %w", u, err)
+	}
+	s.deleted = append(deleted, s.deleted...)
+	s.deletedLoaded = true
+	return nil
+}
+
+// loadChunks reads the user's sealed chunks from it, at its first (ok
+// reports whether there is one), then the doc records of the overlaid
+// documents. It closes it.
+func (b *Backend) loadChunks(u mailbricks.UserID, s *userState, it *lsm.Iterator, ok bool) error {
+	var scratch []uint32
+	for ; ok; ok = it.Next() {
 		k := it.Key()
 		c := binary.BigEndian.Uint32(k[len(k)-4:])
 		if c != s.sealed || uint64(c+1)*uint64(s.chunk) > uint64(s.next) {
 			break // chunks past a gap are not trusted
 		}
-		if err := decodeChunk(it.Value(), s, c); err != nil {
+		if err := decodeChunk(it.Value(), s, c, &scratch); err != nil {
 			it.Close()
 			return err
 		}
@@ -475,7 +548,7 @@ func (b *Backend) loadChunks(u mailbricks.UserID, s *userState) error {
 	if err := it.Close(); err != nil {
 		return err
 	}
-	it, err = b.db.NewPrefixIter(tableKey(u, tagOverlay))
+	it, err := b.db.NewPrefixIter(tableKey(u, tagOverlay))
 	if err != nil {
 		return err
 	}
@@ -529,8 +602,14 @@ func (b *Backend) seal(u mailbricks.UserID, s *userState, batch *lsm.Batch) erro
 	if batch == nil {
 		batch = b.db.NewBatch()
 	}
-	var key, val []byte
+	var key, val, rest []byte
 	var err error
+	from := s.sealed
+	if s.layout != layoutVersion {
+		// A migration writes every chunk in this version's layout.
+		from = 0
+		reseal = len(s.overlay) > 0
+	}
 	if reseal {
 		touched := map[uint32]bool{}
 		for _, n := range s.overlay {
@@ -541,17 +620,22 @@ func (b *Backend) seal(u mailbricks.UserID, s *userState, batch *lsm.Batch) erro
 			batch.Delete(key)
 		}
 		for c := range touched {
-			if val, err = encodeChunk(val[:0], s, c*s.chunk, s.chunk); err != nil {
+			if c >= from {
+				continue // written below
+			}
+			if val, rest, err = encodeChunk(val[:0], rest[:0], s, c*s.chunk, s.chunk); err != nil {
 				return fmt.Errorf("lsmindex: seal: %w", err)
 			}
 			batch.Set(chunkKey(key, u, c), val)
+			batch.Set(docKey(key, u, tagRest, c), rest)
 		}
 	}
-	for c := s.sealed; c < full; c++ {
-		if val, err = encodeChunk(val[:0], s, c*s.chunk, s.chunk); err != nil {
+	for c := from; c < full; c++ {
+		if val, rest, err = encodeChunk(val[:0], rest[:0], s, c*s.chunk, s.chunk); err != nil {
 			return fmt.Errorf("lsmindex: seal: %w", err)
 		}
 		batch.Set(chunkKey(key, u, c), val)
+		batch.Set(docKey(key, u, tagRest, c), rest)
 	}
 	if s.layout != layoutVersion {
 		batch.Set(tableKey(u, tagLayout), binary.AppendUvarint(nil, layoutVersion))
@@ -580,11 +664,13 @@ func (s *userState) touch(batch *lsm.Batch, key []byte, u mailbricks.UserID, n u
 // reset empties s, keeping its lock.
 func (s *userState) reset() {
 	s.loaded, s.next, s.deleted, s.live, s.order = false, 0, nil, 0, nil
+	s.deletedLoaded = false
 	s.analyzer, s.stale = 0, false
-	s.ids, s.flags, s.dates, s.liveSet, s.segs = nil, nil, nil, nil, nil
+	s.flags, s.dates, s.liveSet, s.segs = nil, nil, nil, nil
 	s.byID = nil
 	s.strBytes, s.layout, s.sealed, s.overlay = 0, 0, 0, nil
 	s.segStrBytes = 0
+	_ = s.takeErr()
 }
 
 // cmpOldest orders doc numbers oldest first.
@@ -603,7 +689,7 @@ func (s *userState) cmpOldest(a, b uint32) int {
 // order is checked before it is sorted. The sort is a radix sort of the
 // dates (least significant byte first, over the bytes in which they
 // differ), then a sort by ID of each run of equal dates.
-func (s *userState) rebuildOrder() {
+func (s *userState) rebuildOrder() error {
 	order := make([]uint32, 0, s.live)
 	s.liveSet.each(func(n uint32) { order = append(order, n) })
 	if !s.sortedOldest(order) {
@@ -619,14 +705,18 @@ func (s *userState) rebuildOrder() {
 			i = j
 		}
 	}
+	if err := s.takeErr(); err != nil {
+		return err
+	}
 	s.order = order
+	return nil
 }
 
 // sortedOldest reports whether order is sorted oldest first.
 func (s *userState) sortedOldest(order []uint32) bool {
 	for i := 1; i < len(order); i++ {
 		a, b := s.dates[order[i-1]], s.dates[order[i]]
-		if a > b || a == b && s.ids[order[i-1]].Compare(s.ids[order[i]]) > 0 {
+		if a > b || a == b && s.id(order[i-1]).Compare(s.id(order[i])) > 0 {
 			return false
 		}
 	}
@@ -716,7 +806,9 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		return err
 	}
 	defer b.release(s, true)
-	s.ensureByID()
+	if err := s.ensureByID(); err != nil {
+		return err
+	}
 	// The last document of an ID wins.
 	last := make(map[mailbricks.MessageID]int, len(docs))
 	for i, d := range docs {
@@ -758,26 +850,27 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 		}()
 	}
 	wg.Wait()
-	terms := make([]string, 0, len(accs[0])*2)
+	// Every worker's terms, sorted by key and then worker: the entries
+	// of one key are adjacent, in the order their chunks concatenate.
+	n := 0
+	for _, m := range accs {
+		n += len(m)
+	}
+	terms := make([]termEntry, 0, n)
 	for w, m := range accs {
-		for k := range m {
-			dup := false
-			for _, earlier := range accs[:w] {
-				if _, dup = earlier[k]; dup {
-					break
-				}
-			}
-			if !dup {
-				terms = append(terms, k)
-			}
+		for k, a := range m {
+			terms = append(terms, termEntry{prefix: keyPrefix(k), key: k, acc: a, worker: w})
 		}
 	}
-	slices.Sort(terms)
+	slices.SortFunc(terms, cmpTermEntry)
 
 	// The batch is written in ascending key order (doc records, next doc
 	// number, postings, stored texts, deleted markers), which the memtable
-	// inserts fastest.
-	batch := b.db.NewBatch()
+	// inserts fastest. Its buffer (megabytes for a batch of a thousand
+	// messages) is reused from the last Index call, saving the copies of
+	// growing it.
+	batch := b.batches.Get().(*lsm.Batch)
+	defer func() { batch.Reset(); b.batches.Put(batch) }()
 	var key, rec []byte
 	for _, n := range replaced {
 		batch.Delete(docKey(key, u, tagDoc, n))
@@ -801,12 +894,11 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	binary.BigEndian.PutUint32(nb[:], next)
 	batch.Set(tableKey(u, tagNext), nb[:])
 	var chunk []byte
-	for _, k := range terms {
+	for i := 0; i < len(terms); {
 		chunk = chunk[:0]
-		for _, m := range accs {
-			if a := m[k]; a != nil {
-				chunk = a.chunk(chunk)
-			}
+		k := terms[i].key
+		for ; i < len(terms) && terms[i].key == k; i++ {
+			chunk = terms[i].acc.chunk(chunk)
 		}
 		key = append(append(append(key[:0], u...), 0, tagPostings), k...)
 		batch.Merge(key, chunk)
@@ -857,7 +949,42 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	}
 	s.next = next
 	s.mergeOrder(newDocs)
+	if err := s.takeErr(); err != nil {
+		// The write is committed; the order may not be right: load
+		// the state again.
+		s.reset()
+		return fmt.Errorf("lsmindex: index: %w", err)
+	}
 	return b.seal(u, s, nil)
+}
+
+// termEntry is one worker's postings of one key (field byte and term)
+// of a batch; prefix is the key's first 8 bytes, big-endian, which decide
+// most comparisons of the sort without comparing the strings.
+type termEntry struct {
+	prefix uint64
+	key    string
+	acc    *termAcc
+	worker int
+}
+
+func keyPrefix(k string) uint64 {
+	var b [8]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+func cmpTermEntry(a, b termEntry) int {
+	switch {
+	case a.prefix < b.prefix:
+		return -1
+	case a.prefix > b.prefix:
+		return 1
+	}
+	if c := strings.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	return a.worker - b.worker
 }
 
 // analyze accumulates the postings of docs, numbered nums, keyed by field
@@ -865,6 +992,11 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
 	accs := make(map[string]*termAcc, min(4096, 256*len(docs)))
 	var slab []termAcc
+	// Most terms of a batch occur in one or two documents: their buffers
+	// start in a shared slab of bytes (append moves a buffer that
+	// outgrows its share to a heap array of its own).
+	var bytesSlab []byte
+	const docsShare, posShare = 8, 16
 	var kb []byte
 	for i, d := range docs {
 		n := nums[i]
@@ -877,6 +1009,12 @@ func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
 				}
 				a = &slab[0]
 				slab = slab[1:]
+				if len(bytesSlab) < docsShare+posShare {
+					bytesSlab = make([]byte, 256*(docsShare+posShare))
+				}
+				a.docs = bytesSlab[:0:docsShare]
+				a.pos = bytesSlab[docsShare : docsShare : docsShare+posShare]
+				bytesSlab = bytesSlab[docsShare+posShare:]
 				accs[string(kb)] = a
 			}
 			a.add(n, pos)
@@ -894,7 +1032,9 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		return err
 	}
 	defer b.release(s, true)
-	s.ensureByID()
+	if err := s.ensureByID(); err != nil {
+		return err
+	}
 	batch := b.db.NewBatch()
 	var key []byte
 	var gone []uint32
@@ -919,7 +1059,7 @@ func (b *Backend) Delete(ctx context.Context, u mailbricks.UserID, ids []mailbri
 		return fmt.Errorf("lsmindex: delete: %w", err)
 	}
 	for _, n := range gone {
-		delete(s.byID, s.ids[n])
+		delete(s.byID, s.id(n))
 		s.kill(n)
 	}
 	s.deleted = append(s.deleted, gone...)
@@ -939,7 +1079,9 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 		return err
 	}
 	defer b.release(s, true)
-	s.ensureByID()
+	if err := s.ensureByID(); err != nil {
+		return err
+	}
 	n, ok := s.byID[id]
 	if !ok {
 		return index.ErrNotFound
@@ -957,7 +1099,10 @@ func (b *Backend) Update(ctx context.Context, u mailbricks.UserID, id mailbricks
 		return fmt.Errorf("lsmindex: update: %w", err)
 	}
 	if s.dates[n] != old {
-		s.rebuildOrder()
+		if err := s.rebuildOrder(); err != nil {
+			s.reset()
+			return fmt.Errorf("lsmindex: update: %w", err)
+		}
 	}
 	return b.seal(u, s, nil)
 }
@@ -970,8 +1115,11 @@ func (b *Backend) Get(ctx context.Context, u mailbricks.UserID, id mailbricks.Me
 	}
 	defer b.release(s, false)
 	s.idMu.Lock()
-	s.ensureByID()
+	err = s.ensureByID()
 	s.idMu.Unlock()
+	if err != nil {
+		return index.Values{}, err
+	}
 	n, ok := s.byID[id]
 	if !ok || !s.liveSet.has(n) {
 		return index.Values{}, index.ErrNotFound
@@ -1004,7 +1152,7 @@ func (b *Backend) List(ctx context.Context, u mailbricks.UserID, fn func(mailbri
 		}
 		v := *p
 		v.Keywords = slices.Clone(v.Keywords)
-		items = append(items, item{s.ids[n], v})
+		items = append(items, item{s.id(n), v})
 	})
 	b.release(s, false)
 	if err != nil {
@@ -1033,7 +1181,7 @@ func (b *Backend) DeleteUser(ctx context.Context, u mailbricks.UserID) error {
 		return fmt.Errorf("lsmindex: delete user: %w", err)
 	}
 	s.reset()
-	s.loaded = true
+	s.loaded, s.deletedLoaded = true, true
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/mailbricks/mailbricks"
 	"github.com/mailbricks/mailbricks/index"
@@ -26,8 +27,6 @@ import (
 // costs a walk of the order, not a sort.
 
 type bitset []uint64
-
-func newBitset(n uint32) bitset { return make(bitset, (n+63)/64) }
 
 func (b bitset) set(i uint32)      { b[i>>6] |= 1 << (i & 63) }
 func (b bitset) has(i uint32) bool { return b[i>>6]&(1<<(i&63)) != 0 }
@@ -80,15 +79,61 @@ func (b bitset) empty() bool {
 }
 
 // evaluator evaluates one query for one user; it holds the user's read
-// lock.
+// lock, which excludes every write of the user's keys (writers hold it
+// for writing across their commits), so its reads of the DB see one
+// state without a snapshot.
 type evaluator struct {
 	ctx  context.Context
 	db   *lsm.DB
-	snap *lsm.Snapshot
 	u    mailbricks.UserID
 	s    *userState
 	live bitset
 	key  []byte
+	sets []*bitset // taken from setPool, given back by done
+}
+
+// setPool holds the bitsets of finished searches, which a small result
+// would otherwise allocate (and the GC collect) for every query: one word
+// per 64 doc numbers of the user, for each leaf.
+var setPool sync.Pool
+
+var evalPool = sync.Pool{New: func() any { return new(evaluator) }}
+
+// newSet returns an empty bitset for doc numbers below n.
+func (e *evaluator) newSet(n uint32) bitset {
+	w := int((n + 63) / 64)
+	var p *bitset
+	if v := setPool.Get(); v != nil {
+		p = v.(*bitset)
+	} else {
+		p = new(bitset)
+	}
+	if cap(*p) < w {
+		*p = make(bitset, w)
+	} else {
+		*p = (*p)[:w]
+		clear(*p)
+	}
+	e.sets = append(e.sets, p)
+	return *p
+}
+
+// cloneLive returns a copy of the live set.
+func (e *evaluator) cloneLive() bitset {
+	out := e.newSet(uint32(len(e.live)) * 64)
+	copy(out, e.live)
+	return out
+}
+
+// done gives the bitsets back; none may be used after.
+func (e *evaluator) done() {
+	for i, p := range e.sets {
+		setPool.Put(p)
+		e.sets[i] = nil
+	}
+	e.sets = e.sets[:0]
+	e.ctx, e.s, e.live = nil, nil, nil
+	evalPool.Put(e)
 }
 
 // Search implements [index.Backend].
@@ -101,10 +146,9 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	if s.stale && s.live > 0 {
 		return nil, fmt.Errorf("lsmindex: search %s: analyzer version %d, want %d: %w", u, max(s.analyzer, 1), index.AnalyzerVersion, index.ErrStale)
 	}
-	snap := b.db.NewSnapshot()
-	defer snap.Close()
-	e := &evaluator{ctx: ctx, db: b.db, snap: snap, u: u, s: s}
-	e.live = s.liveSet
+	e := evalPool.Get().(*evaluator)
+	e.ctx, e.db, e.u, e.s, e.live = ctx, b.db, u, s, s.liveSet
+	defer e.done()
 	set, err := e.eval(req.Query)
 	if err != nil {
 		return nil, err
@@ -112,14 +156,15 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	set.and(e.live)
 	res := &index.Results{Total: set.count()}
 	emit := func(n uint32) error {
-		v, err := s.value(n)
+		seg, err := s.seg(n)
 		if err != nil {
 			return fmt.Errorf("lsmindex: search %s: %w", u, err)
 		}
-		h := index.Hit{ID: s.ids[n], Values: *v}
+		v := &seg.vals[n%s.chunk]
+		h := index.Hit{ID: seg.ids[n%s.chunk], Values: *v}
 		h.Values.Keywords = slices.Clone(v.Keywords)
 		if req.WithText {
-			v, err := snap.Get(docKey(nil, u, tagText, n))
+			v, err := b.db.Get(docKey(nil, u, tagText, n))
 			if err != nil {
 				return fmt.Errorf("lsmindex: search: text of doc %d: %w", n, err)
 			}
@@ -131,7 +176,12 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 		res.Hits = append(res.Hits, h)
 		return nil
 	}
-	for _, n := range s.page(set, res.Total, req) {
+	page := s.page(set, res.Total, req)
+	if err := s.takeErr(); err != nil {
+		return nil, fmt.Errorf("lsmindex: search %s: %w", u, err)
+	}
+	res.Hits = make([]index.Hit, 0, len(page))
+	for _, n := range page {
 		if err := emit(n); err != nil {
 			return nil, err
 		}
@@ -147,7 +197,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 		if req.After == nil {
 			return true
 		}
-		return index.Less(req.Sort, req.After.Date, req.After.ID, s.dates[n], s.ids[n])
+		return s.lessCursor(req.Sort, req.After.Date, req.After.ID, n, true)
 	}
 	if total*16 < s.live {
 		ns := make([]uint32, 0, total)
@@ -157,7 +207,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 			}
 		})
 		slices.SortFunc(ns, func(a, b uint32) int {
-			if index.Less(req.Sort, s.dates[a], s.ids[a], s.dates[b], s.ids[b]) {
+			if s.less(req.Sort, a, b) {
 				return -1
 			}
 			return 1
@@ -172,7 +222,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 		if p := req.After; p != nil {
 			end = sort.Search(len(order), func(i int) bool {
 				n := order[i]
-				return !index.Less(index.SortNewest, p.Date, p.ID, s.dates[n], s.ids[n])
+				return !s.lessCursor(index.SortNewest, p.Date, p.ID, n, true)
 			})
 		}
 		for i := end - 1; i >= 0 && len(out) < req.Limit; i-- {
@@ -186,7 +236,7 @@ func (s *userState) page(set bitset, total int, req *index.Request) []uint32 {
 	if p := req.After; p != nil {
 		start = sort.Search(len(order), func(i int) bool {
 			n := order[i]
-			return index.Less(index.SortNewest, s.dates[n], s.ids[n], p.Date, p.ID)
+			return s.lessCursor(index.SortNewest, p.Date, p.ID, n, false)
 		})
 	}
 	for i := start; i < len(order) && len(out) < req.Limit; i++ {
@@ -203,10 +253,10 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 	}
 	switch q.Kind {
 	case index.KindAll:
-		return slices.Clone(e.live), nil
+		return e.cloneLive(), nil
 	case index.KindAnd:
 		if len(q.Sub) == 0 {
-			return slices.Clone(e.live), nil
+			return e.cloneLive(), nil
 		}
 		// Evaluate text leaves first so an empty one short-circuits.
 		var acc bitset
@@ -226,7 +276,7 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 		}
 		return acc, nil
 	case index.KindOr:
-		acc := newBitset(e.s.next)
+		acc := e.newSet(e.s.next)
 		for _, sub := range q.Sub {
 			s, err := e.eval(sub)
 			if err != nil {
@@ -240,17 +290,17 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := slices.Clone(e.live)
+		out := e.cloneLive()
 		out.andNot(s)
 		return out, nil
 	case index.KindText:
 		if len(q.Terms) == 0 {
-			return slices.Clone(e.live), nil
+			return e.cloneLive(), nil
 		}
 		if q.Field != index.FieldAny {
 			return e.text(q.Field, q.Terms, q.Prefix)
 		}
-		acc := newBitset(e.s.next)
+		acc := e.newSet(e.s.next)
 		if len(q.Terms) == 1 && !q.Prefix {
 			for _, f := range index.ContentFields {
 				if err := e.termInto(f, q.Terms[0], acc); err != nil {
@@ -275,7 +325,7 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 // the live documents; flags and dates have columns of their own.
 func (e *evaluator) filter(q index.Query) (bitset, error) {
 	s := e.s
-	out := newBitset(s.next)
+	out := e.newSet(s.next)
 	switch {
 	case q.Kind == index.KindFlag:
 		for n, f := range s.flags {
@@ -353,7 +403,7 @@ type slot [][]byte
 // text evaluates a term, prefix or phrase in field f.
 func (e *evaluator) text(f index.Field, terms []string, prefix bool) (bitset, error) {
 	if len(terms) == 1 && !prefix {
-		out := newBitset(e.s.next)
+		out := e.newSet(e.s.next)
 		return out, e.termInto(f, terms[0], out)
 	}
 	slots := make([]slot, len(terms))
@@ -368,13 +418,13 @@ func (e *evaluator) text(f index.Field, terms []string, prefix bool) (bitset, er
 			return nil, err
 		}
 		if len(slots[i]) == 0 {
-			return newBitset(e.s.next), nil
+			return e.newSet(e.s.next), nil
 		}
 	}
 	next := e.s.next
 	var acc bitset
 	for _, sl := range slots {
-		set := newBitset(next)
+		set := e.newSet(next)
 		for _, v := range sl {
 			if err := eachDoc(v, func(d uint32) {
 				if d < next {
@@ -454,7 +504,7 @@ func phraseAt(first []int, others [][]int) bool {
 // term returns the postings value of t in field f, if any.
 func (e *evaluator) term(f index.Field, t string) (slot, error) {
 	e.key = postingsKey(e.key, e.u, f, []byte(t))
-	v, err := e.snap.Get(e.key)
+	v, err := e.db.Get(e.key)
 	if errors.Is(err, lsm.ErrNotFound) {
 		return nil, nil
 	}
@@ -469,7 +519,7 @@ const maxPrefixTerms = 100000
 
 func (e *evaluator) prefix(f index.Field, t string) (slot, error) {
 	lo := postingsKey(nil, e.u, f, []byte(t))
-	it, err := e.snap.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: lsm.PrefixUpperBound(lo)})
+	it, err := e.db.NewIter(&lsm.IterOptions{LowerBound: lo, UpperBound: lsm.PrefixUpperBound(lo)})
 	if err != nil {
 		return nil, fmt.Errorf("lsmindex: search: %w", err)
 	}
@@ -491,7 +541,7 @@ func (e *evaluator) prefix(f index.Field, t string) (slot, error) {
 // termInto adds the documents of term t in field f to dst.
 func (e *evaluator) termInto(f index.Field, t string, dst bitset) error {
 	e.key = postingsKey(e.key, e.u, f, []byte(t))
-	v, err := e.snap.Get(e.key)
+	v, err := e.db.Get(e.key)
 	if errors.Is(err, lsm.ErrNotFound) {
 		return nil
 	}
