@@ -32,8 +32,8 @@ type segment struct {
 // grow extends the columns to n documents.
 func (s *userState) grow(n uint32) {
 	if k := int(n) - len(s.dates); k > 0 {
-		s.flags = append(slices.Grow(s.flags, k), make([]index.Flag, k)...)
-		s.dates = append(slices.Grow(s.dates, k), make([]int64, k)...)
+		s.flags = growZero(s.flags, k)
+		s.dates = growZero(s.dates, k)
 	}
 	if k := int((n+63)/64) - len(s.liveSet); k > 0 {
 		s.liveSet = append(s.liveSet, make(bitset, k)...)
@@ -41,6 +41,20 @@ func (s *userState) grow(n uint32) {
 	if k := int((n+s.chunk-1)/s.chunk) - len(s.segs); k > 0 {
 		s.segs = append(s.segs, make([]atomicSeg, k)...)
 	}
+}
+
+// growZero extends x by k zero elements. A load grows empty columns to
+// the user's whole size at once: one allocation of exactly that size, not
+// a zeroed temporary copied into another (which doubled the fresh memory
+// a cold start touches).
+func growZero[E any](x []E, k int) []E {
+	if len(x) == 0 {
+		return make([]E, k)
+	}
+	n := len(x)
+	x = slices.Grow(x, k)[:n+k]
+	clear(x[n:])
+	return x
 }
 
 // seg returns the segment of doc number n, decoding or allocating it.
