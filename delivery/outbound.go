@@ -518,8 +518,14 @@ func (ob *Outbound) Handle(ctx context.Context, job queue.Job) error {
 	var probe struct {
 		Kind string `json:"kind"`
 	}
-	if err := json.Unmarshal(job.Payload, &probe); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidJob, err)
+	// A payload without the bytes "kind" between quotes has no kind
+	// member (inside a JSON string a quote is escaped), so it is an
+	// OutgoingJob, which ParseOutgoingJob checks: the probe's decode is
+	// only needed for the others.
+	if bytes.Contains(job.Payload, []byte(`"kind"`)) {
+		if err := json.Unmarshal(job.Payload, &probe); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidJob, err)
+		}
 	}
 	if probe.Kind == outboundKind {
 		j, err := ParseOutboundJob(job.Payload)
