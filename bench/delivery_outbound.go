@@ -41,7 +41,10 @@ import (
 // OutgoingJob in lsmqueue, both synced, in a temporary directory; not
 // timed); then a queue.Worker running delivery.Outbound (-out-workers
 // jobs in flight, 64, sharing -out-conc SMTP connections, 16, as
-// ConnsPerHost 4 per sink; delivery state in lsmreputation) delivers
+// ConnsPerHost 4 per sink; delivery state in the queue's DB, lsmqueue
+// with StateNoSync and AckNoSync: the delivery package's documented
+// at-least-once setup, where the state and the ack survive a SIGKILL and a
+// power loss may only cause duplicates) delivers
 // them, timed from the worker's start to the last job done. The 100
 // domains resolve through an in-memory DNS to four smtp-sink processes on
 // 127.0.0.51-54 (25 domains each; smtp-sink without dumps). Each message
@@ -50,10 +53,13 @@ import (
 // signature), outbound_5k_rsa_ed25519 (both, RFC 8463's dual signing) and
 // outbound_5k_unsigned (no keys). Each ours result also gives the
 // process's CPU time per message (cpu_us_per_msg). Ours does everything a
-// production agent does per message: leases and acks in a durable queue,
-// reads the body from the blob store (twice when signing), keeps durable
-// per-recipient state, resolves MX hosts, reuses connections and
-// pipelines.
+// production agent does per message: leases (synced) and acks in a
+// durable queue, reads the body from the blob store (once), keeps
+// per-recipient state that survives a process crash, releases the body
+// (synced), resolves MX hosts, reuses connections and pipelines.
+//
+// -out-cpuprofile writes a CPU profile of each of our runs' delivery
+// phase alone.
 //
 // -workloads names the delivery workloads to run (inbound ones too), for
 // profiling one of them; the default runs all.
