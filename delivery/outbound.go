@@ -911,10 +911,16 @@ func (ob *Outbound) open(ctx context.Context, j *OutboundJob, prefix string) (io
 	if err != nil {
 		return nil, err
 	}
+	// The blob's size is known: reading no further than it spares the
+	// read(2) that would only return end of file.
+	var body io.Reader = rc
+	if j.Blob.Size > 0 {
+		body = io.LimitReader(rc, j.Blob.Size)
+	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(strings.NewReader(prefix), rc), rc}, nil
+	}{io.MultiReader(strings.NewReader(prefix), body), rc}, nil
 }
 
 func (ob *Outbound) sign(ctx context.Context, j *OutboundJob) (*signed, error) {
