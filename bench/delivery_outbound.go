@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +29,6 @@ import (
 	"github.com/mailbricks/mailbricks/delivery"
 	"github.com/mailbricks/mailbricks/queue"
 	"github.com/mailbricks/mailbricks/queue/lsmqueue"
-	"github.com/mailbricks/mailbricks/reputation/lsmreputation"
 )
 
 // The outbound part of the delivery suite measures the sending agent
@@ -41,7 +41,10 @@ import (
 // OutgoingJob in lsmqueue, both synced, in a temporary directory; not
 // timed); then a queue.Worker running delivery.Outbound (-out-workers
 // jobs in flight, 64, sharing -out-conc SMTP connections, 16, as
-// ConnsPerHost 4 per sink; delivery state in lsmreputation) delivers
+// ConnsPerHost 4 per sink; delivery state in the queue's DB, lsmqueue
+// with StateNoSync and AckNoSync: the delivery package's documented
+// at-least-once setup, where the state and the ack survive a SIGKILL and a
+// power loss may only cause duplicates) delivers
 // them, timed from the worker's start to the last job done. The 100
 // domains resolve through an in-memory DNS to four smtp-sink processes on
 // 127.0.0.51-54 (25 domains each; smtp-sink without dumps). Each message
@@ -50,10 +53,13 @@ import (
 // signature), outbound_5k_rsa_ed25519 (both, RFC 8463's dual signing) and
 // outbound_5k_unsigned (no keys). Each ours result also gives the
 // process's CPU time per message (cpu_us_per_msg). Ours does everything a
-// production agent does per message: leases and acks in a durable queue,
-// reads the body from the blob store (twice when signing), keeps durable
-// per-recipient state, resolves MX hosts, reuses connections and
-// pipelines.
+// production agent does per message: leases (synced) and acks in a
+// durable queue, reads the body from the blob store (once), keeps
+// per-recipient state that survives a process crash, releases the body
+// (synced), resolves MX hosts, reuses connections and pipelines.
+//
+// -out-cpuprofile writes a CPU profile of each of our runs' delivery
+// phase alone.
 //
 // -workloads names the delivery workloads to run (inbound ones too), for
 // profiling one of them; the default runs all.
@@ -76,6 +82,7 @@ var outFlags struct {
 	conc      int
 	workers   int
 	workloads string
+	profile   string
 }
 
 // wantWorkload reports whether the delivery workload name is to run
@@ -91,6 +98,7 @@ func init() {
 			fs.IntVar(&outFlags.msgs, "out-msgs", 0, "outbound messages per run (0: 4000, or 500 with -quick)")
 			fs.IntVar(&outFlags.conc, "out-conc", 16, "outbound SMTP connections in total (ours: ConnsPerHost is this over the 4 sinks; smtp-source: sessions)")
 			fs.StringVar(&outFlags.workloads, "workloads", "", "comma-separated delivery workloads to run (default: all)")
+			fs.StringVar(&outFlags.profile, "out-cpuprofile", "", "write a CPU profile of each of our outbound runs' delivery phase (not the queue fill) to this path with \".<workload>\" appended")
 			fs.IntVar(&outFlags.workers, "out-workers", 64, "our queue worker's concurrency (jobs in flight; they share the -out-conc connections)")
 		},
 		Run:    runOutbound,
@@ -233,7 +241,7 @@ func runOutbound(impl string, c *config, r *reporter) error {
 			if !wantWorkload(w.name) {
 				continue
 			}
-			rate, cpu, err := runOursOutbound(c, port, n, w.keys)
+			rate, cpu, err := runOursOutbound(c, port, n, w.name, w.keys)
 			if err != nil {
 				return fmt.Errorf("%s: %w", w.name, err)
 			}
@@ -310,27 +318,25 @@ func (c *countHandler) Handle(ctx context.Context, job queue.Job) error {
 
 // runOursOutbound delivers n messages with ours and returns the rate and
 // the process's CPU time per message (microseconds) while it ran.
-func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, float64, error) {
+func runOursOutbound(c *config, port, n int, name string, keys []delivery.DKIMKey) (float64, float64, error) {
 	dir, err := os.MkdirTemp(c.Dir, "outbound-")
 	if err != nil {
 		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
-	q, err := lsmqueue.OpenQueue(filepath.Join(dir, "queue"), nil)
+	// The delivery state lives in the queue's DB, unsynced, like the
+	// acks: the delivery package's documented at-least-once setup.
+	qb, err := lsmqueue.Open(filepath.Join(dir, "queue"), &lsmqueue.Options{AckNoSync: true, StateNoSync: true})
 	if err != nil {
 		return 0, 0, err
 	}
+	q := queue.New(qb, nil)
 	defer q.Close()
 	blobs, err := filededup.OpenStore(filepath.Join(dir, "blobs"), nil)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer blobs.Close()
-	state, err := lsmreputation.Open(filepath.Join(dir, "state"), nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer state.Close()
 	ctx := context.Background()
 	for i := range n {
 		id := "ob-" + strconv.Itoa(i)
@@ -352,7 +358,7 @@ func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, 
 		}
 	}
 	conc := outFlags.conc
-	ob, err := delivery.NewOutbound(q, blobs, state, &delivery.OutboundOptions{
+	ob, err := delivery.NewOutbound(q, blobs, qb, &delivery.OutboundOptions{
 		Hostname: "out.example.com", Resolver: outDNS{}, Port: port, DKIM: keys,
 		ConnsPerHost: max(1, conc/outSinks),
 	})
@@ -365,6 +371,17 @@ func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, 
 	defer cancel()
 	w := queue.NewWorker(q, delivery.DefaultOutgoingTopic, ch, &queue.WorkerOptions{Concurrency: max(1, outFlags.workers), PollWait: 50 * time.Millisecond})
 	fmt.Fprintf(os.Stderr, "outbound: ours delivering %d messages (dkim keys %d)\n", n, len(keys))
+	if outFlags.profile != "" {
+		f, err := os.Create(outFlags.profile + "." + name)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, 0, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start, cpu0 := time.Now(), cpuTime()
 	wdone := make(chan error, 1)
 	go func() { wdone <- w.Run(wctx) }()
@@ -374,6 +391,9 @@ func runOursOutbound(c *config, port, n int, keys []delivery.DKIMKey) (float64, 
 		return 0, 0, fmt.Errorf("outbound: %d of %d delivered in 10 minutes (last error: %v)", ch.n.Load(), n, ch.err.Load())
 	}
 	el, cpu := time.Since(start), cpuTime()-cpu0
+	if outFlags.profile != "" {
+		pprof.StopCPUProfile()
+	}
 	cancel()
 	<-wdone
 	fmt.Fprintf(os.Stderr, "outbound: ours %d messages (dkim keys %d) in %v, CPU %v (%.0f%% of one core)\n", n, len(keys), el, cpu, 100*cpu.Seconds()/el.Seconds())

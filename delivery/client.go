@@ -97,6 +97,9 @@ type smtpConn struct {
 	used    time.Time
 	dirty   bool // a transaction was begun and not ended
 	timeout Timeouts
+	// in and out are the DATA copy's buffers, kept for the connection's
+	// next messages: the raw bytes read, and their normalised form.
+	in, out []byte
 }
 
 // dialSMTP connects to addr (the MX host's ip:port) from localIP ("" for
@@ -373,8 +376,10 @@ func (c *smtpConn) send(ctx context.Context, from string, rcpts []string, body i
 			return nil, &hostError{e: replyError(c.host, dc, dm)}
 		}
 	}
-	dw := &dataWriter{c: c}
-	if _, err := io.Copy(dw, body); err != nil {
+	dw := dataWriter{c: c, buf: c.out}
+	_, err := dw.ReadFrom(body)
+	c.out = dw.buf[:0]
+	if err != nil {
 		var he *hostError
 		if errors.As(err, &he) {
 			return nil, err
@@ -526,6 +531,30 @@ func (d *dataWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// ReadFrom copies r through Write with the connection's read buffer, so
+// a message costs no buffer allocation.
+func (d *dataWriter) ReadFrom(r io.Reader) (int64, error) {
+	if d.c.in == nil {
+		d.c.in = make([]byte, 32<<10)
+	}
+	var n int64
+	for {
+		k, err := r.Read(d.c.in)
+		if k > 0 {
+			if _, werr := d.Write(d.c.in[:k]); werr != nil {
+				return n, werr
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 func (d *dataWriter) close() error {
 	d.buf = d.st.finish(d.buf[:0], true)
 	d.buf = append(d.buf, ".\r\n"...)
@@ -550,8 +579,10 @@ type normReader struct {
 	eof bool
 }
 
-func newNormReader(r io.Reader) *normReader {
-	return &normReader{r: r, in: make([]byte, 32<<10)}
+// newNormReader returns a normReader of r, whose size is about sizeHint
+// bytes (it sizes the buffer).
+func newNormReader(r io.Reader, sizeHint int64) *normReader {
+	return &normReader{r: r, in: make([]byte, min(32<<10, max(4<<10, sizeHint+1)))}
 }
 
 func (n *normReader) Read(p []byte) (int, error) {

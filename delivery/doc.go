@@ -201,6 +201,36 @@
 // counts those. State records are kept after delivery (Feedback maps
 // late bounces through them); Status reads them.
 //
+// Durability of the state and the acks. Outbound is at least once: what
+// must never happen is a recipient left undelivered, and a duplicate is
+// the price of a crash. So the state record and the queue's Ack need to
+// survive a crash of the process (SIGKILL, a panic, the OOM killer) but
+// not of the machine, and may be written without fsync. The supported
+// unsynced setup is lsmqueue opened with AckNoSync and StateNoSync, its
+// Backend passed as the StateStore (the records then share the queue's
+// write-ahead log): each write reaches the OS within microseconds and
+// survives the process; a power loss or kernel crash may lose the latest
+// ones, and then
+//
+//   - a lost Ack makes the job run again: its state says what is done, so
+//     nothing is resent;
+//   - a lost state record (its Ack, written after it in the same log, is
+//     lost too) makes the step run again: the recipients it had already
+//     delivered get the message a second time (a duplicate, never a
+//     loss); if the step had finished and released the body (Unlink, a
+//     synced write of the blob store) and the blob store has collected
+//     it since, the rerun finds the body gone and fails until the job
+//     goes to the dead letters, where "body is gone" then means it was
+//     delivered;
+//   - the enqueue of every new job (the per-domain split, the next step,
+//     a DSN) stays synced, and a synced write makes every earlier write of
+//     the same log durable, so what a later step depends on is never lost.
+//
+// With a synced StateStore (lsmreputation, redisreputation with AOF
+// fsync) and lsmqueue's defaults everything above is synced, and the only
+// duplicates are those of the 250-to-save window. The kill tests run both
+// setups.
+//
 // MX resolution (RFC 5321 section 5.1) goes through OutboundOptions.Resolver:
 // hosts by preference, equal preferences shuffled, at most MaxMXHosts; a
 // null MX (RFC 7505) fails the recipients with 556 5.1.10; a domain without
@@ -237,7 +267,9 @@
 // HeaderKeys). Signing is streamed: one read of the message through every
 // dkim.Signer at once (only the header section is buffered, up to
 // MaxHeaderBytes), then a second read to send it with the DKIM-Signature
-// fields prepended.
+// fields prepended. A body of at most 256 KiB is read from the blob store
+// once, into memory, for both (larger ones are read twice, never held
+// whole).
 //
 // # Retries and DSNs
 //

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -28,13 +29,18 @@ import (
 // StateStore holds the outbound worker's per-job delivery state: small
 // versioned records with compare-and-set. Every reputation.Backend
 // (lsmreputation on one machine, redisreputation shared by many) is a
-// StateStore, so the state can live beside the reputation state.
+// StateStore, so the state can live beside the reputation state; so is
+// lsmqueue's Backend, which keeps the records in the queue's own DB (with
+// its StateNoSync option, unsynced: see the package doc's Outbound
+// section for what that costs).
 //
 // GetState returns the value and version of the record at key, or nil and
 // version 0. SetState stores value if the record's version is version (0
 // for none) and returns true; the new version is version+1; a nil value
-// deletes. A SetState that returned true must be durable. Implementations
-// must be safe for concurrent use.
+// deletes. A SetState that returned true must survive a crash of the
+// process; if it may be lost with the machine (not synced), the worker
+// stays at least once, and such a loss costs duplicate deliveries (see
+// the package doc). Implementations must be safe for concurrent use.
 type StateStore interface {
 	GetState(ctx context.Context, key string) (value []byte, version int64, err error)
 	SetState(ctx context.Context, key string, value []byte, version int64) (ok bool, err error)
@@ -512,8 +518,14 @@ func (ob *Outbound) Handle(ctx context.Context, job queue.Job) error {
 	var probe struct {
 		Kind string `json:"kind"`
 	}
-	if err := json.Unmarshal(job.Payload, &probe); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidJob, err)
+	// A payload without the bytes "kind" between quotes has no kind
+	// member (inside a JSON string a quote is escaped), so it is an
+	// OutgoingJob, which ParseOutgoingJob checks: the probe's decode is
+	// only needed for the others.
+	if bytes.Contains(job.Payload, []byte(`"kind"`)) {
+		if err := json.Unmarshal(job.Payload, &probe); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidJob, err)
+		}
 	}
 	if probe.Kind == outboundKind {
 		j, err := ParseOutboundJob(job.Payload)
@@ -872,10 +884,26 @@ func (ob *Outbound) decide(ctx context.Context, j *OutboundJob, addr string) (st
 }
 
 // signed is a message ready to send: the header fields to prepend
-// (DKIM-Signature fields, then the job's Header) before the blob.
+// (DKIM-Signature fields, then the job's Header) before the blob, and the
+// blob itself when signing read a small one into memory (body != nil).
 type signed struct {
 	prefix string
 	size   int64
+	body   []byte
+}
+
+// maxMemoryBody is the largest blob that signing reads into memory once,
+// to hash it and then send it, instead of reading it from the blob store
+// twice; larger ones are streamed both times.
+const maxMemoryBody = 256 << 10
+
+// openSigned opens the message of s for sending: its prefix, then the
+// body from memory or from the blob store.
+func (ob *Outbound) openSigned(ctx context.Context, j *OutboundJob, s *signed) (io.ReadCloser, error) {
+	if s.body == nil {
+		return ob.open(ctx, j, s.prefix)
+	}
+	return io.NopCloser(io.MultiReader(strings.NewReader(s.prefix), bytes.NewReader(s.body))), nil
 }
 
 func (ob *Outbound) open(ctx context.Context, j *OutboundJob, prefix string) (io.ReadCloser, error) {
@@ -883,10 +911,16 @@ func (ob *Outbound) open(ctx context.Context, j *OutboundJob, prefix string) (io
 	if err != nil {
 		return nil, err
 	}
+	// The blob's size is known: reading no further than it spares the
+	// read(2) that would only return end of file.
+	var body io.Reader = rc
+	if j.Blob.Size > 0 {
+		body = io.LimitReader(rc, j.Blob.Size)
+	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(strings.NewReader(prefix), rc), rc}, nil
+	}{io.MultiReader(strings.NewReader(prefix), body), rc}, nil
 }
 
 func (ob *Outbound) sign(ctx context.Context, j *OutboundJob) (*signed, error) {
@@ -894,12 +928,32 @@ func (ob *Outbound) sign(ctx context.Context, j *OutboundJob) (*signed, error) {
 	if len(ob.opts.DKIM) == 0 {
 		return s, nil
 	}
-	rc, err := ob.open(ctx, j, j.Header)
-	if err != nil {
-		return nil, err
+	var msg io.Reader
+	if j.Blob.Size <= maxMemoryBody {
+		rc, err := ob.blobs.Open(ctx, j.Blob)
+		if err != nil {
+			return nil, err
+		}
+		body := make([]byte, j.Blob.Size+1)
+		n, err := io.ReadFull(rc, body)
+		rc.Close()
+		if err != io.ErrUnexpectedEOF || int64(n) != j.Blob.Size {
+			if err == nil || err == io.EOF {
+				err = fmt.Errorf("delivery: body of %s is not %d bytes long", j.ID, j.Blob.Size)
+			}
+			return nil, fmt.Errorf("delivery: read body of %s: %w", j.ID, err)
+		}
+		s.body = body[:n]
+		msg = io.MultiReader(strings.NewReader(j.Header), bytes.NewReader(s.body))
+	} else {
+		rc, err := ob.open(ctx, j, j.Header)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		msg = rc
 	}
-	defer rc.Close()
-	sigs, err := signDKIM(ob.opts.DKIM, newNormReader(rc), ob.opts.MaxHeaderBytes)
+	sigs, err := signDKIM(ob.opts.DKIM, newNormReader(msg, s.size), ob.opts.MaxHeaderBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -1013,7 +1067,7 @@ func (ob *Outbound) transact(ctx context.Context, j *OutboundJob, host, addr, ip
 				return nil, err
 			}
 		}
-		body, err := ob.open(ctx, j, s.prefix)
+		body, err := ob.openSigned(ctx, j, s)
 		if err != nil {
 			ob.pool.put(c, ip)
 			return nil, err

@@ -50,9 +50,12 @@ import (
 const (
 	envOKillDir  = "MAILBRICKS_OKILL_DIR"
 	envOKillPort = "MAILBRICKS_OKILL_PORT"
-	okillConc    = 4
-	okillIPA     = "127.0.0.31"
-	okillIPB     = "127.0.0.32"
+	// envOKillNoSync selects the unsynced setup: the delivery state in
+	// the queue's DB (lsmqueue StateNoSync) and unsynced acks.
+	envOKillNoSync = "MAILBRICKS_OKILL_NOSYNC"
+	okillConc      = 4
+	okillIPA       = "127.0.0.31"
+	okillIPB       = "127.0.0.32"
 )
 
 func okillMsgs() int {
@@ -86,20 +89,32 @@ func (okillDNS) LookupIPAddr(_ context.Context, n string) ([]net.IPAddr, error) 
 }
 
 type okillStores struct {
-	q     *queue.Queue
-	blobs *dedup.Store
-	state *lsmreputation.Backend
+	q          *queue.Queue
+	blobs      *dedup.Store
+	state      StateStore
+	closeState func() error
 }
 
-func openOKill(dir string) (*okillStores, error) {
-	q, err := lsmqueue.OpenQueue(filepath.Join(dir, "queue"), nil)
+// openOKill opens the stores: synced (lsmreputation as the state store),
+// or with noSync the delivery state in the queue's DB, unsynced, and
+// unsynced acks.
+func openOKill(dir string, noSync bool) (*okillStores, error) {
+	var qo *lsmqueue.Options
+	if noSync {
+		qo = &lsmqueue.Options{AckNoSync: true, StateNoSync: true}
+	}
+	qb, err := lsmqueue.Open(filepath.Join(dir, "queue"), qo)
 	if err != nil {
 		return nil, err
 	}
+	q := queue.New(qb, nil)
 	blobs, err := filededup.OpenStore(filepath.Join(dir, "blobs"), nil)
 	if err != nil {
 		q.Close()
 		return nil, err
+	}
+	if noSync {
+		return &okillStores{q: q, blobs: blobs, state: qb, closeState: func() error { return nil }}, nil
 	}
 	st, err := lsmreputation.Open(filepath.Join(dir, "state"), nil)
 	if err != nil {
@@ -107,13 +122,13 @@ func openOKill(dir string) (*okillStores, error) {
 		blobs.Close()
 		return nil, err
 	}
-	return &okillStores{q: q, blobs: blobs, state: st}, nil
+	return &okillStores{q: q, blobs: blobs, state: st, closeState: st.Close}, nil
 }
 
 func (s *okillStores) close() {
 	s.q.Close()
 	s.blobs.Close()
-	s.state.Close()
+	s.closeState()
 }
 
 func (s *okillStores) outbound(port int) (*Outbound, error) {
@@ -122,7 +137,7 @@ func (s *okillStores) outbound(port int) (*Outbound, error) {
 
 // runOKillChild runs the worker until the process is killed.
 func runOKillChild() error {
-	s, err := openOKill(os.Getenv(envOKillDir))
+	s, err := openOKill(os.Getenv(envOKillDir), os.Getenv(envOKillNoSync) == "1")
 	if err != nil {
 		return err
 	}
@@ -187,7 +202,14 @@ func okillRcpts(n int) []string {
 	return []string{fmt.Sprintf("u%d@a.okill.test", n), fmt.Sprintf("v%d@a.okill.test", n), fmt.Sprintf("w%d@b.okill.test", n)}
 }
 
-func TestOutboundKill(t *testing.T) {
+func TestOutboundKill(t *testing.T) { testOutboundKill(t, false) }
+
+// TestOutboundKillNoSync is TestOutboundKill with the delivery state and
+// the acks written without fsync (lsmqueue's StateNoSync and AckNoSync):
+// a SIGKILL still loses no delivery and no record.
+func TestOutboundKillNoSync(t *testing.T) { testOutboundKill(t, true) }
+
+func testOutboundKill(t *testing.T, noSync bool) {
 	if os.Getenv(envOKillDir) != "" {
 		if err := runOKillChild(); err != nil {
 			fmt.Fprintln(os.Stderr, "okill child:", err)
@@ -215,7 +237,7 @@ func TestOutboundKill(t *testing.T) {
 
 	// The messages, as Submission queues them.
 	ctx := context.Background()
-	s, err := openOKill(dir)
+	s, err := openOKill(dir, noSync)
 	require.NoError(t, err)
 	msgs := okillMsgs()
 	for n := range msgs {
@@ -236,8 +258,11 @@ func TestOutboundKill(t *testing.T) {
 	kills := okillKills()
 	midKills := 0 // kills that landed while recipients were still undelivered
 	for i := range kills {
-		cmd := exec.Command(exe, "-test.run=^TestOutboundKill$", "-test.count=1")
+		cmd := exec.Command(exe, "-test.run=^"+t.Name()+"$", "-test.count=1")
 		cmd.Env = append(os.Environ(), envOKillDir+"="+dir, envOKillPort+"="+strconv.Itoa(port))
+		if noSync {
+			cmd.Env = append(cmd.Env, envOKillNoSync+"=1")
+		}
 		cmd.Stderr = os.Stderr
 		require.NoError(t, cmd.Start())
 		// Let it work for a while (real process time, not clock logic).
@@ -260,7 +285,7 @@ func TestOutboundKill(t *testing.T) {
 	require.Positive(t, midKills, "the kills must land while deliveries are under way")
 
 	// Finish in-process: leases of the dead children run out after 2s.
-	s, err = openOKill(dir)
+	s, err = openOKill(dir, noSync)
 	require.NoError(t, err)
 	defer s.close()
 	ob, err := s.outbound(port)

@@ -430,3 +430,50 @@ func TestOutboundPacingHold(t *testing.T) {
 	require.Len(t, mx.messages(), 2, "sent once Decide allows it")
 	_ = context.Background
 }
+
+// TestOutboundDKIMLargeAndSmall signs a body small enough to be read into
+// memory once and one larger than maxMemoryBody, streamed twice: both
+// verify and arrive whole, with bare LFs turned into CRLF and dots
+// stuffed on the wire.
+func TestOutboundDKIMLargeAndSmall(t *testing.T) {
+	port := mxPort(t, "127.0.0.16")
+	mx := startMX(t, "127.0.0.16", port, nil)
+	edPub, edKey, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	env := newOutEnv(t, port, func(o *OutboundOptions) {
+		o.DKIM = []DKIMKey{{Domain: "example.com", Selector: "ed1", Signer: edKey}}
+	})
+	env.mx("k.test", "mx.k.test", "127.0.0.16")
+	small := testMessage("alice@example.com", "u@k.test", "small")
+	large := testMessage("alice@example.com", "v@k.test", "large") + strings.Repeat(".line\nof text\r\n", maxMemoryBody/10)
+	require.Greater(t, len(large), maxMemoryBody)
+	env.submit("tx-small", "alice@example.com", []string{"u@k.test"}, small)
+	env.submit("tx-large", "alice@example.com", []string{"v@k.test"}, large)
+	env.drain()
+	got := mx.messages()
+	require.Len(t, got, 2)
+	txt := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(edPub)
+	sizes := map[string]int{}
+	for _, m := range got {
+		data := string(m.Data)
+		vs, err := dkim.VerifyWithOptions(strings.NewReader(data), &dkim.VerifyOptions{LookupTXT: func(d string) ([]string, error) {
+			if d == "ed1._domainkey.example.com" {
+				return []string{txt}, nil
+			}
+			return nil, &net.DNSError{Err: "no such host", Name: d, IsNotFound: true}
+		}})
+		require.NoError(t, err)
+		require.Len(t, vs, 1)
+		require.NoError(t, vs[0].Err)
+		assert.NotContains(t, strings.ReplaceAll(data, "\r\n", ""), "\n", "no bare LF")
+		_, body, ok := strings.Cut(data, "\r\n\r\n")
+		require.True(t, ok)
+		sizes[m.Rcpts[0]] = len(body)
+	}
+	norm := func(msg string) int {
+		_, body, _ := strings.Cut(msg, "\r\n\r\n")
+		return len(strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n"))
+	}
+	assert.Equal(t, norm(small), sizes["u@k.test"])
+	assert.Equal(t, norm(large), sizes["v@k.test"])
+}

@@ -31,3 +31,22 @@ func TestKill(t *testing.T) {
 	}
 	killtest.Run(t, cycles, "")
 }
+
+// TestKillAckNoSync is TestKill with unsynced acknowledgements: a SIGKILL
+// may only cause duplicates across kills, never a lost job.
+func TestKillAckNoSync(t *testing.T) {
+	if killtest.IsChild() {
+		killtest.Child(func(ctx context.Context) (queue.Backend, error) {
+			return lsmqueue.Open(filepath.Join(killtest.Dir(), "db"), &lsmqueue.Options{AckNoSync: true, StateNoSync: true})
+		})
+		return
+	}
+	if testing.Short() {
+		t.Skip("kill test skipped in -short mode")
+	}
+	cycles := 20
+	if os.Getenv("MAILBRICKS_LONG") == "1" {
+		cycles = 1000
+	}
+	killtest.Run(t, cycles, "")
+}

@@ -10,6 +10,17 @@
 // jobs leased before the crash are leasable again once their leases
 // expire. Concurrent calls share fdatasyncs (the engine's group commit),
 // so throughput grows with the number of producers and workers.
+// [Options].AckNoSync relaxes this for Ack alone: an unsynced Ack
+// survives a process crash, and one lost to a machine crash makes the job
+// run again (a duplicate, never a loss).
+//
+// # State records
+//
+// [Backend.GetState] and [Backend.SetState] keep small versioned records
+// with compare-and-set beside the jobs, in the same DB (and write-ahead
+// log), for handlers that keep per-job state, such as the delivery
+// package's outbound worker (they implement its StateStore). They are
+// synced unless [Options].StateNoSync is set.
 //
 // Delivery is at least once with fencing: each lease increments the job's
 // token, and Ack, Nack and Extend compare tokens in the same critical
@@ -76,6 +87,22 @@ type Options struct {
 	// Queue configures the [queue.Queue] that [OpenQueue] returns. The
 	// default is nil: queue's defaults.
 	Queue *queue.Options
+	// AckNoSync writes acknowledgements without waiting for fdatasync: an
+	// Ack is handed to the OS within microseconds and then survives a
+	// crash of the process (SIGKILL), but a crash of the machine may undo
+	// it, and the job is then leased and handled again once its lease
+	// expires (a duplicate, never a lost job). Every other change (enqueue,
+	// lease, nack, extend, requeue) stays synced, and a later synced write
+	// makes every earlier Ack durable too (one write-ahead log). For
+	// handlers that are idempotent anyway and keep their own state. The
+	// default is false: every Ack is synced.
+	AckNoSync bool
+	// StateNoSync writes the records of [Backend.SetState] without waiting
+	// for fdatasync, with the durability of AckNoSync: they survive a
+	// crash of the process but a crash of the machine may lose the latest
+	// ones (a later synced write of the backend makes them durable). The
+	// default is false: SetState is synced.
+	StateNoSync bool
 }
 
 // Backend is the lsm-backed [queue.Backend]. It is safe for concurrent use.
@@ -647,7 +674,11 @@ func (b *Backend) Ack(ctx context.Context, job queue.Job) error {
 		batch.Set(keyKey(r.topic, r.key), binary.BigEndian.AppendUint64(append([]byte(nil), id...), uint64(now)))
 		batch.Set(expKey(exp, r.topic, r.key), nil)
 	}
-	if err := batch.Commit(lsm.Sync); err != nil {
+	wo := lsm.Sync
+	if b.opts.AckNoSync {
+		wo = lsm.NoSync
+	}
+	if err := batch.Commit(wo); err != nil {
 		return err
 	}
 	b.maybeGC(now)

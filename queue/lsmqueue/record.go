@@ -15,6 +15,7 @@ package lsmqueue
 //	'D' topic 0x00 deadAt[8] id[16]             → "" (dead letter)
 //	'K' topic 0x00 key                          → id[16] doneAt[8]
 //	'E' expireAt[8] topic 0x00 key              → "" (retention of a done key)
+//	'S' key                                     → version[8] value (SetState)
 //
 // prio is MaxPriority-Priority as a 4-byte big-endian unsigned integer, so
 // higher priorities sort first. readyAt is when a ready job may be leased:
@@ -56,6 +57,7 @@ const (
 	spaceDead  = 'D'
 	spaceKey   = 'K'
 	spaceExp   = 'E'
+	spaceState = 'S'
 )
 
 const (
