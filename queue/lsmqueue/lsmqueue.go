@@ -7,8 +7,9 @@
 // Every state change (enqueue, lease, ack, nack, extend, requeue) is one
 // atomic lsm batch written with Sync before the call returns, so a crash
 // loses no acknowledged enqueue and no un-acked job: after a restart,
-// jobs leased before the crash are leasable again once their leases
-// expire. Concurrent calls share fdatasyncs (the engine's group commit),
+// jobs leased before the crash are leasable again at once, because the
+// directory is locked to one process and Open ends every lease it finds
+// (the process that held it is gone). Concurrent calls share fdatasyncs (the engine's group commit),
 // so throughput grows with the number of producers and workers.
 // [Options].AckNoSync relaxes this for Ack alone: an unsynced Ack
 // survives a process crash, and one lost to a machine crash makes the job
@@ -209,7 +210,70 @@ func Open(dir string, opts *Options) (*Backend, error) {
 		return nil, fmt.Errorf("lsmqueue: open %s: %w", dir, err)
 	}
 	b.db = db
+	if err := b.endOrphanLeases(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("lsmqueue: open %s: %w", dir, err)
+	}
 	return b, nil
+}
+
+// endOrphanLeases makes every lease found at Open expire now. The
+// directory is locked to one process, so such a lease was granted by a
+// process that has exited (crashed, killed or closed with a job in hand):
+// nobody can finish its job, and waiting out its TTL would only delay the
+// rerun. The tokens are kept, so a holder in this process that closed and
+// reopened the backend may still Ack until another Lease takes the job.
+func (b *Backend) endOrphanLeases() error {
+	now := nanos(b.opts.Now())
+	it, err := b.db.NewIter(&lsm.IterOptions{LowerBound: []byte{spaceLease}, UpperBound: []byte{spaceLease + 1}})
+	if err != nil {
+		return err
+	}
+	type orphan struct {
+		key   []byte
+		topic string
+		id    []byte
+	}
+	var orphans []orphan
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		z := bytes.IndexByte(k, 0)
+		if z < 1 || len(k) != z+1+8+16 {
+			continue // not a lease key this version writes; Lease skips it too
+		}
+		if int64(binary.BigEndian.Uint64(k[z+1:])) <= now {
+			continue // already expired
+		}
+		orphans = append(orphans, orphan{key: bytes.Clone(k), topic: string(k[1:z]), id: bytes.Clone(k[z+9:])})
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for len(orphans) > 0 {
+		n := min(len(orphans), 1000)
+		batch := b.db.NewBatch()
+		for _, o := range orphans[:n] {
+			r, err := b.get(o.id)
+			if errors.Is(err, lsm.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if r.state != stateLeased || !bytes.Equal(timedKey(spaceLease, o.topic, r.at, o.id), o.key) {
+				continue
+			}
+			batch.Delete(o.key)
+			r.at = now
+			batch.Set(timedKey(spaceLease, o.topic, now, o.id), nil)
+			batch.Set(jobKey(o.id), r.encode())
+		}
+		if err := batch.Commit(lsm.Sync); err != nil {
+			return err
+		}
+		orphans = orphans[n:]
+	}
+	return nil
 }
 
 // Close closes the DB. It is idempotent; afterwards methods return
