@@ -58,10 +58,11 @@ import (
 // run's: 1 when memory does not grow with the number of users (target
 // ≥ 0.67).
 //
-// Besides its block cache and memtables, an lsm DB keeps the index and
-// bloom filter of every open table in memory, up to MaxOpenFiles tables
-// (-open-files, lsm's default 1,000): that part grows with the data until
-// the limit, then the table cache closes the least recently used tables.
+// An lsm DB's tables keep their index and bloom filter blocks in the
+// block cache, charged to CacheSize and loaded on demand, so a DB's
+// memory is its cache and memtables whatever the number of tables;
+// MaxOpenFiles (-open-files, lsm's default 1,000) bounds only the open
+// file handles.
 type scaleSuite struct {
 	usersSmall, usersLarge int
 	per, ops               int
@@ -84,7 +85,7 @@ func (s *scaleSuite) Flags(fs *flag.FlagSet) {
 	fs.Int64Var(&s.indexBudget, "index-budget", 32<<20, "lsmindex MemoryBudget in bytes")
 	fs.Int64Var(&s.cacheSize, "cache", 16<<20, "lsm block cache per DB in bytes")
 	fs.IntVar(&s.memtable, "memtable", 8<<20, "lsm memtable size per DB in bytes")
-	fs.IntVar(&s.openFiles, "open-files", 0, "lsm MaxOpenFiles per DB; each open table keeps its index and bloom filter in memory (0: lsm's default, 1000)")
+	fs.IntVar(&s.openFiles, "open-files", 0, "lsm MaxOpenFiles per DB, the open table files (0: lsm's default, 1000)")
 	fs.StringVar(&s.memProfile, "memprofile", "", "write each run's heap profile at its end to this path with \".<impl>\" appended")
 }
 
