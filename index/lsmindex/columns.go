@@ -316,9 +316,24 @@ func walkRest(bm, b []byte, c uint32, s *userState, seg *segment, skipDates bool
 	if nd > uint64(len(r.b)) {
 		return bad("dictionary")
 	}
+	// The words share one allocation: a chunk's dictionary holds a
+	// thread ID per message, and a string each made decoding a chunk
+	// cost a thousand allocations.
 	words := make([]string, nd)
-	for i := range words {
-		words[i] = r.str()
+	start := r.b
+	type span struct{ at, n int }
+	spans := make([]span, nd)
+	for i := range spans {
+		n := r.uvarint()
+		if r.err != nil || n > uint64(len(r.b)) {
+			return bad("dictionary")
+		}
+		spans[i] = span{len(start) - len(r.b), int(n)}
+		r.b = r.b[n:]
+	}
+	all := string(start[:len(start)-len(r.b)])
+	for i, sp := range spans {
+		words[i] = all[sp.at : sp.at+sp.n]
 	}
 	first := c * s.chunk
 	for _, i := range live {
