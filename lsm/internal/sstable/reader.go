@@ -302,49 +302,52 @@ func parseIndex(block []byte, end uint64) ([]indexEntry, error) {
 	if err := it.init(block); err != nil {
 		return nil, err
 	}
-	type pending struct {
-		keyEnd int
-		h      handle
-	}
-	var (
-		keys    []byte
-		entries []pending
-		prev    []byte
-	)
+	// A first pass sizes the two allocations the index keeps, so parsing
+	// a large index does not grow and copy them as it goes; keys then
+	// never moves, and the entries can point into it as they are made.
+	count, keyBytes := 0, 0
 	for ok := it.first(); ok; ok = it.next() {
-		off, n1 := binary.Uvarint(it.val)
-		if n1 <= 0 {
-			return nil, base.CorruptionErrorf("sstable: index entry %d: bad block handle", len(entries))
-		}
-		length, n2 := binary.Uvarint(it.val[n1:])
-		if n2 <= 0 || n1+n2 != len(it.val) {
-			return nil, base.CorruptionErrorf("sstable: index entry %d: bad block handle", len(entries))
-		}
-		h := handle{off, length}
-		if !h.within(end) {
-			return nil, base.CorruptionErrorf("sstable: index entry %d: block handle (%d, %d) out of bounds", len(entries), off, length)
-		}
-		if len(entries) > 0 && base.CompareEncoded(prev, it.key) >= 0 {
-			return nil, base.CorruptionErrorf("sstable: index entry %d: keys out of order", len(entries))
-		}
-		start := len(keys)
-		keys = append(keys, it.userKey()...)
-		keys = binary.LittleEndian.AppendUint64(keys, binary.LittleEndian.Uint64(it.key[len(it.key)-base.TrailerLen:]))
-		prev = keys[start:]
-		entries = append(entries, pending{keyEnd: len(keys), h: h})
+		count++
+		keyBytes += len(it.userKey()) + base.TrailerLen
 	}
 	if it.err != nil {
 		return nil, it.err
 	}
-	// The index is kept, and charged to the cache by its size: drop the
-	// spare capacity that appending left.
-	keys = bytes.Clone(keys)
-	index := make([]indexEntry, len(entries))
-	start := 0
-	for i, e := range entries {
-		n := e.keyEnd - base.TrailerLen
-		index[i] = indexEntry{userKey: keys[start:n:n], h: e.h}
-		start = e.keyEnd
+	keys := make([]byte, 0, keyBytes)
+	index := make([]indexEntry, 0, count)
+	var prev []byte
+	for ok := it.first(); ok; ok = it.next() {
+		if len(index) == count {
+			return nil, base.CorruptionErrorf("sstable: index block changed between passes")
+		}
+		off, n1 := binary.Uvarint(it.val)
+		if n1 <= 0 {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: bad block handle", len(index))
+		}
+		length, n2 := binary.Uvarint(it.val[n1:])
+		if n2 <= 0 || n1+n2 != len(it.val) {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: bad block handle", len(index))
+		}
+		h := handle{off, length}
+		if !h.within(end) {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: block handle (%d, %d) out of bounds", len(index), off, length)
+		}
+		if len(index) > 0 && base.CompareEncoded(prev, it.key) >= 0 {
+			return nil, base.CorruptionErrorf("sstable: index entry %d: keys out of order", len(index))
+		}
+		uk := it.userKey()
+		if len(keys)+len(uk)+base.TrailerLen > cap(keys) {
+			return nil, base.CorruptionErrorf("sstable: index block changed between passes")
+		}
+		start := len(keys)
+		keys = append(keys, uk...)
+		n := len(keys)
+		keys = binary.LittleEndian.AppendUint64(keys, binary.LittleEndian.Uint64(it.key[len(it.key)-base.TrailerLen:]))
+		prev = keys[start:]
+		index = append(index, indexEntry{userKey: keys[start:n:n], h: h})
+	}
+	if it.err != nil {
+		return nil, it.err
 	}
 	return index, nil
 }
