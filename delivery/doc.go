@@ -162,6 +162,17 @@
 // not the Received field. It adds no Authentication-Results and runs no
 // SPF, DKIM or DMARC; signing is the outbound worker's job.
 //
+// Submission.Submit is the same path without SMTP, for mail a signed-in
+// user composes elsewhere (an HTTP send endpoint, a webmail, a program):
+// the sender and recipient checks, MaxRecipients, MaxMessageBytes and
+// DATA's checks give typed errors (ErrSenderNotAllowed,
+// ErrInvalidAddress, ErrTooManyRecipients, ErrMessageTooLarge,
+// ErrBareLineEnding, ErrNUL, ErrHeaderTooLarge); the body is stored and
+// linked, the Received field says "with HTTP" (SubmitOptions.Protocol)
+// and "from [client IP]" when given, the Sent copy and the job follow as
+// above, and a nil error means the job is durable. It applies no per-IP
+// rate limits: those belong to the caller's front.
+//
 // # Outbound
 //
 // Outbound is a queue.Handler for the outgoing topic (run it in a

@@ -29,6 +29,14 @@ var (
 	// ErrHeaderTooLarge means a header line, the header section or the
 	// number of header fields exceeds its limit.
 	ErrHeaderTooLarge = errors.New("delivery: message header too large")
+	// ErrSenderNotAllowed means a submitting user may not send from the
+	// address given ([SubmissionOptions].SenderAllowed).
+	ErrSenderNotAllowed = errors.New("delivery: sender address not allowed for this user")
+	// ErrTooManyRecipients means a message names more recipients than
+	// MaxRecipients.
+	ErrTooManyRecipients = errors.New("delivery: too many recipients")
+	// ErrMessageTooLarge means a message is larger than MaxMessageBytes.
+	ErrMessageTooLarge = errors.New("delivery: message too large")
 	// ErrInvalidJob means an incoming job's payload does not decode.
 	ErrInvalidJob = errors.New("delivery: invalid job payload")
 	// ErrInvalidOptions means options passed to a constructor are invalid.

@@ -667,11 +667,21 @@ func (s *session) receivedField(tx *transaction, now time.Time) string {
 // and, when comment is not empty, a comment line after the from clause.
 func (s *session) traceField(tx *transaction, now time.Time, proto, comment string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])", tx.helo, s.ip)
-	if comment != "" {
-		fmt.Fprintf(&b, "\r\n\t(%s)", comment)
+	b.WriteString("Received:")
+	sep := " "
+	switch {
+	case tx.helo != "":
+		fmt.Fprintf(&b, " from %s ([%s])", tx.helo, s.ip)
+		sep = "\r\n\t"
+	case s.ip.IsValid(): // Submission.Submit: no SMTP client, maybe an IP
+		fmt.Fprintf(&b, " from [%s]", s.ip)
+		sep = "\r\n\t"
 	}
-	fmt.Fprintf(&b, "\r\n\tby %s with %s id %s", s.in.opts.Hostname, proto, tx.id)
+	if comment != "" {
+		fmt.Fprintf(&b, "%s(%s)", sep, comment)
+		sep = "\r\n\t"
+	}
+	fmt.Fprintf(&b, "%sby %s with %s id %s", sep, s.in.opts.Hostname, proto, tx.id)
 	if len(tx.rcpts) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", tx.rcpts[0].Address)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -383,6 +384,36 @@ func (s *subSession) Data(r io.Reader) error {
 	}
 
 	now := o.Now()
+	if _, err := s.queueJob(tx, ref, hs, s.receivedField(tx, now), now); err != nil {
+		var qe *queueError
+		if errors.As(err, &qe) {
+			s.in.log.Error("delivery: "+qe.step, "tx", tx.id, "user", s.user, "err", qe.err)
+			if qe.step == "encode job" {
+				return replyPermFail
+			}
+		}
+		return replyStorage
+	}
+	return nil
+}
+
+// queueError is a failed step of queueJob.
+type queueError struct {
+	step string
+	err  error
+}
+
+func (e *queueError) Error() string { return "delivery: " + e.step + ": " + e.err.Error() }
+func (e *queueError) Unwrap() error { return e.err }
+
+// queueJob is what a submission does once the body is stored and linked
+// under outgoingBlobOwner(tx.id): it builds the job (with received, the
+// trace field, and the Message-ID and Date fields the header lacked),
+// appends the Sent copy, and enqueues the job keyed by the transaction.
+// Before the job is queued a failure unlinks the body; a failed Enqueue
+// leaves it linked (the job may exist).
+func (s *subSession) queueJob(tx *transaction, ref dedup.Ref, hs *headerScan, received string, now time.Time) (*Submitted, error) {
+	o := &s.in.opts
 	job := OutgoingJob{
 		Version:  1,
 		ID:       tx.id,
@@ -391,6 +422,9 @@ func (s *subSession) Data(r io.Reader) error {
 		From:     tx.from,
 		ClientIP: s.ip.String(),
 		Received: now,
+	}
+	if !s.ip.IsValid() {
+		job.ClientIP = ""
 	}
 	for _, rc := range tx.rcpts {
 		job.Recipients = append(job.Recipients, rc.Address)
@@ -402,23 +436,163 @@ func (s *subSession) Data(r io.Reader) error {
 	if !hs.date {
 		added += "Date: " + now.Format(time.RFC1123Z) + "\r\n"
 	}
-	job.Header = s.receivedField(tx, now) + added
+	job.Header = received + added
 	payload, err := json.Marshal(&job)
 	if err != nil {
-		s.in.log.Error("delivery: encode job", "tx", tx.id, "err", err)
 		s.unlinkBody(tx, ref, outgoingBlobOwner(tx.id))
-		return replyPermFail
+		return nil, &queueError{"encode job", err}
 	}
-	if err := s.appendSent(&job, added); err != nil {
-		s.in.log.Error("delivery: append Sent copy", "tx", tx.id, "user", s.user, "err", err)
+	sent, err := s.appendSent(&job, added)
+	if err != nil {
 		s.unlinkBody(tx, ref, outgoingBlobOwner(tx.id))
-		return replyStorage
+		return nil, &queueError{"append Sent copy", err}
 	}
 	if _, err := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id}); err != nil {
-		s.in.log.Error("delivery: enqueue", "tx", tx.id, "err", err)
-		return replyStorage
+		return nil, &queueError{"enqueue", err}
 	}
-	return nil
+	return &Submitted{Job: job, Sent: sent}, nil
+}
+
+// Submitted is what [Submission.Submit] queued.
+type Submitted struct {
+	// Job is the outgoing job as it was queued (its ID keys it).
+	Job OutgoingJob
+	// Sent is the copy appended to the user's Sent folder.
+	Sent mailbox.Message
+}
+
+// SubmitOptions are the optional parts of [Submission.Submit]. A nil
+// *SubmitOptions means the defaults.
+type SubmitOptions struct {
+	// ClientIP is the address the user's request came from, for the job,
+	// the Received field and the logs. The default is none.
+	ClientIP netip.Addr
+	// Protocol is the Received field's "with" protocol: one to 20
+	// letters, digits or '-'. The default is "HTTP", as webmail
+	// services write it.
+	Protocol string
+}
+
+// Submit queues a message that user composed outside SMTP (an HTTP send
+// endpoint, a webmail, a program), as an authenticated SMTP submission
+// would: from must pass [SubmissionOptions].SenderAllowed (by default, be
+// the user name itself, ignoring case), every recipient must be a valid
+// address, at most MaxRecipients; body is the whole message with CRLF line
+// endings, at most MaxMessageBytes, and passes DATA's checks (no bare CR or
+// LF, no NUL, bounded header). The body is stored and linked in one step,
+// a Received field (protocol [SubmitOptions].Protocol) and the Message-ID
+// and Date fields it lacks are added, a copy goes to the user's Sent
+// folder, seen, and one [OutgoingJob] is queued for [Outbound]. When
+// Submit returns nil the job is durable.
+//
+// Errors: [ErrInvalidAddress], [ErrSenderNotAllowed],
+// [ErrTooManyRecipients], [ErrMessageTooLarge], [ErrBareLineEnding],
+// [ErrNUL], [ErrHeaderTooLarge], [ErrInvalidOptions], the body reader's
+// error, or the storage's.
+func (sub *Submission) Submit(ctx context.Context, user mailbricks.UserID, from string, rcpts []string, body io.Reader, opts *SubmitOptions) (*Submitted, error) {
+	var o SubmitOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Protocol == "" {
+		o.Protocol = "HTTP"
+	}
+	if !validProtocol(o.Protocol) {
+		return nil, fmt.Errorf("%w: Protocol %q", ErrInvalidOptions, o.Protocol)
+	}
+	if err := user.Validate(); err != nil {
+		return nil, fmt.Errorf("delivery: submit: %w", err)
+	}
+	if from == "" || ValidateAddress(from) != nil {
+		return nil, fmt.Errorf("%w: sender %q", ErrInvalidAddress, from)
+	}
+	s := &subSession{session: session{in: sub.in, ctx: ctx, ip: o.ClientIP.Unmap()}, sub: sub, user: user, username: string(user)}
+	if !s.senderAllowed(from) {
+		return nil, fmt.Errorf("%w: %q for %s", ErrSenderNotAllowed, from, user)
+	}
+	if len(rcpts) == 0 {
+		return nil, fmt.Errorf("%w: no recipients", ErrInvalidAddress)
+	}
+	if len(rcpts) > sub.in.opts.MaxRecipients {
+		return nil, fmt.Errorf("%w: %d, at most %d", ErrTooManyRecipients, len(rcpts), sub.in.opts.MaxRecipients)
+	}
+	now := sub.in.opts.Now()
+	tx := &transaction{id: mailbricks.NewMessageIDAt(now).String(), from: from, started: now}
+	for _, r := range rcpts {
+		if r == "" || ValidateAddress(r) != nil {
+			return nil, fmt.Errorf("%w: recipient %q", ErrInvalidAddress, r)
+		}
+		tx.rcpts = append(tx.rcpts, Recipient{Address: r})
+	}
+	in := &sub.in.opts
+	lim := &sizeLimit{r: body, left: in.MaxMessageBytes}
+	chk := newDataChecker(lim, in.MaxHeaderLineBytes, in.MaxHeaderBytes, in.MaxHeaderFields)
+	hs := &headerScan{r: chk}
+	ref, err := sub.in.blobs.PutLink(ctx, hs, outgoingBlobOwner(tx.id))
+	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
+		err = errors.New("delivery: blob store returned before the end of the data")
+	}
+	if err != nil {
+		switch {
+		case chk.err != nil:
+			return nil, fmt.Errorf("delivery: submit: %w", chk.err)
+		case lim.over:
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrMessageTooLarge, in.MaxMessageBytes)
+		case chk.srcErr != nil:
+			return nil, fmt.Errorf("delivery: submit: reading the message: %w", chk.srcErr)
+		}
+		return nil, fmt.Errorf("delivery: submit: store the message: %w", err)
+	}
+	comment := ""
+	if u := string(user); !sub.opts.HideAuthUser && commentSafe(u) {
+		comment = "authenticated user " + u
+	}
+	now = sub.in.opts.Now()
+	res, err := s.queueJob(tx, ref, hs, s.traceField(tx, now, o.Protocol, comment), now)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: submit: %w", err)
+	}
+	return res, nil
+}
+
+// validProtocol reports whether p can be a Received field's protocol.
+func validProtocol(p string) bool {
+	if len(p) > 20 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return p != ""
+}
+
+// sizeLimit passes at most left bytes of r; past that it fails with
+// ErrMessageTooLarge and sets over.
+type sizeLimit struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+func (l *sizeLimit) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			l.over = true
+			return 0, ErrMessageTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // receivedField formats the Received trace field of a submission (RFC
@@ -454,19 +628,18 @@ func commentSafe(s string) bool {
 // appendSent appends the message as the user wrote it, with the added
 // Message-ID and Date fields but without the Received trace field, to
 // the user's Sent folder, marked seen, keyed by the transaction.
-func (s *subSession) appendSent(j *OutgoingJob, added string) error {
+func (s *subSession) appendSent(j *OutgoingJob, added string) (mailbox.Message, error) {
 	rc, err := s.in.blobs.Open(s.ctx, j.Blob)
 	if err != nil {
-		return err
+		return mailbox.Message{}, err
 	}
 	defer rc.Close()
 	msg := io.MultiReader(strings.NewReader(added), rc)
-	_, err = s.sub.mail.Append(s.ctx, j.User, mailbox.RoleFolder(mailbox.RoleSent), msg, &mailbox.AppendOptions{
+	return s.sub.mail.Append(s.ctx, j.User, mailbox.RoleFolder(mailbox.RoleSent), msg, &mailbox.AppendOptions{
 		Key:          sentKey(j.ID),
 		Flags:        []string{mailbox.FlagSeen},
 		InternalDate: j.Received,
 	})
-	return err
 }
 
 // sentKey is the mailbox idempotency key of a transaction's Sent copy.

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mailbricks/mailbricks/delivery"
 	"github.com/mailbricks/mailbricks/mailbox"
 )
 
@@ -39,6 +40,11 @@ func fuzzAPI(t testing.TB) (http.Handler, string, string) {
 	require.NoError(t, err)
 	require.NoError(t, b.Users.Add(ctx, "fuzz@example.test", string(hash)))
 	a := &app{cfg: cfg, b: b, accounts: newAccounts(b.Users, bcrypt.MinCost), log: log}
+	a.submission, err = delivery.NewSubmission(b.Blobs, b.Queue, b.Mailbox, &delivery.SubmissionOptions{
+		InboundOptions: delivery.InboundOptions{Hostname: cfg.Hostname, Logger: log},
+		Authenticate:   a.accounts.Verify,
+	})
+	require.NoError(t, err)
 	msg := "From: a@example.org\r\nTo: fuzz@example.test\r\nSubject: seed\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n" +
 		"Content-Type: text/plain\r\n\r\nhello\r\n--x\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\nAAAA\r\n--x--\r\n"
 	m, err := b.Mailbox.Append(ctx, "fuzz@example.test", mailbox.Inbox, strings.NewReader(msg), nil)

@@ -111,6 +111,9 @@ type app struct {
 	// feedback records bounces and complaints at -bounce-address (nil
 	// without it); set by newOutbound.
 	feedback *delivery.Feedback
+	// submission queues mail users send through the HTTP API
+	// (Submission.Submit); set by newSMTP.
+	submission *delivery.Submission
 }
 
 func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {

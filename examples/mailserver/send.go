@@ -2,23 +2,19 @@ package main
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	netmail "net/mail"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-message/mail"
 
 	"github.com/mailbricks/mailbricks"
-	"github.com/mailbricks/mailbricks/dedup"
 	"github.com/mailbricks/mailbricks/delivery"
-	"github.com/mailbricks/mailbricks/mailbox"
-	"github.com/mailbricks/mailbricks/queue"
 )
 
 // sendRequest is the body of POST /api/send.
@@ -43,13 +39,14 @@ type sendAttachment struct {
 // maxSendRecipients matches delivery's default MaxRecipients.
 const maxSendRecipients = delivery.DefaultMaxRecipients
 
-// send composes a message from the request and hands it to the outgoing
-// topic exactly as delivery.Submission does for SMTP submission: the body
-// goes to the blob store, linked under delivery.OutgoingBlobOwner; a copy is
-// appended to the user's Sent folder, seen, keyed "delivery/sent/<ID>"; then
-// one delivery.OutgoingJob is queued, keyed by its ID; only then 202. The
-// outbound worker delivers it (to local recipients too, by its same-domain
-// shortcut).
+// send composes a message from the request and hands it to
+// delivery.Submission.Submit, which does what an SMTP submission does: the
+// same data checks, the body stored and linked under
+// delivery.OutgoingBlobOwner, a Received field "with HTTP" and a
+// Message-ID <ID@hostname>, a copy in the user's Sent folder, seen, keyed
+// "delivery/sent/<ID>", then one delivery.OutgoingJob keyed by its ID; only
+// then 202. The outbound worker delivers it (to local recipients too, by
+// its same-domain shortcut).
 func (h *api) send(w http.ResponseWriter, r *http.Request, user mailbricks.UserID) error {
 	var req sendRequest
 	if err := decodeJSON(w, r, maxSendBody, &req); err != nil {
@@ -102,7 +99,6 @@ func (h *api) send(w http.ResponseWriter, r *http.Request, user mailbricks.UserI
 
 	ctx := r.Context()
 	now := time.Now()
-	txID := mailbricks.NewMessageID().String()
 	hdr := mail.Header{}
 	hdr.SetAddressList("From", []*mail.Address{{Address: string(user)}})
 	hdr.SetAddressList("To", to)
@@ -111,57 +107,34 @@ func (h *api) send(w http.ResponseWriter, r *http.Request, user mailbricks.UserI
 	}
 	hdr.SetSubject(req.Subject)
 	hdr.SetDate(now)
-	hdr.SetMessageID(txID + "@" + h.a.cfg.Hostname)
 	if req.InReplyTo != "" {
 		hdr.SetMsgIDList("In-Reply-To", []string{req.InReplyTo})
 		hdr.SetMsgIDList("References", []string{req.InReplyTo})
 	}
 
-	// Compose straight into the blob store.
+	// Compose straight into delivery's Submit: the same checks, storage,
+	// Sent copy and outgoing job as an SMTP submission.
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(compose(pw, hdr, &req, atts)) }()
-	ref, err := h.a.b.Blobs.Put(ctx, pr)
+	var o delivery.SubmitOptions
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		o.ClientIP = ap.Addr()
+	}
+	res, err := h.a.submission.Submit(ctx, user, string(user), rcpts, pr, &o)
 	pr.CloseWithError(errors.New("send: abandoned"))
-	if err != nil {
+	switch {
+	case errors.Is(err, delivery.ErrMessageTooLarge):
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "message too large"}
+	case errors.Is(err, delivery.ErrSenderNotAllowed):
+		return &apiError{Status: http.StatusForbidden, Code: "forbidden", Message: "this user may not send from its address"}
+	case errors.Is(err, delivery.ErrInvalidAddress), errors.Is(err, delivery.ErrTooManyRecipients),
+		errors.Is(err, delivery.ErrHeaderTooLarge), errors.Is(err, delivery.ErrBareLineEnding), errors.Is(err, delivery.ErrNUL):
+		return badRequest("%s", strings.TrimPrefix(err.Error(), "delivery: "))
+	case err != nil:
 		return err
 	}
-	owner := delivery.OutgoingBlobOwner(txID)
-	if err := h.a.b.Blobs.Link(ctx, ref, owner); err != nil {
-		return err
-	}
-	sent, err := h.appendSent(r, user, ref, txID, now)
-	if err != nil {
-		if uerr := h.a.b.Blobs.Unlink(ctx, ref, owner); uerr != nil {
-			h.log.Warn("send: unlink body", "tx", txID, "err", uerr)
-		}
-		return err
-	}
-	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-	payload, err := json.Marshal(&delivery.OutgoingJob{
-		Version: 1, ID: txID, Blob: ref, User: user, From: string(user),
-		Recipients: rcpts, ClientIP: ip, Received: now,
-	})
-	if err != nil {
-		return err
-	}
-	if _, err := h.a.b.Queue.Enqueue(ctx, delivery.DefaultOutgoingTopic, payload, &queue.EnqueueOptions{Key: txID}); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"id": txID, "status": "queued", "sent": toJSON(&sent)})
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": res.Job.ID, "status": "queued", "sent": toJSON(&res.Sent)})
 	return nil
-}
-
-func (h *api) appendSent(r *http.Request, user mailbricks.UserID, ref dedup.Ref, txID string, now time.Time) (mailbox.Message, error) {
-	rc, err := h.a.b.Blobs.Open(r.Context(), ref)
-	if err != nil {
-		return mailbox.Message{}, err
-	}
-	defer rc.Close()
-	return h.a.b.Mailbox.Append(r.Context(), user, mailbox.RoleFolder(mailbox.RoleSent), rc, &mailbox.AppendOptions{
-		Key:          "delivery/sent/" + txID,
-		Flags:        []string{mailbox.FlagSeen},
-		InternalDate: now,
-	})
 }
 
 // compose writes the MIME message: text (and HTML as an alternative), and

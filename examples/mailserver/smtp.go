@@ -51,6 +51,7 @@ func newSMTP(a *app) (*smtpFront, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.submission = sub
 	filter := spamFlagFilter
 	if a.feedback != nil { // reports to -bounce-address are recorded, not stored
 		filter = a.feedback.Filter(spamFlagFilter)
