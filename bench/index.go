@@ -314,22 +314,17 @@ func (s *indexSuite) Ratios(rs *results) []ratio {
 				out = append(out, ratio{"index_docs_per_cpu", "ours/" + peer, pc / oc})
 			}
 		}
-		ours, ok1 = rs.get("size", "ours")
-		p, ok2 = rs.get("size", peer)
-		if ok1 && ok2 {
-			ob, _ := ours.ExtraValue("bytes")
-			pb, _ := p.ExtraValue("bytes")
-			if ob > 0 {
-				out = append(out, ratio{"size", label, pb / ob})
+		// Lower is better for both: the ratio is peer over ours.
+		for _, w := range []struct{ workload, key string }{{"size", "bytes"}, {"cold_first_query", "latency_us"}} {
+			ours, ok1 := rs.get(w.workload, "ours")
+			p, ok2 := rs.get(w.workload, peer)
+			if !ok1 || !ok2 {
+				continue
 			}
-		}
-		ours, ok1 = rs.get("cold_first_query", "ours")
-		p, ok2 = rs.get("cold_first_query", peer)
-		if ok1 && ok2 {
-			o, _ := ours.ExtraValue("latency_us")
-			pl, _ := p.ExtraValue("latency_us")
+			o, _ := ours.ExtraValue(w.key)
+			pv, _ := p.ExtraValue(w.key)
 			if o > 0 {
-				out = append(out, ratio{"cold_first_query", label, pl / o})
+				out = append(out, ratio{w.workload, label, pv / o})
 			}
 		}
 		for _, w := range indexQueryWorkloads {
