@@ -3,9 +3,11 @@ package delivery
 import (
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -86,7 +88,7 @@ func TestSubmitRefuses(t *testing.T) {
 	require.Error(t, err, "an invalid user")
 
 	boom := errors.New("client went away")
-	_, err = env.sub.Submit(ctx, user, "alice@example.org", []string{"a@b.example"}, &failingReader{data: "Subject: x\r\n\r\npart", err: boom}, nil)
+	_, err = env.sub.Submit(ctx, user, "alice@example.org", []string{"a@b.example"}, io.MultiReader(strings.NewReader("Subject: x\r\n\r\npart"), iotest.ErrReader(boom)), nil)
 	require.ErrorIs(t, err, boom, "the body reader's error")
 
 	assert.Empty(t, env.outgoing(t), "nothing refused is queued")
@@ -95,18 +97,4 @@ func TestSubmitRefuses(t *testing.T) {
 
 	_, err = env.sub.Submit(ctx, user, "alice@example.org", []string{"a@b.example"}, strings.NewReader(strings.Repeat("z", 990)+"\r\n"), nil)
 	require.NoError(t, err, "a message just under the limit is accepted")
-}
-
-type failingReader struct {
-	data string
-	err  error
-}
-
-func (r *failingReader) Read(p []byte) (int, error) {
-	if r.data == "" {
-		return 0, r.err
-	}
-	n := copy(p, r.data)
-	r.data = r.data[n:]
-	return n, nil
 }
