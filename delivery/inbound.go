@@ -569,8 +569,22 @@ func (s *session) unlinkBody(tx *transaction, ref dedup.Ref, owner string) {
 // stored ref and the checker (what it saw of the header), or the reply
 // for a refused or failed transfer.
 func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (dedup.Ref, *dataChecker, error) {
+	ref, chk, refused, err := s.storeRaw(r, wrap, decide, owner)
+	switch {
+	case refused != nil:
+		return dedup.Ref{}, chk, refused
+	case err != nil:
+		return dedup.Ref{}, chk, s.dataError(tx, chk, err)
+	}
+	return ref, chk, nil
+}
+
+// storeRaw is storeData without the replies: refused is decide's error;
+// err is the blob store's, which the checker (chk.err, chk.srcErr)
+// explains when the data broke a rule or its reader failed.
+func (s *session) storeRaw(r io.Reader, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (ref dedup.Ref, chk *dataChecker, refused, err error) {
 	o := &s.in.opts
-	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
+	chk = newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
 	var src io.Reader = chk
 	if wrap != nil {
 		src = wrap(chk)
@@ -580,8 +594,6 @@ func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) i
 		hook = &eofHook{r: src, fn: func() error { return decide(chk) }}
 		src = hook
 	}
-	var ref dedup.Ref
-	var err error
 	if owner == "" {
 		ref, err = s.in.blobs.Put(s.ctx, src)
 	} else {
@@ -592,11 +604,11 @@ func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) i
 	}
 	if err != nil {
 		if hook != nil && hook.err != nil {
-			return dedup.Ref{}, chk, hook.err
+			return dedup.Ref{}, chk, hook.err, nil
 		}
-		return dedup.Ref{}, chk, s.dataError(tx, chk, err)
+		return dedup.Ref{}, chk, nil, err
 	}
-	return ref, chk, nil
+	return ref, chk, nil, nil
 }
 
 // eofHook passes r through and, when r ends (io.EOF), calls fn once: if

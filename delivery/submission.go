@@ -388,7 +388,7 @@ func (s *subSession) Data(r io.Reader) error {
 		var qe *queueError
 		if errors.As(err, &qe) {
 			s.in.log.Error("delivery: "+qe.step, "tx", tx.id, "user", s.user, "err", qe.err)
-			if qe.step == "encode job" {
+			if qe.permanent {
 				return replyPermFail
 			}
 		}
@@ -399,8 +399,9 @@ func (s *subSession) Data(r io.Reader) error {
 
 // queueError is a failed step of queueJob.
 type queueError struct {
-	step string
-	err  error
+	step      string
+	err       error
+	permanent bool // retrying cannot help
 }
 
 func (e *queueError) Error() string { return "delivery: " + e.step + ": " + e.err.Error() }
@@ -440,15 +441,15 @@ func (s *subSession) queueJob(tx *transaction, ref dedup.Ref, hs *headerScan, re
 	payload, err := json.Marshal(&job)
 	if err != nil {
 		s.unlinkBody(tx, ref, outgoingBlobOwner(tx.id))
-		return nil, &queueError{"encode job", err}
+		return nil, &queueError{step: "encode job", err: err, permanent: true}
 	}
 	sent, err := s.appendSent(&job, added)
 	if err != nil {
 		s.unlinkBody(tx, ref, outgoingBlobOwner(tx.id))
-		return nil, &queueError{"append Sent copy", err}
+		return nil, &queueError{step: "append Sent copy", err: err}
 	}
 	if _, err := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id}); err != nil {
-		return nil, &queueError{"enqueue", err}
+		return nil, &queueError{step: "enqueue", err: err}
 	}
 	return &Submitted{Job: job, Sent: sent}, nil
 }
@@ -526,12 +527,8 @@ func (sub *Submission) Submit(ctx context.Context, user mailbricks.UserID, from 
 	}
 	in := &sub.in.opts
 	lim := &sizeLimit{r: body, left: in.MaxMessageBytes}
-	chk := newDataChecker(lim, in.MaxHeaderLineBytes, in.MaxHeaderBytes, in.MaxHeaderFields)
-	hs := &headerScan{r: chk}
-	ref, err := sub.in.blobs.PutLink(ctx, hs, outgoingBlobOwner(tx.id))
-	if err == nil && (!chk.eof || chk.err != nil || chk.srcErr != nil) {
-		err = errors.New("delivery: blob store returned before the end of the data")
-	}
+	var hs *headerScan
+	ref, chk, _, err := s.storeRaw(lim, func(c io.Reader) io.Reader { hs = &headerScan{r: c}; return hs }, nil, outgoingBlobOwner(tx.id))
 	if err != nil {
 		switch {
 		case chk.err != nil:
