@@ -66,37 +66,32 @@ func (s *sub) push(ev mailbox.Event) {
 			return
 		}
 		s.overflow = false
-		marker := mailbox.Event{Kind: mailbox.EventOverflow, User: ev.User}
-		sent := false
-		if len(s.q) == 0 {
-			select {
-			case s.out <- marker:
-				sent = true
-			default:
-			}
-		}
-		if !sent {
-			s.q = append(s.q, marker)
-		}
-	}
-	if len(s.q) == 0 {
-		select {
-		case s.out <- ev:
-			s.mu.Unlock()
-			return
-		default:
-		}
+		s.add(mailbox.Event{Kind: mailbox.EventOverflow, User: ev.User})
 	}
 	if len(s.q) >= Buffer {
 		s.overflow = true
 	} else {
-		s.q = append(s.q, ev)
+		s.add(ev)
 	}
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// add hands ev to the channel if nothing is queued before it and the
+// channel has room, else queues it; the caller holds s.mu and has checked
+// the queue's bound.
+func (s *sub) add(ev mailbox.Event) {
+	if len(s.q) == 0 {
+		select {
+		case s.out <- ev:
+			return
+		default:
+		}
+	}
+	s.q = append(s.q, ev)
 }
 
 // markOverflow queues an overflow marker now, or before the next event if
@@ -113,15 +108,7 @@ func (s *sub) markOverflow(user mailbricks.UserID) {
 		return
 	}
 	s.overflow = false
-	if len(s.q) == 0 {
-		select {
-		case s.out <- mailbox.Event{Kind: mailbox.EventOverflow, User: user}:
-			s.mu.Unlock()
-			return
-		default:
-		}
-	}
-	s.q = append(s.q, mailbox.Event{Kind: mailbox.EventOverflow, User: user})
+	s.add(mailbox.Event{Kind: mailbox.EventOverflow, User: user})
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
