@@ -178,35 +178,22 @@ func (m *MboxReader) Next() (*Message, error) {
 	start := m.off
 	// Find the first separator; text before it (not an mbox, or garbage)
 	// is a message of its own if it is not blank.
-	if !m.started {
-		m.started = true
-		line, err := m.readLine()
-		if len(line) == 0 && err != nil {
-			m.eof = true
-			if errors.Is(err, io.EOF) {
-				return nil, io.EOF
-			}
-			return nil, err
+	line, err := m.readLine()
+	if len(line) == 0 && err != nil {
+		m.eof = true
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
 		}
-		if isSeparator(line) {
-			sep = line
-			start = m.off
-		} else {
-			m.pending = line
-			m.off -= int64(len(line))
-		}
-	} else {
-		line, err := m.readLine()
-		if len(line) == 0 && err != nil {
-			m.eof = true
-			if errors.Is(err, io.EOF) {
-				return nil, io.EOF
-			}
-			return nil, err
-		}
+		return nil, err
+	}
+	if m.started || isSeparator(line) {
 		sep = line
 		start = m.off
+	} else {
+		m.pending = line
+		m.off -= int64(len(line))
 	}
+	m.started = true
 	var buf bytes.Buffer
 	tooLarge := false
 	var rerr error
