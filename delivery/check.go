@@ -9,7 +9,9 @@ import (
 // dataChecker enforces the smuggling rule and the header bounds on message
 // data as it streams past (go-smtp has already removed the dot-stuffing and
 // the end-of-data line), and captures the few header fields authentication
-// needs: From, and Authentication-Results with their byte ranges.
+// needs: From, and Authentication-Results with their byte ranges; and it
+// notes whether there is a DKIM-Signature field, so that a message without
+// one skips DKIM verification.
 //
 // The rule, on the data bytes: every LF is preceded by CR, every CR is
 // followed by LF, and there is no NUL. The header section (up to the first
@@ -33,6 +35,7 @@ type dataChecker struct {
 	cur     *headerField // field being read, if captured
 	from    []headerField
 	authRes []headerField
+	dkimSig bool // a DKIM-Signature field was seen
 
 	srcErr error // the error of r, other than io.EOF
 	eof    bool  // r reached io.EOF
@@ -151,11 +154,21 @@ func (c *dataChecker) headerByte(b byte, off int64) error {
 		}
 		name, _, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
+			// The name may go on in a continuation line, as a DKIM
+			// verifier reads it: verify to be safe.
+			c.dkimSig = true
 			return nil
 		}
-		switch n := string(bytes.ToLower(bytes.TrimRight(name, " \t"))); n {
-		case "from", "authentication-results":
-			c.cur = &headerField{name: n, raw: append([]byte(nil), line...), start: start, end: off + 1}
+		name = bytes.TrimRight(name, " \t")
+		switch {
+		case bytes.EqualFold(name, []byte("from")):
+			c.cur = &headerField{name: "from", raw: append([]byte(nil), line...), start: start, end: off + 1}
+		case bytes.EqualFold(name, []byte("authentication-results")):
+			c.cur = &headerField{name: "authentication-results", raw: append([]byte(nil), line...), start: start, end: off + 1}
+		case len(name) >= len("dkim-signature") && bytes.EqualFold(name[len(name)-len("dkim-signature"):], []byte("dkim-signature")):
+			// Generous (any name ending so): a false positive costs only a
+			// verification that finds nothing.
+			c.dkimSig = true
 		}
 	}
 	return nil

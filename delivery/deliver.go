@@ -80,7 +80,8 @@ func NewDeliver(mail *mailbox.Store, blobs *dedup.Store, opts *DeliverOptions) (
 // filter chose in each distinct recipient user's mailbox, with
 // AppendOptions.Key derived from the job's key, so that a redelivered job
 // (a worker died after some appends) stores each copy once. When every
-// append is done it unlinks the body blob that Inbound linked. A blob
+// append is done it unlinks the body blob that Inbound linked (a job that
+// carries its message, version 2, has none). A blob
 // that is already gone at the start means an earlier attempt finished
 // every append and unlinked it (the unlink is the last step), so the job
 // completes. A payload that does not decode wraps ErrInvalidJob; the
@@ -159,6 +160,9 @@ func appendKey(jobKey string) string {
 }
 
 func (d *Deliver) release(ctx context.Context, j *IncomingJob) error {
+	if j.inline() {
+		return nil // no blob
+	}
 	if err := d.blobs.Unlink(ctx, j.Blob, blobOwner(j.ID)); err != nil {
 		return fmt.Errorf("delivery: unlink body of %s: %w", j.ID, err)
 	}
@@ -166,9 +170,9 @@ func (d *Deliver) release(ctx context.Context, j *IncomingJob) error {
 }
 
 // open returns the message as delivered: the job's header fields, then
-// the blob without its drop ranges.
+// the received bytes (blob or Body) without their drop ranges.
 func (d *Deliver) open(ctx context.Context, j *IncomingJob) (io.ReadCloser, error) {
-	rc, err := d.blobs.Open(ctx, j.Blob)
+	rc, err := j.openRaw(ctx, d.blobs)
 	if err != nil {
 		return nil, err
 	}

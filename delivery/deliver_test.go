@@ -175,7 +175,7 @@ func TestDeliverAfterBodyCollected(t *testing.T) {
 	require.NoError(t, err)
 	defer blocks.Close()
 	ctx := context.Background()
-	in, err := NewInbound(blocks.Blobs, blocks.Queue, &InboundOptions{Hostname: "mx.example.net", Resolver: newFakeDNS()})
+	in, err := NewInbound(blocks.Blobs, blocks.Queue, &InboundOptions{Hostname: "mx.example.net", Resolver: newFakeDNS(), InlineMax: -1})
 	require.NoError(t, err)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

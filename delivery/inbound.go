@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -35,6 +37,7 @@ const (
 	DefaultMaxHeaderBytes     = 256 << 10
 	DefaultMaxHeaderFields    = 1000
 	DefaultMaxDKIMSignatures  = 5
+	DefaultInlineMax          = 64 << 10
 	DefaultDNSTimeout         = 20 * time.Second
 )
 
@@ -117,6 +120,13 @@ type InboundOptions struct {
 	// MaxHeaderFields bounds the number of header fields (more is 552
 	// 5.3.4). The default is DefaultMaxHeaderFields, 1000.
 	MaxHeaderFields int
+	// InlineMax is the largest message, in bytes, that Inbound carries in
+	// its job (IncomingJob version 2) instead of storing it in the blob
+	// store: such a message is read into memory (each session holds a
+	// buffer of this size) and accepting it costs one synced write instead
+	// of two. Negative means every message goes to the blob store. The
+	// default is DefaultInlineMax, 64 KiB.
+	InlineMax int
 	// MaxDKIMSignatures is the most DKIM signatures verified per message;
 	// further ones are ignored. The default is DefaultMaxDKIMSignatures, 5.
 	MaxDKIMSignatures int
@@ -214,6 +224,7 @@ type Inbound struct {
 	conns    connCounter
 	connRate *rateLimiter
 	msgRate  *rateLimiter
+	bufs     sync.Pool // *[]byte of InlineMax+1 bytes, for Data
 }
 
 var _ smtp.Backend = (*Inbound)(nil)
@@ -256,6 +267,7 @@ func NewInbound(blobs *dedup.Store, q *queue.Queue, opts *InboundOptions) (*Inbo
 	setDefault(&o.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setDefault(&o.MaxHeaderFields, DefaultMaxHeaderFields)
 	setDefault(&o.MaxDKIMSignatures, DefaultMaxDKIMSignatures)
+	setDefault(&o.InlineMax, DefaultInlineMax)
 	setDefault(&o.DNSTimeout, DefaultDNSTimeout)
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
@@ -270,7 +282,7 @@ func NewInbound(blobs *dedup.Store, q *queue.Queue, opts *InboundOptions) (*Inbo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Inbound{
+	in := &Inbound{
 		blobs:    blobs,
 		queue:    q,
 		opts:     o,
@@ -278,7 +290,9 @@ func NewInbound(blobs *dedup.Store, q *queue.Queue, opts *InboundOptions) (*Inbo
 		conns:    connCounter{max: o.MaxConnsPerIP, n: make(map[netip.Addr]int)},
 		connRate: newRateLimiter(o.ConnRatePerIP, o.Now),
 		msgRate:  newRateLimiter(o.MessageRatePerIP, o.Now),
-	}, nil
+	}
+	in.bufs.New = func() any { return new([]byte) }
+	return in, nil
 }
 
 func setDefault[T int | int64 | time.Duration](v *T, def T) {
@@ -454,19 +468,66 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-// Data implements smtp.Session: the durable hand-off. It streams the data
-// through the smuggling and header checks into the blob store while a DKIM
+// Data implements smtp.Session: the durable hand-off. It reads the data
+// through the smuggling and header checks. A message of at most
+// InlineMax bytes is then verified (DKIM, only if it has a DKIM-Signature
+// field; DMARC; the policy) and queued with its bytes in the job, one
+// synced write. A longer one streams on into the blob store while a DKIM
 // verifier reads a copy through a pipe; at the end of the data, before the
 // blob is published, it runs DMARC and the policy; then it stores the blob
-// and its link in one step (dedup.Store.PutLink: for a small message on
-// dedup/filededup, one synced write), queues the job, and only then
-// returns nil (250). A message the checks or the policy refuse is never
-// stored.
+// and its link in one step (dedup.Store.PutLink), queues the job, and
+// only then returns nil (250). A message the checks or the policy refuse
+// is never stored or queued.
 func (s *session) Data(r io.Reader) error {
 	tx := s.tx
 	if tx == nil || len(tx.rcpts) == 0 {
 		return reply(503, [3]int{5, 5, 1}, "RCPT first")
 	}
+	o := &s.in.opts
+	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
+	var prefix []byte
+	if o.InlineMax > 0 {
+		bp := s.in.bufs.Get().(*[]byte)
+		defer s.in.bufs.Put(bp)
+		if cap(*bp) < o.InlineMax+1 {
+			*bp = make([]byte, o.InlineMax+1)
+		}
+		buf := (*bp)[:o.InlineMax+1]
+		n, err := io.ReadFull(chk, buf)
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			if chk.eof && chk.err == nil && chk.srcErr == nil {
+				return s.dataInline(tx, chk, buf[:n])
+			}
+			return s.dataError(tx, chk, err)
+		case err != nil:
+			return s.dataError(tx, chk, err)
+		}
+		prefix = buf[:n]
+	}
+	return s.dataStream(tx, chk, prefix)
+}
+
+// dataInline finishes a message read whole into body: it verifies it and
+// queues it with its bytes in the job.
+func (s *session) dataInline(tx *transaction, chk *dataChecker, body []byte) error {
+	o := &s.in.opts
+	var dkimRes []DKIMResult
+	if chk.dkimSig {
+		ctx, cancel := context.WithTimeout(s.ctx, o.DNSTimeout)
+		dkimRes = verifyDKIM(ctx, o.Resolver, bytes.NewReader(body), o.MaxDKIMSignatures)
+		cancel()
+	}
+	res, pc, err := s.decide(tx, chk, dkimRes)
+	if err != nil {
+		return err
+	}
+	return s.queueJob(tx, chk, res, pc, dedup.Ref{}, body)
+}
+
+// dataStream stores a message longer than InlineMax (prefix, then the
+// rest of chk) in the blob store and queues a job that names it.
+func (s *session) dataStream(tx *transaction, chk *dataChecker, prefix []byte) error {
 	o := &s.in.opts
 	dnsCtx, cancel := context.WithTimeout(s.ctx, o.DNSTimeout+o.ReadTimeout)
 	defer cancel()
@@ -483,40 +544,63 @@ func (s *session) Data(r io.Reader) error {
 	decide := func(chk *dataChecker) error {
 		decided = true
 		pw.Close()
-		res = &AuthResults{SPF: tx.spf, SPFDomain: tx.spfDom, DKIM: <-dkimDone}
-		dmarcCtx, cancel2 := context.WithTimeout(s.ctx, o.DNSTimeout)
-		checkDMARC(dmarcCtx, o.Resolver, chk.from, res, o.sample)
-		cancel2()
-		pc = &PolicyCheck{Stage: StageData, Auth: res}
-		switch res.Policy {
-		case "reject":
-			pc.Action = ActionReject
-		case "quarantine":
-			pc.Action = ActionJunk
-		}
-		if o.Policy != nil {
-			if err := s.policy(pc); err != nil {
-				return err
-			}
-		}
-		if pc.Action == ActionReject {
-			s.in.log.Info("delivery: rejected by DMARC", "tx", tx.id, "from", tx.from, "from_domain", res.FromDomain)
-			return replyDMARCReject
-		}
-		return nil
+		var err error
+		res, pc, err = s.decide(tx, chk, <-dkimDone)
+		return err
 	}
 	// The link keeps the body past the blob store's grace period until
 	// Deliver has stored it; it is made with the blob, before the job
 	// exists, so a job never names an unprotected blob.
-	ref, chk, err := s.storeData(tx, r, func(c io.Reader) io.Reader { return io.TeeReader(c, pw) }, decide, blobOwner(tx.id))
+	ref, refused, err := s.storeChecked(chk, prefix, func(c io.Reader) io.Reader { return io.TeeReader(c, pw) }, decide, blobOwner(tx.id))
 	if !decided {
-		pw.CloseWithError(err) // nil err closes with io.EOF
+		perr := refused
+		if perr == nil {
+			perr = err
+		}
+		pw.CloseWithError(perr) // nil closes with io.EOF
 		<-dkimDone
 	}
-	if err != nil {
-		return err
+	switch {
+	case refused != nil:
+		return refused
+	case err != nil:
+		return s.dataError(tx, chk, err)
 	}
+	return s.queueJob(tx, chk, res, pc, ref, nil)
+}
 
+// decide runs DMARC and the policy on a message read whole that passed
+// the checks, with dkim the results of its signatures. An error refuses
+// the message.
+func (s *session) decide(tx *transaction, chk *dataChecker, dkim []DKIMResult) (*AuthResults, *PolicyCheck, error) {
+	o := &s.in.opts
+	res := &AuthResults{SPF: tx.spf, SPFDomain: tx.spfDom, DKIM: dkim}
+	dmarcCtx, cancel := context.WithTimeout(s.ctx, o.DNSTimeout)
+	checkDMARC(dmarcCtx, o.Resolver, chk.from, res, o.sample)
+	cancel()
+	pc := &PolicyCheck{Stage: StageData, Auth: res}
+	switch res.Policy {
+	case "reject":
+		pc.Action = ActionReject
+	case "quarantine":
+		pc.Action = ActionJunk
+	}
+	if o.Policy != nil {
+		if err := s.policy(pc); err != nil {
+			return nil, nil, err
+		}
+	}
+	if pc.Action == ActionReject {
+		s.in.log.Info("delivery: rejected by DMARC", "tx", tx.id, "from", tx.from, "from_domain", res.FromDomain)
+		return nil, nil, replyDMARCReject
+	}
+	return res, pc, nil
+}
+
+// queueJob queues the job of a message stored as ref (version 1), or, if
+// ref is zero, carried as body (version 2).
+func (s *session) queueJob(tx *transaction, chk *dataChecker, res *AuthResults, pc *PolicyCheck, ref dedup.Ref, body []byte) error {
+	o := &s.in.opts
 	now := o.Now()
 	job := IncomingJob{
 		Version:    1,
@@ -531,6 +615,13 @@ func (s *session) Data(r io.Reader) error {
 		Junk:       pc.Action == ActionJunk,
 		Received:   now,
 	}
+	if ref.IsZero() {
+		job.Version = 2
+		job.Body = body
+		if job.Body == nil {
+			job.Body = []byte{}
+		}
+	}
 	for _, f := range chk.authRes {
 		if claimsHost(f, o.Hostname) {
 			job.Drop = append(job.Drop, [2]int64{f.start, f.end})
@@ -540,7 +631,9 @@ func (s *session) Data(r io.Reader) error {
 	payload, err := job.marshal()
 	if err != nil {
 		s.in.log.Error("delivery: encode job", "tx", tx.id, "err", err)
-		s.unlinkBody(tx, ref, blobOwner(tx.id))
+		if !ref.IsZero() {
+			s.unlinkBody(tx, ref, blobOwner(tx.id))
+		}
 		return replyPermFail
 	}
 	if _, err := s.in.queue.Enqueue(s.ctx, o.Topic, payload, &queue.EnqueueOptions{Key: tx.id}); err != nil {
@@ -585,9 +678,19 @@ func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) i
 func (s *session) storeRaw(r io.Reader, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (ref dedup.Ref, chk *dataChecker, refused, err error) {
 	o := &s.in.opts
 	chk = newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
+	ref, refused, err = s.storeChecked(chk, nil, wrap, decide, owner)
+	return ref, chk, refused, err
+}
+
+// storeChecked is storeRaw on a checker of which prefix was read
+// already: the data is prefix, then the rest of chk.
+func (s *session) storeChecked(chk *dataChecker, prefix []byte, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (ref dedup.Ref, refused, err error) {
 	var src io.Reader = chk
+	if len(prefix) > 0 {
+		src = io.MultiReader(bytes.NewReader(prefix), chk)
+	}
 	if wrap != nil {
-		src = wrap(chk)
+		src = wrap(src)
 	}
 	var hook *eofHook
 	if decide != nil {
@@ -604,11 +707,11 @@ func (s *session) storeRaw(r io.Reader, wrap func(io.Reader) io.Reader, decide f
 	}
 	if err != nil {
 		if hook != nil && hook.err != nil {
-			return dedup.Ref{}, chk, hook.err, nil
+			return dedup.Ref{}, hook.err, nil
 		}
-		return dedup.Ref{}, chk, nil, err
+		return dedup.Ref{}, nil, err
 	}
-	return ref, chk, nil, nil
+	return ref, nil, nil
 }
 
 // eofHook passes r through and, when r ends (io.EOF), calls fn once: if

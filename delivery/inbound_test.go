@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -27,9 +28,10 @@ func smtpCode(t *testing.T, err error) (int, smtp.EnhancedCode) {
 	return se.Code, se.EnhancedCode
 }
 
-func readBlob(t *testing.T, s *dedup.Store, ref dedup.Ref) string {
+// readRaw returns the bytes an incoming job names: its Body or its blob.
+func readRaw(t *testing.T, s *dedup.Store, j *IncomingJob) string {
 	t.Helper()
-	rc, err := s.Open(context.Background(), ref)
+	rc, err := j.openRaw(context.Background(), s)
 	require.NoError(t, err)
 	defer rc.Close()
 	b, err := io.ReadAll(rc)
@@ -50,7 +52,7 @@ func TestInboundQueuesOneJob(t *testing.T) {
 	assert.Equal(t, []Recipient{{"bob@example.net", "bob@example.net"}, {"Carol@Example.net", "carol@example.net"}}, j.Recipients)
 	assert.Equal(t, "127.0.0.1", j.ClientIP)
 	assert.Equal(t, "client.example.org", j.Helo)
-	assert.Equal(t, testMsg, readBlob(t, env.blocks.Blobs, j.Blob), "the blob holds the bytes received")
+	assert.Equal(t, testMsg, readRaw(t, env.blocks.Blobs, j), "the blob holds the bytes received")
 	assert.True(t, strings.HasPrefix(j.Header, "Received: from client.example.org ([127.0.0.1])\r\n\tby mx.example.net with ESMTP id "+j.ID), j.Header)
 	assert.Contains(t, j.Header, "\r\nAuthentication-Results: mx.example.net; spf=none")
 	assert.True(t, strings.HasSuffix(j.Header, "\r\n"))
@@ -279,7 +281,7 @@ func TestInboundSmuggling(t *testing.T) {
 			require.Len(t, jobs, 1, "only the clean message is queued")
 			j, err := ParseIncomingJob(jobs[0].Payload)
 			require.NoError(t, err)
-			assert.Equal(t, testMsg, readBlob(t, env.blocks.Blobs, j.Blob))
+			assert.Equal(t, testMsg, readRaw(t, env.blocks.Blobs, j))
 			require.NoError(t, env.blocks.Queue.Ack(context.Background(), jobs[0]))
 		})
 	}
@@ -294,7 +296,7 @@ func TestInboundStorageFailure(t *testing.T) {
 		assert.Equal(t, smtp.EnhancedCode{4, 3, 0}, enh)
 	})
 	t.Run("blobs", func(t *testing.T) {
-		env := newEnv(t, nil)
+		env := newEnv(t, &InboundOptions{InlineMax: -1}) // a small message goes to the blob store too
 		require.NoError(t, env.blocks.Blobs.Close())
 		code, enh := smtpCode(t, env.send(t, "alice@example.org", []string{"bob@example.net"}, testMsg))
 		assert.Equal(t, 451, code)
@@ -350,5 +352,83 @@ func TestInboundBDAT(t *testing.T) {
 	require.Len(t, jobs, 1)
 	j, err := ParseIncomingJob(jobs[0].Payload)
 	require.NoError(t, err)
-	assert.Equal(t, testMsg, readBlob(t, env.blocks.Blobs, j.Blob))
+	assert.Equal(t, testMsg, readRaw(t, env.blocks.Blobs, j))
+}
+
+// TestInboundInlineMax sends messages around InlineMax: up to it the job
+// carries the bytes (version 2, nothing in the blob store), above it the
+// blob store holds them (version 1); both read back exactly, also when
+// the DATA checks refuse a message after the first InlineMax bytes.
+func TestInboundInlineMax(t *testing.T) {
+	const max = 200
+	env := newEnv(t, &InboundOptions{InlineMax: max})
+	msgOf := func(size int) string {
+		m := testMsg
+		for len(m)+72+2 <= size {
+			m += "." + strings.Repeat("a", 69) + "\r\n" // dot-stuffed on the wire
+		}
+		m += strings.Repeat("b", size-len(m)-2) + "\r\n"
+		require.Len(t, m, size)
+		return m
+	}
+	for _, size := range []int{len(testMsg) + 2, max - 1, max, max + 1, max + 2, 3 * max, 20 << 10} {
+		msg := msgOf(size)
+		require.NoError(t, env.send(t, "alice@example.org", []string{"bob@example.net"}, msg), "size %d", size)
+		jobs := env.jobs(t)
+		require.Len(t, jobs, 1)
+		j, err := ParseIncomingJob(jobs[0].Payload)
+		require.NoError(t, err)
+		assert.Equal(t, size <= max, j.inline(), "size %d: inline", size)
+		assert.Equal(t, int64(size), j.size())
+		assert.Equal(t, msg, readRaw(t, env.blocks.Blobs, j), "size %d: bytes intact", size)
+		_, err = env.blocks.Blobs.Stat(context.Background(), dedup.Ref{Hash: sha256.Sum256([]byte(msg)), Size: int64(size)})
+		if size <= max {
+			assert.ErrorIs(t, err, dedup.ErrNotFound, "size %d: not in the blob store", size)
+		} else {
+			assert.NoError(t, err, "size %d: in the blob store", size)
+		}
+	}
+	for _, size := range []int{max / 2, 2 * max} {
+		bad := msgOf(size)
+		bad = bad[:len(bad)-4] + "\x00" + bad[len(bad)-3:] // a NUL near the end
+		code, enh := smtpCode(t, env.send(t, "alice@example.org", []string{"bob@example.net"}, bad))
+		assert.Equal(t, 550, code, "size %d", size)
+		assert.Equal(t, smtp.EnhancedCode{5, 6, 0}, enh, "size %d", size)
+		assert.Empty(t, env.jobs(t), "size %d", size)
+	}
+}
+
+func TestParseIncomingJobVersions(t *testing.T) {
+	ref := dedup.Ref{Hash: sha256.Sum256([]byte("x")), Size: 10}
+	base := IncomingJob{ID: "tx", Recipients: []Recipient{{"bob@example.net", "bob@example.net"}}}
+	for _, tc := range []struct {
+		name  string
+		edit  func(j *IncomingJob)
+		valid bool
+	}{
+		{"v1 blob", func(j *IncomingJob) { j.Version, j.Blob = 1, ref }, true},
+		{"v1 without blob", func(j *IncomingJob) { j.Version, j.Body = 1, []byte("x") }, false},
+		{"v1 blob and body", func(j *IncomingJob) { j.Version, j.Blob, j.Body = 1, ref, []byte("x") }, false},
+		{"v2 body", func(j *IncomingJob) { j.Version, j.Body = 2, []byte("0123456789") }, true},
+		{"v2 empty body", func(j *IncomingJob) { j.Version, j.Body = 2, []byte{} }, true},
+		{"v2 with blob", func(j *IncomingJob) { j.Version, j.Blob, j.Body = 2, ref, []byte("x") }, false},
+		{"v2 drop in body", func(j *IncomingJob) { j.Version, j.Body, j.Drop = 2, []byte("0123456789"), [][2]int64{{2, 10}} }, true},
+		{"v2 drop past body", func(j *IncomingJob) { j.Version, j.Body, j.Drop = 2, []byte("0123456789"), [][2]int64{{2, 11}} }, false},
+		{"v3", func(j *IncomingJob) { j.Version, j.Body = 3, []byte("x") }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := base
+			tc.edit(&j)
+			payload, err := j.marshal()
+			require.NoError(t, err)
+			got, err := ParseIncomingJob(payload)
+			if !tc.valid {
+				assert.ErrorIs(t, err, ErrInvalidJob)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, string(j.Body), string(got.Body))
+			assert.Equal(t, j.Blob, got.Blob)
+		})
+	}
 }

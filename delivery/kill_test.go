@@ -13,10 +13,12 @@ package delivery
 // at a random moment; again and again, with a new child each time. Then
 // the parent opens the directory itself and leases every job on the
 // incoming topic: each job must decode, its key must be its transaction
-// ID, its blob (read back through dedup) must be byte for byte the message
-// its token names; every message that got 250 must have exactly one job,
-// and no message may have two (a message without 250 may have one or
-// none).
+// ID, its message (carried in the job, or its blob read back through
+// dedup) must be byte for byte the message its token names; every message
+// that got 250 must have exactly one job, and no message may have two (a
+// message without 250 may have one or none). Messages above InlineMax go
+// to the blob store, the others travel in their jobs: both paths are
+// checked.
 
 import (
 	"context"
@@ -279,7 +281,7 @@ func TestInboundKill(t *testing.T) {
 	ctx := context.Background()
 	byToken := map[int]int{}
 	byKey := map[string]int{}
-	var jobs, damaged int
+	var jobs, damaged, inline int
 	for {
 		batch, err := blocks.Queue.Lease(ctx, DefaultTopic, 1000, time.Hour, nil)
 		require.NoError(t, err)
@@ -303,7 +305,10 @@ func TestInboundKill(t *testing.T) {
 			if job.Key != ij.ID {
 				bad("key is not the transaction ID %q", ij.ID)
 			}
-			rc, err := blocks.Blobs.Open(ctx, ij.Blob)
+			if ij.inline() {
+				inline++
+			}
+			rc, err := ij.openRaw(ctx, blocks.Blobs)
 			if err != nil {
 				bad("open blob: %v", err)
 				continue
@@ -320,8 +325,8 @@ func TestInboundKill(t *testing.T) {
 				continue
 			}
 			n, _ := strconv.Atoi(strings.TrimPrefix(string(m[1]), "ikill-"))
-			if want := killMessage(n); string(got) != string(want) || int64(len(got)) != ij.Blob.Size {
-				bad("%s: %d bytes read back (ref size %d), %d sent, not equal", m[1], len(got), ij.Blob.Size, len(want))
+			if want := killMessage(n); string(got) != string(want) || int64(len(got)) != ij.size() {
+				bad("%s: %d bytes read back (size %d), %d sent, not equal", m[1], len(got), ij.size(), len(want))
 				continue
 			}
 			byToken[n]++
@@ -354,9 +359,11 @@ func TestInboundKill(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d kills in %v: %d messages sent, %d got 250, %d jobs checked (%d without a 250), %d duplicates, %d missing, %d damaged",
-		kills, elapsed.Round(time.Second), attempted.Load(), len(acked), jobs, unackedStored, dups+dupKeys, missing, damaged)
+	t.Logf("%d kills in %v: %d messages sent, %d got 250, %d jobs checked (%d without a 250, %d carrying their message), %d duplicates, %d missing, %d damaged",
+		kills, elapsed.Round(time.Second), attempted.Load(), len(acked), jobs, unackedStored, inline, dups+dupKeys, missing, damaged)
 	require.Positive(t, len(acked), "no message got 250: the test checked nothing")
+	require.Positive(t, inline, "no job carried its message: the test missed the inline path")
+	require.Less(t, inline, jobs, "every job carried its message: the test missed the blob store")
 	require.Zero(t, damaged, "every job must name its message's exact bytes")
 	require.Zero(t, dups+dupKeys, "no message may be queued twice")
 	require.Zero(t, missing, "no message that got 250 may be lost")

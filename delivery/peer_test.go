@@ -126,7 +126,7 @@ func TestPeerSwaksInbound(t *testing.T) {
 	assert.Equal(t, "client.example.org", j.Helo)
 	assert.Equal(t, "alice@example.org", j.From)
 	assert.Equal(t, []Recipient{{Address: "bob@example.net", User: "bob@example.net"}}, j.Recipients)
-	assert.Equal(t, peerMsg, readBlob(t, env.blocks.Blobs, j.Blob), "blob bytes intact")
+	assert.Equal(t, peerMsg, readRaw(t, env.blocks.Blobs, j), "blob bytes intact")
 	assert.Contains(t, j.Header, "Received: from client.example.org ([127.0.0.1])")
 	require.NoError(t, env.blocks.Queue.Ack(context.Background(), jobs[0]))
 
@@ -141,7 +141,7 @@ func TestPeerSwaksInbound(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, j.TLS, "the message came under STARTTLS")
 	assert.Contains(t, j.Header, " with ESMTPS id "+j.ID)
-	assert.Equal(t, peerMsg, readBlob(t, env.blocks.Blobs, j.Blob))
+	assert.Equal(t, peerMsg, readRaw(t, env.blocks.Blobs, j))
 	require.NoError(t, env.blocks.Queue.Ack(context.Background(), jobs[0]))
 
 	// An attachment built by swaks: the MIME part decodes to the file.
@@ -156,7 +156,7 @@ func TestPeerSwaksInbound(t *testing.T) {
 	require.Len(t, jobs, 1)
 	j, err = ParseIncomingJob(jobs[0].Payload)
 	require.NoError(t, err)
-	got := attachment(t, []byte(readBlob(t, env.blocks.Blobs, j.Blob)), "report.bin")
+	got := attachment(t, []byte(readRaw(t, env.blocks.Blobs, j)), "report.bin")
 	assert.True(t, bytes.Equal(att, got), "attachment bytes intact (%d bytes, got %d)", len(att), len(got))
 	require.NoError(t, env.blocks.Queue.Ack(context.Background(), jobs[0]))
 
@@ -272,7 +272,7 @@ func TestPeerSmtpSource(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, seen[j.ID], "job %s twice", j.ID)
 			seen[j.ID] = true
-			b := readBlob(t, env.blocks.Blobs, j.Blob)
+			b := readRaw(t, env.blocks.Blobs, j)
 			require.NoError(t, checkData([]byte(b)), "stored bytes keep the rule")
 			sizes = append(sizes, len(b))
 			require.NoError(t, env.blocks.Queue.Ack(context.Background(), job))
