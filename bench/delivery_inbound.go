@@ -32,10 +32,11 @@ import (
 //
 //   - ours: delivery.Inbound on the embedded backends (filededup for
 //     bodies, lsmqueue for jobs) in a fresh directory: each message is
-//     stored, linked and queued with synced writes before the 250 (a
-//     5 KB body and its link are one synced lsm batch, filededup's
-//     inline blobs; a 100 KB body is a file, synced with its directory,
-//     then linked; then the job is one synced batch in the queue's DB). DNS
+//     queued, and stored if need be, with synced writes before the 250 (a
+//     5 KB body travels in its job, one synced batch in the queue's DB,
+//     delivery.InboundOptions.InlineMax; a 100 KB body is a file in the
+//     blob store, synced with its directory, then linked, then its job is
+//     queued). Concurrent sessions share the fsyncs (lsm group commit). DNS
 //     goes to an in-process resolver that knows no names (SPF and DMARC
 //     "none" at once; the checks run, no network).
 //   - postfix: a real Postfix (master, smtpd, cleanup) started with
