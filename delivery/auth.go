@@ -117,7 +117,7 @@ func fromDomain(fields []headerField) (string, error) {
 		return "", errors.New("not exactly one From field")
 	}
 	_, value, _ := strings.Cut(string(fields[0].raw), ":")
-	value = strings.NewReplacer("\r\n", "").Replace(value)
+	value = strings.ReplaceAll(value, "\r\n", "")
 	addrs, err := mail.ParseAddressList(strings.TrimSpace(value))
 	if err != nil || len(addrs) == 0 {
 		return "", errors.New("unparsable From")
@@ -245,7 +245,7 @@ func authResultsHeader(host string, res *AuthResults, mailFrom, helo string) str
 // section 5). A field that does not parse is treated by its first token.
 func claimsHost(f headerField, host string) bool {
 	_, value, _ := strings.Cut(string(f.raw), ":")
-	value = strings.NewReplacer("\r\n", "").Replace(value)
+	value = strings.ReplaceAll(value, "\r\n", "")
 	id, _, err := authres.Parse(value)
 	if err != nil {
 		id, _, _ = strings.Cut(strings.TrimSpace(value), ";")

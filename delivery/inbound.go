@@ -781,27 +781,31 @@ func (s *session) receivedField(tx *transaction, now time.Time) string {
 // traceField formats a Received field with the given protocol (RFC 3848)
 // and, when comment is not empty, a comment line after the from clause.
 func (s *session) traceField(tx *transaction, now time.Time, proto, comment string) string {
-	var b strings.Builder
-	b.WriteString("Received:")
+	ip := s.ip.String()
+	b := make([]byte, 0, 160+len(tx.helo)+len(comment)+len(s.in.opts.Hostname)+len(tx.id))
+	b = append(b, "Received:"...)
 	sep := " "
 	switch {
 	case tx.helo != "":
-		fmt.Fprintf(&b, " from %s ([%s])", tx.helo, s.ip)
+		b = append(append(append(append(append(b, " from "...), tx.helo...), " (["...), ip...), "])"...)
 		sep = "\r\n\t"
 	case s.ip.IsValid(): // Submission.Submit: no SMTP client, maybe an IP
-		fmt.Fprintf(&b, " from [%s]", s.ip)
+		b = append(append(append(b, " from ["...), ip...), ']')
 		sep = "\r\n\t"
 	}
 	if comment != "" {
-		fmt.Fprintf(&b, "%s(%s)", sep, comment)
+		b = append(append(append(append(b, sep...), '('), comment...), ')')
 		sep = "\r\n\t"
 	}
-	fmt.Fprintf(&b, "%sby %s with %s id %s", sep, s.in.opts.Hostname, proto, tx.id)
+	b = append(append(append(append(b, sep...), "by "...), s.in.opts.Hostname...), " with "...)
+	b = append(append(append(b, proto...), " id "...), tx.id...)
 	if len(tx.rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", tx.rcpts[0].Address)
+		b = append(append(append(b, "\r\n\tfor <"...), tx.rcpts[0].Address...), '>')
 	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
-	return b.String()
+	b = append(b, ";\r\n\t"...)
+	b = now.AppendFormat(b, time.RFC1123Z)
+	b = append(b, "\r\n"...)
+	return string(b)
 }
 
 func blobOwner(txID string) string { return "delivery/incoming/" + txID }

@@ -380,6 +380,8 @@ func TestInboundInlineMax(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, size <= max, j.inline(), "size %d: inline", size)
 		assert.Equal(t, int64(size), j.size())
+		assert.Regexp(t, `^Received: from client\.example\.org \(\[127\.0\.0\.1\]\)\r\n\tby mx\.example\.net with ESMTP id `+j.ID+
+			`\r\n\tfor <bob@example\.net>;\r\n\t[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [-+]\d{4}\r\nAuthentication-Results: `, j.Header)
 		assert.Equal(t, msg, readRaw(t, env.blocks.Blobs, j), "size %d: bytes intact", size)
 		_, err = env.blocks.Blobs.Stat(context.Background(), dedup.Ref{Hash: sha256.Sum256([]byte(msg)), Size: int64(size)})
 		if size <= max {
