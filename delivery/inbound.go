@@ -122,10 +122,13 @@ type InboundOptions struct {
 	MaxHeaderFields int
 	// InlineMax is the largest message, in bytes, that Inbound carries in
 	// its job (IncomingJob version 2) instead of storing it in the blob
-	// store: such a message is read into memory (each session holds a
-	// buffer of this size) and accepting it costs one synced write instead
-	// of two. Negative means every message goes to the blob store. The
-	// default is DefaultInlineMax, 64 KiB.
+	// store: accepting it costs one synced write (the job) instead of two
+	// (blob and link, then job), and Deliver has no blob to unlink. Each
+	// DATA in progress holds a buffer of InlineMax bytes; a longer message
+	// streams on to the blob store. Negative means every message goes to
+	// the blob store (as before version 2 existed: set it while workers
+	// that cannot read version 2 still consume the topic). The default is
+	// DefaultInlineMax, 64 KiB.
 	InlineMax int
 	// MaxDKIMSignatures is the most DKIM signatures verified per message;
 	// further ones are ignored. The default is DefaultMaxDKIMSignatures, 5.
