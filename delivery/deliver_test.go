@@ -50,8 +50,19 @@ func (env *testEnv) oneJob(t *testing.T) queue.Job {
 	return jobs[0]
 }
 
+// TestDeliverIdempotent runs with the message in its job (the default
+// for a small one) and in the blob store (InlineMax -1).
 func TestDeliverIdempotent(t *testing.T) {
-	env := newEnv(t, nil)
+	for _, mode := range []struct {
+		name      string
+		inlineMax int
+	}{{"inline", 0}, {"blob", -1}} {
+		t.Run(mode.name, func(t *testing.T) { testDeliverIdempotent(t, mode.inlineMax) })
+	}
+}
+
+func testDeliverIdempotent(t *testing.T, inlineMax int) {
+	env := newEnv(t, &InboundOptions{InlineMax: inlineMax})
 	const msg = "Authentication-Results: mx.example.net; dkim=pass header.d=example.org\r\n" +
 		"From: Alice <alice@example.org>\r\n" +
 		"Authentication-Results: other.example;\r\n\tspf=pass smtp.mailfrom=example.org\r\n" +
@@ -79,6 +90,7 @@ func TestDeliverIdempotent(t *testing.T) {
 		assert.Equal(t, 1, res.Total, "the index follows the mailbox")
 	}
 	assert.Len(t, j.Drop, 1)
+	assert.Equal(t, inlineMax >= 0, j.inline(), "the message is in the job or the blob store as asked")
 }
 
 func TestDeliverJunkAndFilter(t *testing.T) {
@@ -156,12 +168,17 @@ func TestDropReader(t *testing.T) {
 		{[][2]int64{{2, 4}, {4, 5}, {8, 10}}, "H01567"},
 		{[][2]int64{{3, 3}}, "H0123456789"},
 	} {
-		rc, err := d.open(context.Background(), &IncomingJob{Header: "H", Blob: ref, Drop: tc.drop})
-		require.NoError(t, err)
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		require.NoError(t, err)
-		assert.Equal(t, tc.want, string(b), "drop %v", tc.drop)
+		for _, j := range []*IncomingJob{
+			{Version: 1, Header: "H", Blob: ref, Drop: tc.drop},
+			{Version: 2, Header: "H", Body: []byte("0123456789"), Drop: tc.drop},
+		} {
+			rc, err := d.open(context.Background(), j)
+			require.NoError(t, err)
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, string(b), "version %d, drop %v", j.Version, tc.drop)
+		}
 	}
 }
 
