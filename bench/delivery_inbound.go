@@ -32,13 +32,17 @@ import (
 //
 //   - ours: delivery.Inbound on the embedded backends (filededup for
 //     bodies, lsmqueue for jobs) in a fresh directory: each message is
-//     queued, and stored if need be, with synced writes before the 250 (a
-//     5 KB body travels in its job, one synced batch in the queue's DB,
-//     delivery.InboundOptions.InlineMax; a 100 KB body is a file in the
-//     blob store, synced with its directory, then linked, then its job is
-//     queued). Concurrent sessions share the fsyncs (lsm group commit). DNS
+//     stored and queued with synced writes before the 250, with the
+//     library's defaults: a 5 KB body is a record of the blob store's lsm
+//     DB stored and linked in one synced batch, then its job is queued in
+//     the queue's DB; a 100 KB body is a file in the blob store, synced
+//     with its directory, then linked, then its job is queued. Concurrent
+//     sessions share the fsyncs (lsm group commit). DNS
 //     goes to an in-process resolver that knows no names (SPF and DMARC
 //     "none" at once; the checks run, no network).
+//   - ours_inline (inbound_5k only): ours with
+//     delivery.InboundOptions.InlineMax = DefaultInlineMax (64 KiB): the 5
+//     KB body travels in its job, one synced batch in the queue's DB.
 //   - postfix: a real Postfix (master, smtpd, cleanup) started with
 //     "postfix -c DIR start" from a private config directory, with its
 //     queue_directory beside ours on the same disk, listening on a free
@@ -55,7 +59,7 @@ import (
 //     messages of 5 KB / 100 KB from smtp-source -s -inbound-sessions;
 //     ops_per_sec is messages accepted per second (smtp-source exits
 //     non-zero at the first refused message, so all of them got 250).
-//     RATIO ours/postfix and ours/sink.
+//     RATIO ours/postfix and ours/sink (and ours_inline/sink).
 //   - inbound_mem_25m (ours only): 8 concurrent messages of 25 MB;
 //     rss_above_idle_mib is the server process's peak resident set size
 //     during the workload minus its resident set size before it (target:
@@ -69,7 +73,7 @@ var inbound inboundBench
 
 func init() {
 	registerDeliveryPart(deliveryPart{
-		Impls:  []string{"ours", "postfix", "sink"},
+		Impls:  []string{"ours", "ours_inline", "postfix", "sink"},
 		Flags:  inbound.flags,
 		Run:    inbound.run,
 		Ratios: inbound.ratios,
@@ -104,6 +108,9 @@ func (b *inboundBench) run(impl string, c *config, r *reporter) error {
 	if !wantWorkload("inbound_5k") && !wantWorkload("inbound_100k") && !wantWorkload("inbound_mem_25m") {
 		return nil
 	}
+	if impl == "ours_inline" && !wantWorkload("inbound_5k") {
+		return nil
+	}
 	source, err := findPostfixTool("smtp-source")
 	if err != nil {
 		return err
@@ -117,7 +124,9 @@ func (b *inboundBench) run(impl string, c *config, r *reporter) error {
 	var srv inboundServer
 	switch impl {
 	case "ours":
-		srv, err = startOursInbound(base)
+		srv, err = startOursInbound(base, 0)
+	case "ours_inline":
+		srv, err = startOursInbound(base, delivery.DefaultInlineMax)
 	case "postfix":
 		srv, err = startPostfixInbound(base)
 	case "sink":
@@ -134,7 +143,7 @@ func (b *inboundBench) run(impl string, c *config, r *reporter) error {
 		name      string
 		msgs, len int
 	}{{"inbound_5k", n5, 5000}, {"inbound_100k", n100, 100000}} {
-		if !wantWorkload(w.name) {
+		if !wantWorkload(w.name) || (impl == "ours_inline" && w.name != "inbound_5k") {
 			continue
 		}
 		before, err := srv.accepted()
@@ -204,6 +213,14 @@ func (b *inboundBench) ratios(rs *results) []ratio {
 			out = append(out, ratio{w, "ours/postfix", ours.OpsPerSec / pf.OpsPerSec})
 		case okSink && sink.OpsPerSec > 0:
 			out = append(out, ratio{w, "ours/sink", ours.OpsPerSec / sink.OpsPerSec})
+		}
+		if in, ok := rs.get(w, "ours_inline"); ok && in.OpsPerSec > 0 {
+			if sink.OpsPerSec > 0 {
+				out = append(out, ratio{w, "ours_inline/sink", in.OpsPerSec / sink.OpsPerSec})
+			}
+			if pf.OpsPerSec > 0 {
+				out = append(out, ratio{w, "ours_inline/postfix", in.OpsPerSec / pf.OpsPerSec})
+			}
 		}
 	}
 	return out
@@ -313,7 +330,7 @@ func (noDNS) LookupAddr(_ context.Context, addr string) ([]string, error) {
 	return nil, nxdomain(addr)
 }
 
-func startOursInbound(base string) (*oursInbound, error) {
+func startOursInbound(base string, inlineMax int) (*oursInbound, error) {
 	blobs, err := filededup.OpenStore(filepath.Join(base, "blobs"), nil)
 	if err != nil {
 		return nil, err
@@ -329,6 +346,7 @@ func startOursInbound(base string) (*oursInbound, error) {
 		ConnRatePerIP:    -1,
 		MessageRatePerIP: -1,
 		Resolver:         noDNS{},
+		InlineMax:        inlineMax,
 	})
 	if err != nil {
 		q.Close()

@@ -74,13 +74,13 @@ func TestSPF(t *testing.T) {
 	}
 }
 
-// TestDKIMAndDMARC runs with the message in its job (the default for a
-// small one) and in the blob store (InlineMax -1).
+// TestDKIMAndDMARC runs with the message in its job (InlineMax
+// DefaultInlineMax) and in the blob store (the default).
 func TestDKIMAndDMARC(t *testing.T) {
 	for _, mode := range []struct {
 		name      string
 		inlineMax int
-	}{{"inline", 0}, {"blob", -1}} {
+	}{{"inline", DefaultInlineMax}, {"blob", 0}} {
 		t.Run(mode.name, func(t *testing.T) { testDKIMAndDMARC(t, mode.inlineMax) })
 	}
 }
@@ -112,7 +112,7 @@ func testDKIMAndDMARC(t *testing.T, inlineMax int) {
 		_, err := env.blocks.Blobs.Stat(context.Background(), dedup.Ref{Hash: sha256.Sum256([]byte(tampered)), Size: int64(len(tampered))})
 		assert.ErrorIs(t, err, dedup.ErrNotFound, "a body DMARC refuses is never stored")
 		_, err = env.blocks.Blobs.Stat(context.Background(), dedup.Ref{Hash: sha256.Sum256([]byte(signed)), Size: int64(len(signed))})
-		if inlineMax < 0 {
+		if inlineMax <= 0 {
 			assert.NoError(t, err, "the accepted body is stored as received (this test's way of finding a body works)")
 		} else {
 			assert.ErrorIs(t, err, dedup.ErrNotFound, "a small accepted body travels in its job, not the blob store")

@@ -50,13 +50,13 @@ func (env *testEnv) oneJob(t *testing.T) queue.Job {
 	return jobs[0]
 }
 
-// TestDeliverIdempotent runs with the message in its job (the default
-// for a small one) and in the blob store (InlineMax -1).
+// TestDeliverIdempotent runs with the message in its job (InlineMax
+// DefaultInlineMax) and in the blob store (the default).
 func TestDeliverIdempotent(t *testing.T) {
 	for _, mode := range []struct {
 		name      string
 		inlineMax int
-	}{{"inline", 0}, {"blob", -1}} {
+	}{{"inline", DefaultInlineMax}, {"blob", 0}} {
 		t.Run(mode.name, func(t *testing.T) { testDeliverIdempotent(t, mode.inlineMax) })
 	}
 }
@@ -90,7 +90,7 @@ func testDeliverIdempotent(t *testing.T, inlineMax int) {
 		assert.Equal(t, 1, res.Total, "the index follows the mailbox")
 	}
 	assert.Len(t, j.Drop, 1)
-	assert.Equal(t, inlineMax >= 0, j.inline(), "the message is in the job or the blob store as asked")
+	assert.Equal(t, inlineMax > 0, j.inline(), "the message is in the job or the blob store as asked")
 }
 
 func TestDeliverJunkAndFilter(t *testing.T) {

@@ -24,7 +24,8 @@ import (
 //	{"v":2, "id":…, "body":"<base64 of the bytes received>", "from":…, …}
 //
 // Version 2 has "body" instead of "blob", the rest as version 1: Inbound
-// carries a message of at most InboundOptions.InlineMax bytes in its job,
+// carries a message of at most InboundOptions.InlineMax bytes in its job
+// when that option is set,
 // so that accepting it costs one synced write (the job) instead of two
 // (blob and link, then job), and Deliver has no blob to unlink.
 //

@@ -124,6 +124,7 @@ func runKillChild() error {
 		MessageRatePerIP: -1,
 		ReadTimeout:      30 * time.Second,
 		WriteTimeout:     30 * time.Second,
+		InlineMax:        DefaultInlineMax,
 	})
 	if err != nil {
 		return err
