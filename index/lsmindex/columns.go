@@ -419,3 +419,207 @@ func docStrBytes(v *index.Values) int64 {
 func chunkKey(dst []byte, u mailbricks.UserID, c uint32) []byte {
 	return docKey(dst, u, tagChunk, c)
 }
+
+// A restView reads single documents from a chunk's 'R' value without
+// decoding the chunk. The IDs have a fixed width, so a document's ID is at
+// its rank among the chunk's live documents (rank holds the count before
+// each bitmap byte). The other columns hold one varint a document (but
+// the keywords, which come last), so the j-th document's entry of a
+// column follows the column's j-th varint terminator (a byte below 0x80),
+// which skipVarints counts eight bytes at a time. Building the view
+// walks the dictionary and counts each column's terminators once to find
+// where the columns start; reading a document then costs about as much
+// as skipping a column's bytes up to it, and nothing is allocated per
+// document of the chunk. Entries are checked as they are read (walkRest
+// checks the whole value when a call decodes the chunk).
+type restView struct {
+	b     []byte // the 'R' value
+	bm    []byte // its live bitmap
+	rank  []uint32
+	ids   int    // offset of the IDs in b
+	words string // the dictionary's words, one after the other
+	ends  []uint32
+	cols  [restColumns]int // offset of each column in b
+	size  int64            // bytes charged to the memory budget
+}
+
+const (
+	// restColumns is the number of per-document columns after the
+	// dictionary, in their order.
+	restColumns = 7
+	colSent     = 0
+	colSize     = 1
+	colUID      = 2
+	colModSeq   = 3
+	colFolder   = 4
+	colThread   = 5
+	colKeywords = 6
+)
+
+// newRestView checks the header and dictionary of chunk c's 'R' value b
+// (of a chunk of n doc numbers) and returns a view of it, which keeps b.
+func newRestView(b []byte, n, c uint32) (*restView, error) {
+	bad := func(what string) error { return fmt.Errorf("%w: chunk %d: %s", errCorrupt, c, what) }
+	bm, p, ok := chunkHeader(b, 1, n)
+	if !ok {
+		return nil, bad("rest header")
+	}
+	r := &restView{b: b, bm: bm, rank: make([]uint32, len(bm))}
+	live := 0
+	for i, x := range bm {
+		r.rank[i] = uint32(live)
+		live += bits.OnesCount8(x)
+	}
+	r.ids = len(b) - len(p)
+	if uint64(len(p)) < uint64(live)*16 {
+		return nil, bad("ids")
+	}
+	at := r.ids + 16*live
+	nd, k := binary.Uvarint(b[at:])
+	if k <= 0 || nd > uint64(len(b)-at) {
+		return nil, bad("dictionary")
+	}
+	at += k
+	// The words are copied without their length prefixes: ends[i] is
+	// where word i ends in r.words.
+	words := make([]byte, 0, len(b)-at)
+	r.ends = make([]uint32, nd)
+	for i := range r.ends {
+		w, k := binary.Uvarint(b[at:])
+		if k <= 0 || w > uint64(len(b)-at-k) {
+			return nil, bad("dictionary")
+		}
+		at += k
+		words = append(words, b[at:at+int(w)]...)
+		at += int(w)
+		r.ends[i] = uint32(len(words))
+	}
+	r.words = string(words)
+	for col := range restColumns {
+		r.cols[col] = at
+		if col < colKeywords {
+			if at = skipVarints(b, at, live); at < 0 {
+				return nil, bad("columns")
+			}
+		}
+	}
+	r.size = int64(cap(b)+len(r.words)+4*len(r.ends)+4*len(r.rank)) + 256
+	return r, nil
+}
+
+// skipVarints returns the offset in b after the n varints at at, or -1
+// if b ends first.
+func skipVarints(b []byte, at, n int) int {
+	// A word holding fewer than n terminators is skipped whole.
+	for n > 8 && at+8 <= len(b) {
+		t := ^binary.LittleEndian.Uint64(b[at:]) & 0x8080808080808080
+		n -= bits.OnesCount64(t)
+		at += 8
+	}
+	for ; n > 0; at++ {
+		if at >= len(b) {
+			return -1
+		}
+		if b[at] < 0x80 {
+			n--
+		}
+	}
+	return at
+}
+
+// rankOf returns the rank among the live documents of the live document
+// at offset i of the chunk.
+func (r *restView) rankOf(i uint32) int {
+	return int(r.rank[i/8]) + bits.OnesCount8(r.bm[i/8]&(1<<(i%8)-1))
+}
+
+// id returns the ID of the live document at offset i.
+func (r *restView) id(i uint32) mailbricks.MessageID {
+	at := r.ids + 16*r.rankOf(i)
+	return mailbricks.MessageID(r.b[at : at+16])
+}
+
+// restReader reads one document's entries of a restView, remembering the
+// first error.
+type restReader struct {
+	r   *restView
+	err error
+}
+
+// entry returns the uvarint entry of the j-th live document in column
+// col (a column of one varint a document).
+func (rr *restReader) entry(col, j int) uint64 {
+	at := skipVarints(rr.r.b, rr.r.cols[col], j)
+	return rr.uvarint(&at)
+}
+
+// uvarint reads the uvarint at *at and advances *at past it.
+func (rr *restReader) uvarint(at *int) uint64 {
+	if *at < 0 || *at >= len(rr.r.b) {
+		rr.err = errCorrupt
+		return 0
+	}
+	x, n := binary.Uvarint(rr.r.b[*at:])
+	if n <= 0 {
+		rr.err = errCorrupt
+		return 0
+	}
+	*at += n
+	return x
+}
+
+// word returns dictionary word i.
+func (rr *restReader) word(i uint64) string {
+	r := rr.r
+	if i >= uint64(len(r.ends)) {
+		rr.err = errCorrupt
+		return ""
+	}
+	start := uint32(0)
+	if i > 0 {
+		start = r.ends[i-1]
+	}
+	return r.words[start:r.ends[i]]
+}
+
+// values decodes the Values of the live document at offset i, whose date
+// and flags (held in the eager columns) are date and flags, into v as
+// walkRest would, Keywords in a slice of their own.
+func (r *restView) values(i uint32, date int64, flags index.Flag, v *index.Values) error {
+	j := r.rankOf(i)
+	rr := restReader{r: r}
+	sent := rr.entry(colSent, j)
+	v.Date = index.TimeOrZero(date)
+	v.SentDate = index.TimeOrZero(date + (int64(sent>>1) ^ -int64(sent&1))) // zigzag, as binary.Varint
+	v.Flags = flags
+	v.Size = int64(rr.entry(colSize, j))
+	v.UID = uint32(rr.entry(colUID, j))
+	v.ModSeq = rr.entry(colModSeq, j)
+	v.Folder = rr.word(rr.entry(colFolder, j))
+	v.Thread = rr.word(rr.entry(colThread, j))
+	// The keywords column has a count and that many entries a document:
+	// walk it to the document.
+	at := r.cols[colKeywords]
+	for range j {
+		k := rr.uvarint(&at)
+		if rr.err != nil || k > uint64(len(r.b)) {
+			return fmt.Errorf("%w: chunk rest: keywords", errCorrupt)
+		}
+		at = skipVarints(r.b, at, int(k))
+	}
+	k := rr.uvarint(&at)
+	v.Keywords = nil
+	if rr.err == nil && k > 0 {
+		if k > uint64(len(r.b)) {
+			return fmt.Errorf("%w: chunk rest: keywords", errCorrupt)
+		}
+		v.Keywords = make([]string, k)
+		for m := range v.Keywords {
+			v.Keywords[m] = rr.word(rr.uvarint(&at))
+		}
+	}
+	if rr.err != nil {
+		return fmt.Errorf("%w: chunk rest: document %d", rr.err, i)
+	}
+	return nil
+}

@@ -156,13 +156,10 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	set.and(e.live)
 	res := &index.Results{Total: set.count()}
 	emit := func(n uint32) error {
-		seg, err := s.seg(n)
-		if err != nil {
+		var h index.Hit
+		if err := s.hit(n, &h); err != nil {
 			return fmt.Errorf("lsmindex: search %s: %w", u, err)
 		}
-		v := &seg.vals[n%s.chunk]
-		h := index.Hit{ID: seg.ids[n%s.chunk], Values: *v}
-		h.Values.Keywords = slices.Clone(v.Keywords)
 		if req.WithText {
 			v, err := b.db.Get(docKey(nil, u, tagText, n))
 			if err != nil {

@@ -1,0 +1,87 @@
+package lsmindex_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mailbricks/mailbricks"
+	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/index/indextest"
+	"github.com/mailbricks/mailbricks/index/lsmindex"
+	"github.com/mailbricks/mailbricks/lsm/vfs"
+)
+
+// TestViewsDecodeAsChunks requires every document read one at a time from
+// a chunk's view to equal the chunk decoded whole: ID, dates, sent date,
+// size, UID, MODSEQ, folder, thread and keywords (random documents have
+// all of them, some empty).
+func TestViewsDecodeAsChunks(t *testing.T) {
+	fs := vfs.NewMem()
+	b := openSmall(t, fs, 0)
+	u := mailbricks.UserID("views@example.com")
+	docs := indextest.RandomDocuments(21, 700)
+	require.NoError(t, b.Index(context.Background(), u, docs))
+	require.NoError(t, b.Delete(context.Background(), u, []mailbricks.MessageID{docs[5].ID, docs[300].ID}))
+	require.NoError(t, b.Close())
+	b = openSmall(t, fs, 0)
+	defer b.Close()
+	n, err := lsmindex.CheckViews(b, u)
+	require.NoError(t, err)
+	require.Equal(t, 700/16*16-2, n)
+}
+
+// TestViewsCharged requires a search whose hits lie in chunks not decoded
+// yet to read them through views, whose bytes the memory budget is
+// charged, and answers to stay right when later calls decode the chunks
+// whole (a folder filter) and when the budget unloads the user.
+func TestViewsCharged(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	b := openSmall(t, fs, 0)
+	u := mailbricks.UserID("charged@example.com")
+	docs := indextest.RandomDocuments(8, 500)
+	x := index.New(b, &index.Options{Now: indextest.Now})
+	require.NoError(t, x.IndexBatch(ctx, u, docs))
+	require.NoError(t, x.Close())
+	brute := indextest.NewBrute()
+	for _, d := range docs {
+		brute.Add(d)
+	}
+
+	b = openSmall(t, fs, 0)
+	x = index.New(b, &index.Options{Now: indextest.Now})
+	defer x.Close()
+	_, err := x.Search(ctx, u, index.Text(index.FieldAny, "nosuchwordanywhere"), nil)
+	require.NoError(t, err)
+	before := b.CacheBytes()
+	// The load reads IDs only where dates tie (the order sorts by
+	// them).
+	views0, bytes0 := lsmindex.Views(b, u)
+	res, err := x.Search(ctx, u, index.All(), &index.SearchOptions{Limit: 40, NoSnippets: true})
+	require.NoError(t, err)
+	require.Len(t, res.Hits, 40)
+	views, bytes := lsmindex.Views(b, u)
+	require.Greater(t, views, views0, "the hits were read through views")
+	require.GreaterOrEqual(t, b.CacheBytes()-before, bytes-bytes0, "every byte of the views is charged")
+	for _, h := range res.Hits {
+		v, err := x.Get(ctx, u, h.ID)
+		require.NoError(t, err)
+		require.Equal(t, v, h.Values, "a hit read from a view has the values Get reads")
+	}
+	indextest.Compare(t, x, u, brute, indextest.Queries(docs, 3, 120))
+	views, _ = lsmindex.Views(b, u)
+	require.Zero(t, views, "the filters decoded every chunk, replacing the views")
+
+	// A budget of one byte unloads the user after every call.
+	tiny := lsmindex.New(b.DB(), &lsmindex.Options{MemoryBudget: 1})
+	lsmindex.SetChunking(tiny, 16, 5)
+	y := index.New(tiny, &index.Options{Now: indextest.Now})
+	res2, err := y.Search(ctx, u, index.All(), &index.SearchOptions{Limit: 40, NoSnippets: true})
+	require.NoError(t, err)
+	require.Equal(t, res.Hits, res2.Hits)
+	require.Zero(t, tiny.CachedUsers())
+	require.Zero(t, tiny.CacheBytes())
+	require.NoError(t, tiny.Close())
+}
