@@ -427,20 +427,23 @@ func chunkKey(dst []byte, u mailbricks.UserID, c uint32) []byte {
 // the keywords, which come last), so the j-th document's entry of a
 // column follows the column's j-th varint terminator (a byte below 0x80),
 // which skipVarints counts eight bytes at a time. Building the view
-// walks the dictionary and counts each column's terminators once to find
-// where the columns start; reading a document then costs about as much
-// as skipping a column's bytes up to it, and nothing is allocated per
-// document of the chunk. Entries are checked as they are read (walkRest
+// walks the dictionary and counts each column's terminators once,
+// marking where every viewStride-th document's entry starts; reading a
+// document then skips fewer than viewStride entries a column, and
+// nothing is allocated per document of the chunk. Entries are checked as they are read (walkRest
 // checks the whole value when a call decodes the chunk).
 type restView struct {
-	b     []byte // the 'R' value
-	bm    []byte // its live bitmap
-	rank  []uint32
-	ids   int    // offset of the IDs in b
-	words string // the dictionary's words, one after the other
-	ends  []uint32
-	cols  [restColumns]int // offset of each column in b
-	size  int64            // bytes charged to the memory budget
+	b    []byte // the 'R' value
+	bm   []byte // its live bitmap
+	rank []uint32
+	ids  int // offset of the IDs in b
+	// words holds the offset in b of each dictionary word's length
+	// prefix: a hit's strings are copied out of b, not the dictionary.
+	words []uint32
+	// marks[col][k] is the offset in b of the entry of live document
+	// k*viewStride in column col.
+	marks [restColumns][]uint32
+	size  int64 // bytes charged to the memory budget
 }
 
 const (
@@ -454,6 +457,7 @@ const (
 	colFolder   = 4
 	colThread   = 5
 	colKeywords = 6
+	viewStride  = 64
 )
 
 // newRestView checks the header and dictionary of chunk c's 'R' value b
@@ -480,30 +484,36 @@ func newRestView(b []byte, n, c uint32) (*restView, error) {
 		return nil, bad("dictionary")
 	}
 	at += k
-	// The words are copied without their length prefixes: ends[i] is
-	// where word i ends in r.words.
-	words := make([]byte, 0, len(b)-at)
-	r.ends = make([]uint32, nd)
-	for i := range r.ends {
+	r.words = make([]uint32, nd)
+	for i := range r.words {
+		r.words[i] = uint32(at)
 		w, k := binary.Uvarint(b[at:])
 		if k <= 0 || w > uint64(len(b)-at-k) {
 			return nil, bad("dictionary")
 		}
-		at += k
-		words = append(words, b[at:at+int(w)]...)
-		at += int(w)
-		r.ends[i] = uint32(len(words))
+		at += k + int(w)
 	}
-	r.words = string(words)
+	nm := (live + viewStride - 1) / viewStride
+	marks := make([]uint32, restColumns*nm)
 	for col := range restColumns {
-		r.cols[col] = at
-		if col < colKeywords {
-			if at = skipVarints(b, at, live); at < 0 {
+		r.marks[col] = marks[col*nm : (col+1)*nm : (col+1)*nm]
+		for j := 0; j < live; j += viewStride {
+			r.marks[col][j/viewStride] = uint32(at)
+			k := min(viewStride, live-j)
+			if col < colKeywords {
+				at = skipVarints(b, at, k)
+			} else {
+				at = skipKeywords(b, at, k)
+			}
+			if at < 0 {
 				return nil, bad("columns")
 			}
 		}
 	}
-	r.size = int64(cap(b)+len(r.words)+4*len(r.ends)+4*len(r.rank)) + 256
+	if at != len(b) {
+		return nil, bad("trailing bytes")
+	}
+	r.size = int64(cap(b)+4*len(r.words)+4*len(r.rank)+4*len(marks)) + 256
 	return r, nil
 }
 
@@ -522,6 +532,25 @@ func skipVarints(b []byte, at, n int) int {
 		}
 		if b[at] < 0x80 {
 			n--
+		}
+	}
+	return at
+}
+
+// skipKeywords returns the offset in b after the n keyword entries (a
+// count and that many varints) at at, or -1 if b ends first.
+func skipKeywords(b []byte, at, n int) int {
+	for ; n > 0; n-- {
+		if at < len(b) && b[at] == 0 {
+			at++ // no keywords, the common case
+			continue
+		}
+		k, w := binary.Uvarint(b[min(at, len(b)):])
+		if w <= 0 || k > uint64(len(b)) {
+			return -1
+		}
+		if at = skipVarints(b, at+w, int(k)); at < 0 {
+			return -1
 		}
 	}
 	return at
@@ -549,7 +578,7 @@ type restReader struct {
 // entry returns the uvarint entry of the j-th live document in column
 // col (a column of one varint a document).
 func (rr *restReader) entry(col, j int) uint64 {
-	at := skipVarints(rr.r.b, rr.r.cols[col], j)
+	at := skipVarints(rr.r.b, int(rr.r.marks[col][j/viewStride]), j%viewStride)
 	return rr.uvarint(&at)
 }
 
@@ -571,15 +600,13 @@ func (rr *restReader) uvarint(at *int) uint64 {
 // word returns dictionary word i.
 func (rr *restReader) word(i uint64) string {
 	r := rr.r
-	if i >= uint64(len(r.ends)) {
+	if i >= uint64(len(r.words)) {
 		rr.err = errCorrupt
 		return ""
 	}
-	start := uint32(0)
-	if i > 0 {
-		start = r.ends[i-1]
-	}
-	return r.words[start:r.ends[i]]
+	at := int(r.words[i])
+	n, k := binary.Uvarint(r.b[at:]) // checked by newRestView
+	return string(r.b[at+k : at+k+int(n)])
 }
 
 // values decodes the Values of the live document at offset i, whose date
@@ -597,16 +624,7 @@ func (r *restView) values(i uint32, date int64, flags index.Flag, v *index.Value
 	v.ModSeq = rr.entry(colModSeq, j)
 	v.Folder = rr.word(rr.entry(colFolder, j))
 	v.Thread = rr.word(rr.entry(colThread, j))
-	// The keywords column has a count and that many entries a document:
-	// walk it to the document.
-	at := r.cols[colKeywords]
-	for range j {
-		k := rr.uvarint(&at)
-		if rr.err != nil || k > uint64(len(r.b)) {
-			return fmt.Errorf("%w: chunk rest: keywords", errCorrupt)
-		}
-		at = skipVarints(r.b, at, int(k))
-	}
+	at := skipKeywords(r.b, int(r.marks[colKeywords][j/viewStride]), j%viewStride)
 	k := rr.uvarint(&at)
 	v.Keywords = nil
 	if rr.err == nil && k > 0 {
