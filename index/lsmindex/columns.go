@@ -541,8 +541,16 @@ func skipVarints(b []byte, at, n int) int {
 // count and that many varints) at at, or -1 if b ends first.
 func skipKeywords(b []byte, at, n int) int {
 	for ; n > 0; n-- {
+		// No keywords is the common case: eight at a time.
+		for n >= 8 && at+8 <= len(b) && binary.LittleEndian.Uint64(b[at:]) == 0 {
+			at += 8
+			n -= 8
+		}
+		if n == 0 {
+			break
+		}
 		if at < len(b) && b[at] == 0 {
-			at++ // no keywords, the common case
+			at++
 			continue
 		}
 		k, w := binary.Uvarint(b[min(at, len(b)):])
