@@ -2,6 +2,7 @@ package lsmindex_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -84,4 +85,61 @@ func TestViewsCharged(t *testing.T) {
 	require.Zero(t, tiny.CachedUsers())
 	require.Zero(t, tiny.CacheBytes())
 	require.NoError(t, tiny.Close())
+}
+
+// TestViewsConcurrent runs searches of a cold user from several
+// goroutines, so views of the same chunks are built and read at once,
+// while a writer updates documents (decoding their chunks whole and
+// replacing the views); run with -race. Every search must answer as the
+// reference does for the state before or after each update, which the
+// final comparison checks for the settled state.
+func TestViewsConcurrent(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	b := openSmall(t, fs, 0)
+	u := mailbricks.UserID("concurrent@example.com")
+	docs := indextest.RandomDocuments(13, 400)
+	require.NoError(t, b.Index(ctx, u, docs))
+	require.NoError(t, b.Close())
+	brute := indextest.NewBrute()
+	for _, d := range docs {
+		brute.Add(d)
+	}
+
+	b = openSmall(t, fs, 0)
+	x := index.New(b, &index.Options{Now: indextest.Now})
+	defer x.Close()
+	errs := make(chan error, 5)
+	for g := range 4 {
+		go func() {
+			for i := range 30 {
+				res, err := x.Search(ctx, u, index.All(), &index.SearchOptions{Limit: 50, NoSnippets: true, Sort: index.Sort(i % 2)})
+				if err == nil && len(res.Hits) != 50 {
+					err = fmt.Errorf("goroutine %d: %d hits", g, len(res.Hits))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	go func() {
+		for i := range 20 {
+			d := docs[i*17]
+			v := d.Values
+			v.Flags ^= index.FlagFlagged
+			if err := x.Update(ctx, u, d.ID, v); err != nil {
+				errs <- err
+				return
+			}
+			brute.Update(d.ID, v)
+		}
+		errs <- nil
+	}()
+	for range 5 {
+		require.NoError(t, <-errs)
+	}
+	indextest.Compare(t, x, u, brute, indextest.Queries(docs, 5, 60))
 }
