@@ -225,12 +225,24 @@ func decodeChunk(b []byte, s *userState, c uint32, scratch *[]uint32) error {
 	dates := s.dates
 	prev := int64(0)
 	for _, m := range live {
-		d, k := binary.Varint(p)
-		if k <= 0 {
-			return bad("dates")
+		// Deltas of mail arriving minutes to days apart take two or
+		// three bytes: decode those inline.
+		var u uint64
+		switch {
+		case len(p) >= 3 && p[0] >= 0x80 && p[1] >= 0x80 && p[2] < 0x80:
+			u, p = uint64(p[0]&0x7f)|uint64(p[1]&0x7f)<<7|uint64(p[2])<<14, p[3:]
+		case len(p) >= 2 && p[0] >= 0x80 && p[1] < 0x80:
+			u, p = uint64(p[0]&0x7f)|uint64(p[1])<<7, p[2:]
+		case len(p) >= 1 && p[0] < 0x80:
+			u, p = uint64(p[0]), p[1:]
+		default:
+			var k int
+			if u, k = binary.Uvarint(p); k <= 0 {
+				return bad("dates")
+			}
+			p = p[k:]
 		}
-		p = p[k:]
-		prev += d
+		prev += int64(u>>1) ^ -int64(u&1) // zigzag, as binary.Varint
 		dates[m] = prev
 	}
 	flags := s.flags

@@ -143,3 +143,40 @@ func TestViewsConcurrent(t *testing.T) {
 	}
 	indextest.Compare(t, x, u, brute, indextest.Queries(docs, 5, 60))
 }
+
+// TestChunkDates requires dates whose deltas take one to ten bytes (zero
+// times, negative and huge steps among them) to load from the chunks as
+// they were written.
+func TestChunkDates(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	b := openSmall(t, fs, 0)
+	u := mailbricks.UserID("dates@example.com")
+	steps := []int64{0, 1, -1, 63, -64, 64, 300, -300, 8191, 8192, 1 << 20, -(1 << 20), 1 << 21, 1 << 35, -(1 << 40)}
+	want := map[mailbricks.MessageID]int64{}
+	var docs []*index.Document
+	d := int64(1_000_000_000)
+	for i := range 160 {
+		if i%23 == 7 {
+			d = 0 // the zero time
+		} else {
+			d += steps[i%len(steps)] * int64(1+i/len(steps))
+		}
+		doc := indextest.RandomDocuments(uint64(i), 1)[0]
+		doc.Date = index.TimeOrZero(d)
+		docs = append(docs, doc)
+		want[doc.ID] = index.UnixOrZero(doc.Date)
+	}
+	require.NoError(t, b.Index(ctx, u, docs))
+	require.NoError(t, b.Close())
+	b = openSmall(t, fs, 0)
+	defer b.Close()
+	require.Equal(t, uint32(160/16), lsmindex.Sealed(b, u))
+	n := 0
+	require.NoError(t, b.List(ctx, u, func(id mailbricks.MessageID, v index.Values) error {
+		n++
+		require.Equal(t, want[id], index.UnixOrZero(v.Date), "doc %v", id)
+		return nil
+	}))
+	require.Equal(t, len(docs), n)
+}
