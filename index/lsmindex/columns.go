@@ -582,10 +582,16 @@ func (r *restView) rankOf(i uint32) int {
 	return int(r.rank[i/8]) + bits.OnesCount8(r.bm[i/8]&(1<<(i%8)-1))
 }
 
-// id returns the ID of the live document at offset i.
-func (r *restView) id(i uint32) mailbricks.MessageID {
+// id returns the ID of the document at offset i, which must be live in
+// the chunk (the eager columns loaded from its 'C' value say so, and the
+// 'R' value was written in the same batch); ok is false if the 'R'
+// value's bitmap disagrees.
+func (r *restView) id(i uint32) (id mailbricks.MessageID, ok bool) {
+	if r.bm[i/8]&(1<<(i%8)) == 0 {
+		return id, false
+	}
 	at := r.ids + 16*r.rankOf(i)
-	return mailbricks.MessageID(r.b[at : at+16])
+	return mailbricks.MessageID(r.b[at : at+16]), true
 }
 
 // restReader reads one document's entries of a restView, remembering the
@@ -633,6 +639,9 @@ func (rr *restReader) word(i uint64) string {
 // and flags (held in the eager columns) are date and flags, into v as
 // walkRest would, Keywords in a slice of their own.
 func (r *restView) values(i uint32, date int64, flags index.Flag, v *index.Values) error {
+	if r.bm[i/8]&(1<<(i%8)) == 0 {
+		return fmt.Errorf("%w: chunk rest: document %d not live", errCorrupt, i)
+	}
 	j := r.rankOf(i)
 	rr := restReader{r: r}
 	sent := rr.entry(colSent, j)

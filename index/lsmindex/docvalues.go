@@ -162,7 +162,7 @@ func (s *userState) hit(n uint32, h *index.Hit) error {
 		return err
 	}
 	if seg.rest != nil {
-		h.ID = seg.rest.id(n % s.chunk)
+		h.ID, _ = seg.rest.id(n % s.chunk) // values checks it too
 		return seg.rest.values(n%s.chunk, s.dates[n], s.flags[n], &h.Values)
 	}
 	v := &seg.vals[n%s.chunk]
@@ -178,7 +178,11 @@ func (s *userState) idOf(n uint32) (mailbricks.MessageID, error) {
 		return mailbricks.MessageID{}, err
 	}
 	if seg.rest != nil {
-		return seg.rest.id(n % s.chunk), nil
+		id, ok := seg.rest.id(n % s.chunk)
+		if !ok {
+			return id, fmt.Errorf("%w: chunk %d: document %d not live", errCorrupt, n/s.chunk, n)
+		}
+		return id, nil
 	}
 	return seg.ids[n%s.chunk], nil
 }

@@ -180,3 +180,40 @@ func TestChunkDates(t *testing.T) {
 	}))
 	require.Equal(t, len(docs), n)
 }
+
+// TestViewCorrupt damages a chunk's 'R' value (truncated, bitmap bits
+// flipped, bytes changed) and requires searches whose hits read it to
+// return an error or an answer, never to panic.
+func TestViewCorrupt(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	b := openSmall(t, fs, 0)
+	u := mailbricks.UserID("corrupt@example.com")
+	require.NoError(t, b.Index(ctx, u, indextest.RandomDocuments(17, 64)))
+	key := append(append([]byte(u), 0, 'R'), 0, 0, 0, 1)
+	orig, err := b.DB().Get(key)
+	require.NoError(t, err)
+	require.NoError(t, b.Close())
+	damage := []func([]byte) []byte{
+		func(v []byte) []byte { return v[:len(v)/2] },
+		func(v []byte) []byte { return v[:len(v)-1] },
+		func(v []byte) []byte { v[2] ^= 0x01; return v },
+		func(v []byte) []byte { v[3] ^= 0x80; return v },
+		func(v []byte) []byte { v[len(v)-3] = 0xff; return v },
+		func(v []byte) []byte { return append(v, 0x80) },
+	}
+	errs := 0
+	for i, f := range damage {
+		b = openSmall(t, fs, 0)
+		require.NoError(t, b.DB().Set(key, f(append([]byte(nil), orig...)), nil))
+		x := index.New(b, &index.Options{Now: indextest.Now})
+		_, err := x.Search(ctx, u, index.All(), &index.SearchOptions{Limit: 64, NoSnippets: true})
+		if err != nil {
+			errs++
+			require.ErrorContains(t, err, "corrupt", "damage %d", i)
+		}
+		require.NoError(t, b.DB().Set(key, orig, nil))
+		require.NoError(t, x.Close())
+	}
+	require.GreaterOrEqual(t, errs, 4, "most damage is detected")
+}

@@ -62,7 +62,7 @@ func CheckViews(b *Backend, u mailbricks.UserID) (int, error) {
 			if err := r.values(i, s.dates[m], s.flags[m], &got); err != nil {
 				return n, err
 			}
-			if id := r.id(i); id != full.ids[i] {
+			if id, ok := r.id(i); !ok || id != full.ids[i] {
 				return n, fmt.Errorf("doc %d: id %v, decoded %v", m, id, full.ids[i])
 			}
 			if !reflect.DeepEqual(got, full.vals[i]) {
