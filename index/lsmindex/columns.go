@@ -225,12 +225,24 @@ func decodeChunk(b []byte, s *userState, c uint32, scratch *[]uint32) error {
 	dates := s.dates
 	prev := int64(0)
 	for _, m := range live {
-		d, k := binary.Varint(p)
-		if k <= 0 {
-			return bad("dates")
+		// Deltas of mail arriving minutes to days apart take two or
+		// three bytes: decode those inline.
+		var u uint64
+		switch {
+		case len(p) >= 3 && p[0] >= 0x80 && p[1] >= 0x80 && p[2] < 0x80:
+			u, p = uint64(p[0]&0x7f)|uint64(p[1]&0x7f)<<7|uint64(p[2])<<14, p[3:]
+		case len(p) >= 2 && p[0] >= 0x80 && p[1] < 0x80:
+			u, p = uint64(p[0]&0x7f)|uint64(p[1])<<7, p[2:]
+		case len(p) >= 1 && p[0] < 0x80:
+			u, p = uint64(p[0]), p[1:]
+		default:
+			var k int
+			if u, k = binary.Uvarint(p); k <= 0 {
+				return bad("dates")
+			}
+			p = p[k:]
 		}
-		p = p[k:]
-		prev += d
+		prev += int64(u>>1) ^ -int64(u&1) // zigzag, as binary.Varint
 		dates[m] = prev
 	}
 	flags := s.flags
@@ -418,4 +430,243 @@ func docStrBytes(v *index.Values) int64 {
 
 func chunkKey(dst []byte, u mailbricks.UserID, c uint32) []byte {
 	return docKey(dst, u, tagChunk, c)
+}
+
+// A restView reads single documents from a chunk's 'R' value without
+// decoding the chunk. The IDs have a fixed width, so a document's ID is at
+// its rank among the chunk's live documents (rank holds the count before
+// each bitmap byte). The other columns hold one varint a document (but
+// the keywords, which come last), so the j-th document's entry of a
+// column follows the column's j-th varint terminator (a byte below 0x80),
+// which skipVarints counts eight bytes at a time. Building the view
+// walks the dictionary and counts each column's terminators once,
+// marking where every viewStride-th document's entry starts; reading a
+// document then skips fewer than viewStride entries a column, and
+// nothing is allocated per document of the chunk. Entries are checked as they are read (walkRest
+// checks the whole value when a call decodes the chunk).
+type restView struct {
+	b    []byte // the 'R' value
+	bm   []byte // its live bitmap
+	rank []uint32
+	ids  int // offset of the IDs in b
+	// words holds the offset in b of each dictionary word's length
+	// prefix: a hit's strings are copied out of b, not the dictionary.
+	words []uint32
+	// marks[col][k] is the offset in b of the entry of live document
+	// k*viewStride in column col.
+	marks [restColumns][]uint32
+	size  int64 // bytes charged to the memory budget
+}
+
+const (
+	// restColumns is the number of per-document columns after the
+	// dictionary, in their order.
+	restColumns = 7
+	colSent     = 0
+	colSize     = 1
+	colUID      = 2
+	colModSeq   = 3
+	colFolder   = 4
+	colThread   = 5
+	colKeywords = 6
+	viewStride  = 64
+)
+
+// newRestView checks the header and dictionary of chunk c's 'R' value b
+// (of a chunk of n doc numbers) and returns a view of it, which keeps b.
+func newRestView(b []byte, n, c uint32) (*restView, error) {
+	bad := func(what string) error { return fmt.Errorf("%w: chunk %d: %s", errCorrupt, c, what) }
+	bm, p, ok := chunkHeader(b, 1, n)
+	if !ok {
+		return nil, bad("rest header")
+	}
+	r := &restView{b: b, bm: bm, rank: make([]uint32, len(bm))}
+	live := 0
+	for i, x := range bm {
+		r.rank[i] = uint32(live)
+		live += bits.OnesCount8(x)
+	}
+	r.ids = len(b) - len(p)
+	if uint64(len(p)) < uint64(live)*16 {
+		return nil, bad("ids")
+	}
+	at := r.ids + 16*live
+	nd, k := binary.Uvarint(b[at:])
+	if k <= 0 || nd > uint64(len(b)-at) {
+		return nil, bad("dictionary")
+	}
+	at += k
+	r.words = make([]uint32, nd)
+	for i := range r.words {
+		r.words[i] = uint32(at)
+		w, k := binary.Uvarint(b[at:])
+		if k <= 0 || w > uint64(len(b)-at-k) {
+			return nil, bad("dictionary")
+		}
+		at += k + int(w)
+	}
+	nm := (live + viewStride - 1) / viewStride
+	marks := make([]uint32, restColumns*nm)
+	for col := range restColumns {
+		r.marks[col] = marks[col*nm : (col+1)*nm : (col+1)*nm]
+		for j := 0; j < live; j += viewStride {
+			r.marks[col][j/viewStride] = uint32(at)
+			k := min(viewStride, live-j)
+			if col < colKeywords {
+				at = skipVarints(b, at, k)
+			} else {
+				at = skipKeywords(b, at, k)
+			}
+			if at < 0 {
+				return nil, bad("columns")
+			}
+		}
+	}
+	if at != len(b) {
+		return nil, bad("trailing bytes")
+	}
+	r.size = int64(cap(b)+4*len(r.words)+4*len(r.rank)+4*len(marks)) + 256
+	return r, nil
+}
+
+// skipVarints returns the offset in b after the n varints at at, or -1
+// if b ends first.
+func skipVarints(b []byte, at, n int) int {
+	// A word holding fewer than n terminators is skipped whole.
+	for n > 8 && at+8 <= len(b) {
+		t := ^binary.LittleEndian.Uint64(b[at:]) & 0x8080808080808080
+		n -= bits.OnesCount64(t)
+		at += 8
+	}
+	for ; n > 0; at++ {
+		if at >= len(b) {
+			return -1
+		}
+		if b[at] < 0x80 {
+			n--
+		}
+	}
+	return at
+}
+
+// skipKeywords returns the offset in b after the n keyword entries (a
+// count and that many varints) at at, or -1 if b ends first.
+func skipKeywords(b []byte, at, n int) int {
+	for ; n > 0; n-- {
+		// No keywords is the common case: eight at a time.
+		for n >= 8 && at+8 <= len(b) && binary.LittleEndian.Uint64(b[at:]) == 0 {
+			at += 8
+			n -= 8
+		}
+		if n == 0 {
+			break
+		}
+		if at < len(b) && b[at] == 0 {
+			at++
+			continue
+		}
+		k, w := binary.Uvarint(b[min(at, len(b)):])
+		if w <= 0 || k > uint64(len(b)) {
+			return -1
+		}
+		if at = skipVarints(b, at+w, int(k)); at < 0 {
+			return -1
+		}
+	}
+	return at
+}
+
+// rankOf returns the rank among the live documents of the live document
+// at offset i of the chunk.
+func (r *restView) rankOf(i uint32) int {
+	return int(r.rank[i/8]) + bits.OnesCount8(r.bm[i/8]&(1<<(i%8)-1))
+}
+
+// id returns the ID of the document at offset i, which must be live in
+// the chunk (the eager columns loaded from its 'C' value say so, and the
+// 'R' value was written in the same batch); ok is false if the 'R'
+// value's bitmap disagrees.
+func (r *restView) id(i uint32) (id mailbricks.MessageID, ok bool) {
+	if r.bm[i/8]&(1<<(i%8)) == 0 {
+		return id, false
+	}
+	at := r.ids + 16*r.rankOf(i)
+	return mailbricks.MessageID(r.b[at : at+16]), true
+}
+
+// restReader reads one document's entries of a restView, remembering the
+// first error.
+type restReader struct {
+	r   *restView
+	err error
+}
+
+// entry returns the uvarint entry of the j-th live document in column
+// col (a column of one varint a document).
+func (rr *restReader) entry(col, j int) uint64 {
+	at := skipVarints(rr.r.b, int(rr.r.marks[col][j/viewStride]), j%viewStride)
+	return rr.uvarint(&at)
+}
+
+// uvarint reads the uvarint at *at and advances *at past it.
+func (rr *restReader) uvarint(at *int) uint64 {
+	if *at < 0 || *at >= len(rr.r.b) {
+		rr.err = errCorrupt
+		return 0
+	}
+	x, n := binary.Uvarint(rr.r.b[*at:])
+	if n <= 0 {
+		rr.err = errCorrupt
+		return 0
+	}
+	*at += n
+	return x
+}
+
+// word returns dictionary word i.
+func (rr *restReader) word(i uint64) string {
+	r := rr.r
+	if i >= uint64(len(r.words)) {
+		rr.err = errCorrupt
+		return ""
+	}
+	at := int(r.words[i])
+	n, k := binary.Uvarint(r.b[at:]) // checked by newRestView
+	return string(r.b[at+k : at+k+int(n)])
+}
+
+// values decodes the Values of the live document at offset i, whose date
+// and flags (held in the eager columns) are date and flags, into v as
+// walkRest would, Keywords in a slice of their own.
+func (r *restView) values(i uint32, date int64, flags index.Flag, v *index.Values) error {
+	if r.bm[i/8]&(1<<(i%8)) == 0 {
+		return fmt.Errorf("%w: chunk rest: document %d not live", errCorrupt, i)
+	}
+	j := r.rankOf(i)
+	rr := restReader{r: r}
+	sent := rr.entry(colSent, j)
+	v.Date = index.TimeOrZero(date)
+	v.SentDate = index.TimeOrZero(date + (int64(sent>>1) ^ -int64(sent&1))) // zigzag, as binary.Varint
+	v.Flags = flags
+	v.Size = int64(rr.entry(colSize, j))
+	v.UID = uint32(rr.entry(colUID, j))
+	v.ModSeq = rr.entry(colModSeq, j)
+	v.Folder = rr.word(rr.entry(colFolder, j))
+	v.Thread = rr.word(rr.entry(colThread, j))
+	at := skipKeywords(r.b, int(r.marks[colKeywords][j/viewStride]), j%viewStride)
+	k := rr.uvarint(&at)
+	v.Keywords = nil
+	if rr.err == nil && k > 0 {
+		if k > uint64(len(r.b)) {
+			return fmt.Errorf("%w: chunk rest: keywords", errCorrupt)
+		}
+		v.Keywords = make([]string, k)
+		for m := range v.Keywords {
+			v.Keywords[m] = rr.word(rr.uvarint(&at))
+		}
+	}
+	if rr.err != nil {
+		return fmt.Errorf("%w: chunk rest: document %d", rr.err, i)
+	}
+	return nil
 }

@@ -156,13 +156,10 @@ func (b *Backend) Search(ctx context.Context, u mailbricks.UserID, req *index.Re
 	set.and(e.live)
 	res := &index.Results{Total: set.count()}
 	emit := func(n uint32) error {
-		seg, err := s.seg(n)
-		if err != nil {
+		var h index.Hit
+		if err := s.hit(n, &h); err != nil {
 			return fmt.Errorf("lsmindex: search %s: %w", u, err)
 		}
-		v := &seg.vals[n%s.chunk]
-		h := index.Hit{ID: seg.ids[n%s.chunk], Values: *v}
-		h.Values.Keywords = slices.Clone(v.Keywords)
 		if req.WithText {
 			v, err := b.db.Get(docKey(nil, u, tagText, n))
 			if err != nil {
@@ -258,20 +255,33 @@ func (e *evaluator) eval(q index.Query) (bitset, error) {
 		if len(q.Sub) == 0 {
 			return e.cloneLive(), nil
 		}
-		// Evaluate text leaves first so an empty one short-circuits.
+		// Evaluate the other operands first, so an empty one
+		// short-circuits, then the doc-value filters over the documents
+		// left (a filter alone scans every document of the user).
 		var acc bitset
-		for _, sub := range q.Sub {
-			s, err := e.eval(sub)
-			if err != nil {
-				return nil, err
-			}
-			if acc == nil {
-				acc = s
-			} else {
-				acc.and(s)
-			}
-			if acc.empty() {
-				return acc, nil
+		for pass := range 2 {
+			for _, sub := range q.Sub {
+				if isFilter(sub) != (pass == 1) {
+					continue
+				}
+				if acc != nil && pass == 1 {
+					if err := e.filterIn(sub, acc); err != nil {
+						return nil, err
+					}
+				} else {
+					s, err := e.eval(sub)
+					if err != nil {
+						return nil, err
+					}
+					if acc == nil {
+						acc = s
+					} else {
+						acc.and(s)
+					}
+				}
+				if acc.empty() {
+					return acc, nil
+				}
 			}
 		}
 		return acc, nil
@@ -357,6 +367,49 @@ func (e *evaluator) filter(q index.Query) (bitset, error) {
 		}
 	}
 	return out, nil
+}
+
+// isFilter reports whether q is a doc-value criterion, which filter
+// evaluates.
+func isFilter(q index.Query) bool {
+	switch q.Kind {
+	case index.KindAll, index.KindAnd, index.KindOr, index.KindNot, index.KindText:
+		return false
+	}
+	return true
+}
+
+// filterIn removes from set the documents that are deleted or do not
+// match the doc-value criterion q: filter's answer ANDed with set, at the
+// cost of set's members.
+func (e *evaluator) filterIn(q index.Query, set bitset) error {
+	s := e.s
+	set.and(e.live)
+	var err error
+	set.each(func(n uint32) {
+		var ok bool
+		switch {
+		case err != nil:
+			return
+		case q.Kind == index.KindFlag:
+			ok = s.flags[n]&q.Flag == q.Flag
+		case q.Kind == index.KindRange && q.Range == index.RangeDate:
+			d := s.dates[n]
+			ok = q.Min <= d && d < q.Max
+		default:
+			var v *index.Values
+			if v, err = s.value(n); err == nil {
+				ok = matchValues(q, v)
+			}
+		}
+		if !ok {
+			set.clear(n)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("lsmindex: search %s: %w", e.u, err)
+	}
+	return nil
 }
 
 func matchValues(q index.Query, v *index.Values) bool {
