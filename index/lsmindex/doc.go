@@ -38,9 +38,13 @@
 // reading the DB: the dates and flags of the user's documents as
 // columns, a live set, and an oldest-first order of doc numbers; the IDs
 // and the rest of each document's values (folder, keywords, thread,
-// sizes, UIDs) are decoded a chunk of 1,024 doc numbers at a time when a
-// call first needs them (a hit, two documents of one date to order, a
-// folder or keyword filter, Get, List). Queries are
+// sizes, UIDs) are read per chunk of 1,024 doc numbers when a call first
+// needs them: a search's hits and date ties through a view of the
+// chunk's encoded value that reads one document at a time (every 64th
+// entry of each column marked, so a read skips at most 63), a folder or
+// keyword filter, Get and List by decoding the chunk whole. Filters on
+// doc values inside an AND test only the documents its other operands
+// left. Queries are
 // evaluated on bitsets over doc numbers (reused from one search to the
 // next), reading the DB under the user's read lock, which excludes the
 // user's writes, so a search sees one state without an lsm snapshot; phrases
@@ -71,7 +75,8 @@
 // recently used users that no call is using are unloaded, and loaded again
 // from their chunks on their next call. A loaded user costs about 11
 // bytes a document plus, for the chunks decoded, about 160 bytes a
-// document and its strings; [Backend.CacheBytes] reports the total. The
+// document and its strings, or for the chunks only viewed, their encoded
+// bytes and marks; [Backend.CacheBytes] reports the total. The
 // lsm engine's block cache ([Options].CacheSize, default 64 MiB) and
 // memtables ([Options].MemTableSize each, default 64 MiB, at most three) are
 // the backend's other memory; nothing else grows with the number of
