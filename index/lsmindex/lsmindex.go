@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"math"
 	"runtime"
@@ -95,8 +94,9 @@ type Backend struct {
 	lru    list.List // of *userState, most recently used first
 	cached int64     // sum of the users' acct
 	closed bool
-	// batches holds Index's batches for reuse, Reset.
-	batches sync.Pool
+	// batches holds Index's batches for reuse, Reset; tables its
+	// analysis workers' term tables.
+	batches, tables sync.Pool
 }
 
 // DefaultMemoryBudget is the default of [Options].MemoryBudget.
@@ -157,6 +157,7 @@ func New(db *lsm.DB, opts *Options) *Backend {
 	}
 	b := &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
 	b.batches.New = func() any { return db.NewBatch() }
+	b.tables.New = func() any { return newTermTable(0) }
 	return b
 }
 
@@ -841,14 +842,19 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	// worker's and their concatenation is a valid postings value.
 	workers := min(runtime.GOMAXPROCS(0), 8, (len(keep)+31)/32)
 	tables := make([]*termTable, workers)
-	seed := maphash.MakeSeed()
+	defer func() {
+		for _, t := range tables {
+			b.tables.Put(t)
+		}
+	}()
 	var wg sync.WaitGroup
 	for w := range workers {
 		lo, hi := w*len(keep)/workers, (w+1)*len(keep)/workers
+		tables[w] = b.tables.Get().(*termTable)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tables[w] = analyze(seed, keep[lo:hi], added[lo:hi])
+			analyze(tables[w], keep[lo:hi], added[lo:hi])
 		}()
 	}
 	wg.Wait()
@@ -956,10 +962,12 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	return b.seal(u, s, nil)
 }
 
-// analyze accumulates the postings of docs, numbered nums, keyed by field
-// byte and term.
-func analyze(seed maphash.Seed, docs []*index.Document, nums []uint32) *termTable {
-	t := newTermTable(seed, min(4096, 256*len(docs)))
+// analyze accumulates the postings of docs, numbered nums, in t, keyed
+// by field byte and term.
+func analyze(t *termTable, docs []*index.Document, nums []uint32) {
+	// About 40 keys a document in mail (most terms of a batch occur in
+	// few of its documents).
+	t.reset(min(64*len(docs), 1<<16))
 	var kb []byte
 	for i, d := range docs {
 		n := nums[i]
@@ -968,7 +976,6 @@ func analyze(seed maphash.Seed, docs []*index.Document, nums []uint32) *termTabl
 			t.get(kb).add(n, pos)
 		})
 	}
-	return t
 }
 
 // Delete implements [index.Backend]: it removes the doc records and

@@ -11,10 +11,12 @@ import (
 // byte and term) of a batch: it maps each key to a small id and keeps the
 // key's postings accumulator by id. It replaces a map[string]*termAcc,
 // which costs a string allocation per new key and, per token, a probe
-// that reads the key's string from elsewhere in memory; here a probe
-// compares a 32-bit hash tag in the slot array and reads the key bytes
-// from one arena only when the tag matches. It is not safe for
-// concurrent use.
+// that reads the key's string from elsewhere in memory. Here a slot holds
+// the key's first 8 bytes and a tag of its hash and length, so a probe
+// for a key of 8 bytes or less (most words with their field byte) reads
+// the slot only; longer keys compare the rest in one arena. A table is
+// reset and reused by the next batch (see [Backend].tables), keeping its
+// arrays. It is not safe for concurrent use.
 type termTable struct {
 	seed  maphash.Seed
 	slots []termSlot // open addressing, linear probing; len a power of two
@@ -22,29 +24,48 @@ type termTable struct {
 	ends  []uint32   // ends[id] is the end of key id in keys
 	accs  [][]termAcc
 	// Most terms of a batch occur in one or two documents: their buffers
-	// start in a shared slab of bytes (append moves a buffer that
-	// outgrows its share to a heap array of its own).
-	bytesSlab []byte
+	// start in shared slabs of bytes (append moves a buffer that
+	// outgrows its share to a heap array of its own). Slabs are reused
+	// by the next batch: its postings are copied into the lsm batch by
+	// then.
+	slabs    [][]byte
+	slabNext int
+	slab     []byte
 }
 
-// termSlot is a slot of the table: the key's hash tag and its id plus
-// one (0: empty).
+// termSlot is a slot of the table: the key's first 8 bytes (zero-padded,
+// little-endian), a tag of the hash's high 24 bits and the key's length
+// (255 for 255 or more), and the key's id plus one (0: empty).
 type termSlot struct {
+	head    uint64
 	tag, id uint32
 }
 
 const (
-	accPage              = 256 // accumulators allocated at once
-	docsShare, posShare  = 8, 16
-	minTermTableCapacity = 1 << 12
+	accPage             = 256  // accumulators allocated at once
+	slabSize            = 8192 // bytes of a slab
+	docsShare, posShare = 8, 16
 )
 
-func newTermTable(seed maphash.Seed, hint int) *termTable {
-	n := minTermTableCapacity
+func newTermTable(hint int) *termTable {
+	t := &termTable{seed: maphash.MakeSeed()}
+	t.reset(hint)
+	return t
+}
+
+// reset empties t for a batch of about hint keys.
+func (t *termTable) reset(hint int) {
+	n := 1 << 12
 	for n < 2*hint {
 		n <<= 1
 	}
-	return &termTable{seed: seed, slots: make([]termSlot, n), keys: make([]byte, 0, 8*hint), ends: make([]uint32, 0, hint)}
+	if len(t.slots) < n {
+		t.slots = make([]termSlot, n)
+	} else {
+		clear(t.slots)
+	}
+	t.keys, t.ends = t.keys[:0], t.ends[:0]
+	t.slabNext, t.slab = 0, nil
 }
 
 // len returns the number of keys.
@@ -62,39 +83,53 @@ func (t *termTable) key(id int) []byte {
 // acc returns the accumulator of key id.
 func (t *termTable) acc(id int) *termAcc { return &t.accs[id/accPage][id%accPage] }
 
+// keyHead returns the first 8 bytes of k, zero-padded, little-endian.
+func keyHead(k []byte) uint64 {
+	if len(k) >= 8 {
+		return binary.LittleEndian.Uint64(k)
+	}
+	var b [8]byte
+	copy(b[:], k)
+	return binary.LittleEndian.Uint64(b[:])
+}
+
 // get returns the accumulator of key k, adding k if it is new. k is not
 // retained.
 func (t *termTable) get(k []byte) *termAcc {
 	h := maphash.Bytes(t.seed, k)
-	tag := uint32(h >> 32)
+	tag := uint32(h>>32)&^0xff | uint32(min(len(k), 255))
+	head := keyHead(k)
 	mask := uint64(len(t.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
-		s := t.slots[i]
+		s := &t.slots[i]
 		if s.id == 0 {
-			return t.add(i, tag, k)
+			return t.add(i, head, tag, k)
 		}
-		if s.tag == tag && bytes.Equal(t.key(int(s.id-1)), k) {
+		if s.tag == tag && s.head == head && (len(k) <= 8 || bytes.Equal(t.key(int(s.id-1)), k)) {
 			return t.acc(int(s.id - 1))
 		}
 	}
 }
 
 // add adds k as a new key in slot i.
-func (t *termTable) add(i uint64, tag uint32, k []byte) *termAcc {
+func (t *termTable) add(i, head uint64, tag uint32, k []byte) *termAcc {
 	id := len(t.ends)
 	t.keys = append(t.keys, k...)
 	t.ends = append(t.ends, uint32(len(t.keys)))
-	t.slots[i] = termSlot{tag: tag, id: uint32(id + 1)}
-	if id%accPage == 0 {
+	t.slots[i] = termSlot{head: head, tag: tag, id: uint32(id + 1)}
+	if id/accPage == len(t.accs) {
 		t.accs = append(t.accs, make([]termAcc, accPage))
 	}
-	a := t.acc(id)
-	if len(t.bytesSlab) < docsShare+posShare {
-		t.bytesSlab = make([]byte, accPage*(docsShare+posShare))
+	if len(t.slab) < docsShare+posShare {
+		if t.slabNext == len(t.slabs) {
+			t.slabs = append(t.slabs, make([]byte, slabSize))
+		}
+		t.slab = t.slabs[t.slabNext]
+		t.slabNext++
 	}
-	a.docs = t.bytesSlab[:0:docsShare]
-	a.pos = t.bytesSlab[docsShare : docsShare : docsShare+posShare]
-	t.bytesSlab = t.bytesSlab[docsShare+posShare:]
+	a := t.acc(id)
+	*a = termAcc{docs: t.slab[:0:docsShare], pos: t.slab[docsShare : docsShare : docsShare+posShare]}
+	t.slab = t.slab[docsShare+posShare:]
 	if 2*len(t.ends) > len(t.slots) {
 		t.grow()
 	}
@@ -103,17 +138,19 @@ func (t *termTable) add(i uint64, tag uint32, k []byte) *termAcc {
 
 // grow doubles the slot array.
 func (t *termTable) grow() {
-	slots := make([]termSlot, 2*len(t.slots))
-	mask := uint64(len(slots) - 1)
-	for id := range t.ends {
-		h := maphash.Bytes(t.seed, t.key(id))
-		i := h & mask
-		for slots[i].id != 0 {
+	old := t.slots
+	t.slots = make([]termSlot, 2*len(old))
+	mask := uint64(len(t.slots) - 1)
+	for _, s := range old {
+		if s.id == 0 {
+			continue
+		}
+		i := maphash.Bytes(t.seed, t.key(int(s.id-1))) & mask
+		for t.slots[i].id != 0 {
 			i = (i + 1) & mask
 		}
-		slots[i] = termSlot{tag: uint32(h >> 32), id: uint32(id + 1)}
+		t.slots[i] = s
 	}
-	t.slots = slots
 }
 
 // termRef names one worker's key: worker w's table, key id.
