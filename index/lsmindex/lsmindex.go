@@ -976,6 +976,14 @@ func analyze(t *termTable, docs []*index.Document, nums []uint32) {
 			t.get(kb).add(n, pos)
 		})
 	}
+	// Finish every key's last document here, in id order (sequential
+	// memory) and on the worker, rather than in key order on the
+	// goroutine that writes the chunks.
+	for id := range t.len() {
+		if a := t.acc(id); a.has {
+			a.finishDoc()
+		}
+	}
 }
 
 // Delete implements [index.Backend]: it removes the doc records and
