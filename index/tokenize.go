@@ -523,22 +523,11 @@ func hasJoiner(w string) bool {
 // addressParts appends the parts of an address-like word (without the word
 // itself) to dst, without duplicates.
 func addressParts(w string, dst []string) []string {
-	add := func(p string) {
-		if p == "" || p == w {
-			return
-		}
-		for _, q := range dst {
-			if q == p {
-				return
-			}
-		}
-		dst = append(dst, p)
-	}
 	domain := w
 	if at := strings.LastIndexByte(w, '@'); at >= 0 {
-		add(w[:at])
+		dst = addPart(dst, w, w[:at])
 		domain = w[at+1:]
-		add(domain)
+		dst = addPart(dst, w, domain)
 	}
 	// Domain suffixes of two labels or more.
 	for d := domain; ; {
@@ -550,17 +539,32 @@ func addressParts(w string, dst []string) []string {
 		if strings.IndexByte(d, '.') < 0 {
 			break
 		}
-		add(d)
+		dst = addPart(dst, w, d)
 	}
 	// Every label.
 	start := 0
 	for k := 0; k <= len(w); k++ {
 		if k == len(w) || w[k] == '.' || w[k] == '@' {
-			add(w[start:k])
+			dst = addPart(dst, w, w[start:k])
 			start = k + 1
 		}
 	}
 	return dst
+}
+
+// addPart appends the part p of word w to dst unless it is empty, w
+// itself or already in dst. (A function, not a closure over dst, which
+// would move dst to the heap on every call of addressParts.)
+func addPart(dst []string, w, p string) []string {
+	if p == "" || p == w {
+		return dst
+	}
+	for _, q := range dst {
+		if q == p {
+			return dst
+		}
+	}
+	return append(dst, p)
 }
 
 // emitFolded folds w and emits it if it is not empty; a term longer than
