@@ -3,6 +3,7 @@ package index
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mailbricks/mailbricks"
 )
@@ -173,7 +174,7 @@ func (d *Document) Analyze(fn func(f Field, term []byte, pos int)) {
 		pos = t.tokenize(name, pos, MaxFieldPositions, true, func(term []byte, p, _, _ int) { fn(FieldFilename, term, p) })
 	}
 	pos = 0
-	var hb []byte
+	var pre, hb []byte
 	for i, h := range d.Headers {
 		if i > 0 {
 			pos += valueGap
@@ -181,15 +182,33 @@ func (d *Document) Analyze(fn func(f Field, term []byte, pos int)) {
 		if pos >= MaxFieldPositions {
 			break
 		}
-		name := strings.ToLower(h.Name)
-		hb = append(append(hb[:0], name...), ':')
+		pre = append(appendLower(pre[:0], h.Name), ':')
+		hb = append(hb[:0], pre...)
 		fn(FieldHeader, hb, pos)
 		pos++
 		pos = t.tokenize(h.Value, pos, MaxFieldPositions, true, func(term []byte, p, _, _ int) {
-			hb = append(append(append(hb[:0], name...), ':'), term...)
+			hb = append(append(hb[:0], pre...), term...)
 			fn(FieldHeader, hb, p)
 		})
 	}
+}
+
+// appendLower appends strings.ToLower(s) to dst, without allocating for
+// an ASCII s (header names are ASCII).
+func appendLower(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(dst, strings.ToLower(s)...)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // HeaderTerms returns the terms a HEADER search for name and value looks

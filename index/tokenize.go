@@ -132,24 +132,101 @@ func isASCIISpace(c byte) bool {
 // after a space attaches to the space, which is no word), so the text is
 // cut at it into chunks, and each chunk is segmented alone: by the ASCII
 // rules if it is all ASCII, else by uniseg.
+//
+// Most chunks are one plain word, maybe with punctuation around it
+// ("word", "(word),"): the scan that finds the chunk's end also checks
+// for that shape, and such a chunk skips segmentation (see plainWord).
 func (t *tokenizer) tokenize(s string, pos, limit int, expand bool, fn emitFunc) int {
 	i := 0
 	for i < len(s) && pos < limit {
-		if isASCIISpace(s[i]) {
+		if byteClass[s[i]] == classSpace {
 			i++
 			continue
 		}
-		j, ascii := i, true
-		for j < len(s) && !isASCIISpace(s[j]) {
-			if s[j] >= utf8.RuneSelf {
-				ascii = false
+		// state: 0 before the word, 1 in it, 2 after it, 3 not plain.
+		j, state, a, b := i, 0, 0, 0
+	scan:
+		for ; j < len(s); j++ {
+			switch c := byteClass[s[j]]; {
+			case c == classSpace:
+				break scan
+			case c == classAlnum:
+				switch state {
+				case 0:
+					state, a = 1, j
+				case 2:
+					state = 3
+				}
+			case c == classPunct:
+				if state == 1 {
+					state, b = 2, j
+				}
+			default: // '_' or non-ASCII
+				state = 4
+				for ; j < len(s) && !isASCIISpace(s[j]); j++ {
+					if s[j] >= utf8.RuneSelf {
+						state = 5
+					}
+				}
+				break scan
 			}
-			j++
 		}
-		pos = t.chunk(s, i, j, ascii && !t.slow, pos, limit, expand, fn)
+		switch {
+		case t.slow || state >= 3:
+			pos = t.chunk(s, i, j, state != 5 && !t.slow, pos, limit, expand, fn)
+		case state == 1:
+			pos = t.plainWord(s, a, j, pos, fn)
+		case state == 2:
+			pos = t.plainWord(s, a, b, pos, fn)
+		}
 		i = j
 	}
 	return pos
+}
+
+// Byte classes of the plain-word scan.
+const (
+	classPunct = iota // ASCII punctuation and symbols
+	classAlnum        // ASCII letters and digits
+	classSpace        // ASCII white space
+	classOther        // '_' and non-ASCII bytes
+)
+
+var byteClass = func() (c [256]uint8) {
+	for i := range c {
+		switch b := byte(i); {
+		case isASCIISpace(b):
+			c[i] = classSpace
+		case isASCIIAlnum(b):
+			c[i] = classAlnum
+		case b == '_' || b >= utf8.RuneSelf:
+			c[i] = classOther
+		}
+	}
+	return c
+}()
+
+// plainWord emits s[a:b], a run of ASCII letters and digits that makes
+// up its chunk with only ASCII punctuation (no '_') around it. Such a run
+// is one UAX #29 segment, and the punctuation around it is segments of
+// one byte that join nothing (a joiner needs a word after it), so the
+// run is the chunk's only word and has no address parts.
+func (t *tokenizer) plainWord(s string, a, b, pos int, fn emitFunc) int {
+	w := s[a:b]
+	if len(w) > MaxTermLen {
+		w = w[:MaxTermLen]
+	}
+	buf := t.buf[:0]
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf = append(buf, c)
+	}
+	t.buf = buf
+	fn(buf, pos, a, b)
+	return pos + 1
 }
 
 // Piece kinds: the pieces a chunk's segments are cut into.
@@ -446,22 +523,11 @@ func hasJoiner(w string) bool {
 // addressParts appends the parts of an address-like word (without the word
 // itself) to dst, without duplicates.
 func addressParts(w string, dst []string) []string {
-	add := func(p string) {
-		if p == "" || p == w {
-			return
-		}
-		for _, q := range dst {
-			if q == p {
-				return
-			}
-		}
-		dst = append(dst, p)
-	}
 	domain := w
 	if at := strings.LastIndexByte(w, '@'); at >= 0 {
-		add(w[:at])
+		dst = addPart(dst, w, w[:at])
 		domain = w[at+1:]
-		add(domain)
+		dst = addPart(dst, w, domain)
 	}
 	// Domain suffixes of two labels or more.
 	for d := domain; ; {
@@ -473,17 +539,32 @@ func addressParts(w string, dst []string) []string {
 		if strings.IndexByte(d, '.') < 0 {
 			break
 		}
-		add(d)
+		dst = addPart(dst, w, d)
 	}
 	// Every label.
 	start := 0
 	for k := 0; k <= len(w); k++ {
 		if k == len(w) || w[k] == '.' || w[k] == '@' {
-			add(w[start:k])
+			dst = addPart(dst, w, w[start:k])
 			start = k + 1
 		}
 	}
 	return dst
+}
+
+// addPart appends the part p of word w to dst unless it is empty, w
+// itself or already in dst. (A function, not a closure over dst, which
+// would move dst to the heap on every call of addressParts.)
+func addPart(dst []string, w, p string) []string {
+	if p == "" || p == w {
+		return dst
+	}
+	for _, q := range dst {
+		if q == p {
+			return dst
+		}
+	}
+	return append(dst, p)
 }
 
 // emitFolded folds w and emits it if it is not empty; a term longer than

@@ -1,6 +1,7 @@
 package lsmindex
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"encoding/binary"
@@ -10,7 +11,6 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -94,8 +94,9 @@ type Backend struct {
 	lru    list.List // of *userState, most recently used first
 	cached int64     // sum of the users' acct
 	closed bool
-	// batches holds Index's batches for reuse, Reset.
-	batches sync.Pool
+	// batches holds Index's batches for reuse, Reset; tables its
+	// analysis workers' term tables.
+	batches, tables sync.Pool
 }
 
 // DefaultMemoryBudget is the default of [Options].MemoryBudget.
@@ -156,6 +157,7 @@ func New(db *lsm.DB, opts *Options) *Backend {
 	}
 	b := &Backend{db: db, wo: wo, purge: purge, budget: budget, chunk: defaultChunkDocs, reseal: defaultResealAfter, users: map[mailbricks.UserID]*userState{}}
 	b.batches.New = func() any { return db.NewBatch() }
+	b.tables.New = func() any { return newTermTable(0) }
 	return b
 }
 
@@ -839,30 +841,26 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	// worker's chunk of a term holds smaller doc numbers than the next
 	// worker's and their concatenation is a valid postings value.
 	workers := min(runtime.GOMAXPROCS(0), 8, (len(keep)+31)/32)
-	accs := make([]map[string]*termAcc, workers)
+	tables := make([]*termTable, workers)
+	defer func() {
+		for _, t := range tables {
+			b.tables.Put(t)
+		}
+	}()
 	var wg sync.WaitGroup
 	for w := range workers {
 		lo, hi := w*len(keep)/workers, (w+1)*len(keep)/workers
+		tables[w] = b.tables.Get().(*termTable)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			accs[w] = analyze(keep[lo:hi], added[lo:hi])
+			analyze(tables[w], keep[lo:hi], added[lo:hi])
 		}()
 	}
 	wg.Wait()
 	// Every worker's terms, sorted by key and then worker: the entries
 	// of one key are adjacent, in the order their chunks concatenate.
-	n := 0
-	for _, m := range accs {
-		n += len(m)
-	}
-	terms := make([]termEntry, 0, n)
-	for w, m := range accs {
-		for k, a := range m {
-			terms = append(terms, termEntry{prefix: keyPrefix(k), key: k, acc: a, worker: w})
-		}
-	}
-	slices.SortFunc(terms, cmpTermEntry)
+	terms := sortedTerms(tables)
 
 	// The batch is written in ascending key order (doc records, next doc
 	// number, postings, stored texts, deleted markers), which the memtable
@@ -896,9 +894,15 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	var chunk []byte
 	for i := 0; i < len(terms); {
 		chunk = chunk[:0]
-		k := terms[i].key
-		for ; i < len(terms) && terms[i].key == k; i++ {
-			chunk = terms[i].acc.chunk(chunk)
+		t := tables[terms[i].w]
+		k := t.key(int(terms[i].id))
+		chunk = t.acc(int(terms[i].id)).chunk(chunk)
+		for i++; i < len(terms); i++ {
+			t := tables[terms[i].w]
+			if !bytes.Equal(t.key(int(terms[i].id)), k) {
+				break
+			}
+			chunk = t.acc(int(terms[i].id)).chunk(chunk)
 		}
 		key = append(append(append(key[:0], u...), 0, tagPostings), k...)
 		batch.Merge(key, chunk)
@@ -958,69 +962,28 @@ func (b *Backend) Index(ctx context.Context, u mailbricks.UserID, docs []*index.
 	return b.seal(u, s, nil)
 }
 
-// termEntry is one worker's postings of one key (field byte and term)
-// of a batch; prefix is the key's first 8 bytes, big-endian, which decide
-// most comparisons of the sort without comparing the strings.
-type termEntry struct {
-	prefix uint64
-	key    string
-	acc    *termAcc
-	worker int
-}
-
-func keyPrefix(k string) uint64 {
-	var b [8]byte
-	copy(b[:], k)
-	return binary.BigEndian.Uint64(b[:])
-}
-
-func cmpTermEntry(a, b termEntry) int {
-	switch {
-	case a.prefix < b.prefix:
-		return -1
-	case a.prefix > b.prefix:
-		return 1
-	}
-	if c := strings.Compare(a.key, b.key); c != 0 {
-		return c
-	}
-	return a.worker - b.worker
-}
-
-// analyze accumulates the postings of docs, numbered nums, keyed by field
-// byte and term.
-func analyze(docs []*index.Document, nums []uint32) map[string]*termAcc {
-	accs := make(map[string]*termAcc, min(4096, 256*len(docs)))
-	var slab []termAcc
-	// Most terms of a batch occur in one or two documents: their buffers
-	// start in a shared slab of bytes (append moves a buffer that
-	// outgrows its share to a heap array of its own).
-	var bytesSlab []byte
-	const docsShare, posShare = 8, 16
+// analyze accumulates the postings of docs, numbered nums, in t, keyed
+// by field byte and term.
+func analyze(t *termTable, docs []*index.Document, nums []uint32) {
+	// About 40 keys a document in mail (most terms of a batch occur in
+	// few of its documents).
+	t.reset(min(64*len(docs), 1<<16))
 	var kb []byte
 	for i, d := range docs {
 		n := nums[i]
 		d.Analyze(func(f index.Field, term []byte, pos int) {
 			kb = append(append(kb[:0], byte(f)), term...)
-			a := accs[string(kb)]
-			if a == nil {
-				if len(slab) == 0 {
-					slab = make([]termAcc, 256)
-				}
-				a = &slab[0]
-				slab = slab[1:]
-				if len(bytesSlab) < docsShare+posShare {
-					bytesSlab = make([]byte, 256*(docsShare+posShare))
-				}
-				a.docs = bytesSlab[:0:docsShare]
-				a.pos = bytesSlab[docsShare : docsShare : docsShare+posShare]
-				bytesSlab = bytesSlab[docsShare+posShare:]
-				accs[string(kb)] = a
-			}
-			a.add(n, pos)
+			t.get(kb).add(n, pos)
 		})
 	}
-	return accs
+	// Finish every key's last document here, in id order (sequential
+	// memory) and on the worker, rather than in key order on the
+	// goroutine that writes the chunks.
+	for id := range t.len() {
+		if a := t.acc(id); a.has {
+			a.finishDoc()
+		}
+	}
 }
 
 // Delete implements [index.Backend]: it removes the doc records and
