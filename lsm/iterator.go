@@ -280,6 +280,16 @@ func fold(m *Merger, key, baseVal []byte, hasBase bool, operands [][]byte) ([]by
 	if len(operands) == 0 {
 		return baseVal, nil
 	}
+	if m.MergeAll != nil && len(operands) >= 2 && (hasBase || len(operands) >= 3) {
+		vals := make([][]byte, 0, len(operands)+1)
+		if hasBase {
+			vals = append(vals, baseVal)
+		}
+		for i := len(operands) - 1; i >= 0; i-- {
+			vals = append(vals, operands[i])
+		}
+		return m.MergeAll(key, vals)
+	}
 	i := len(operands) - 1
 	acc := baseVal
 	if !hasBase {

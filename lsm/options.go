@@ -39,6 +39,14 @@ type Merger struct {
 	Name string
 	// Merge combines an older value or operand with a newer operand.
 	Merge func(key, older, newer []byte) ([]byte, error)
+	// MergeAll, if set, combines three or more values at once, oldest
+	// first (the value the operands were written over, if any, then the
+	// operands): the engine calls it instead of folding Merge over them,
+	// so that a concatenating operator copies each byte once rather than
+	// once per operand after it. Its result must equal that fold. Like
+	// Merge, it must not modify or retain its arguments. The default, nil,
+	// folds Merge.
+	MergeAll func(key []byte, values [][]byte) ([]byte, error)
 }
 
 // WALRecoveryMode selects what [Open] accepts at the end of the newest

@@ -32,6 +32,17 @@ var Merger = &lsm.Merger{
 		out := make([]byte, 0, len(older)+len(newer))
 		return append(append(out, older...), newer...), nil
 	},
+	MergeAll: func(_ []byte, values [][]byte) ([]byte, error) {
+		n := 0
+		for _, v := range values {
+			n += len(v)
+		}
+		out := make([]byte, 0, n)
+		for _, v := range values {
+			out = append(out, v...)
+		}
+		return out, nil
+	},
 }
 
 // Options configures [Open]. A nil *Options and every zero field mean the
