@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mailbricks/mailbricks/embedded"
+	"github.com/mailbricks/mailbricks/lsm"
 	"github.com/mailbricks/mailbricks/lsm/vfs"
 	"github.com/mailbricks/mailbricks/mailbox"
 )
@@ -54,4 +56,42 @@ func TestOpenFailureClosesWhatOpened(t *testing.T) {
 	mail, err := embedded.Open("mail", &embedded.Options{FS: fs})
 	require.NoError(t, err)
 	require.NoError(t, mail.Close())
+}
+
+// TestLSMOptions checks that Options.LSM reaches the blocks' databases (a
+// small memtable is flushed to a table long before the default would be)
+// and that its Merger does not replace the blocks' own.
+func TestLSMOptions(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewMem()
+	bogus := &lsm.Merger{Name: "bogus", Merge: func(_, _, _ []byte) ([]byte, error) { return nil, errors.New("bogus merger used") }}
+	mail, err := embedded.Open("mail", &embedded.Options{FS: fs, NoSync: true, LSM: &lsm.Options{MemTableSize: 64 << 10, CacheSize: 1 << 20, Merger: bogus}})
+	require.NoError(t, err)
+	defer mail.Close()
+	body := "Subject: padding\r\n\r\n" + strings.Repeat("lorem ipsum dolor sit amet\r\n", 200)
+	for range 60 {
+		_, err := mail.Mailbox.Append(ctx, "erin", mailbox.Inbox, strings.NewReader(body), nil)
+		require.NoError(t, err)
+	}
+	page, err := mail.Mailbox.List(ctx, "erin", mailbox.Inbox, &mailbox.ListOptions{Limit: 100})
+	require.NoError(t, err)
+	require.Len(t, page.Messages, 60)
+	st, err := mail.Mailbox.Status(ctx, "erin", mailbox.Inbox)
+	require.NoError(t, err, "the mailbox's counters are merges: its own merge operator must read them")
+	require.Equal(t, int64(60), st.Total)
+	res, err := mail.Index.SearchString(ctx, "erin", "lorem", nil)
+	require.NoError(t, err)
+	require.Equal(t, 60, res.Total)
+	for _, block := range []string{"mailbox", "index"} {
+		require.Eventually(t, func() bool {
+			names, err := fs.List("mail/" + block)
+			require.NoError(t, err)
+			for _, n := range names {
+				if strings.HasSuffix(n, ".sst") {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond, "the %s block's 64 KiB memtables must be flushed to a table", block)
+	}
 }
