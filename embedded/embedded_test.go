@@ -3,6 +3,7 @@ package embedded_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -58,40 +59,46 @@ func TestOpenFailureClosesWhatOpened(t *testing.T) {
 	require.NoError(t, mail.Close())
 }
 
-// TestLSMOptions checks that Options.LSM reaches the blocks' databases (a
-// small memtable is flushed to a table long before the default would be)
-// and that its Merger does not replace the blocks' own.
+// TestLSMOptions checks that Options.LSM reaches the blocks' databases (64
+// KiB memtables, without compactions, leave a table per 64 KiB where lsm's
+// defaults would flush 256 KiB, then 512 KiB and more) and that its Merger
+// does not replace the blocks' own.
 func TestLSMOptions(t *testing.T) {
 	ctx := context.Background()
 	fs := vfs.NewMem()
 	bogus := &lsm.Merger{Name: "bogus", Merge: func(_, _, _ []byte) ([]byte, error) { return nil, errors.New("bogus merger used") }}
-	mail, err := embedded.Open("mail", &embedded.Options{FS: fs, NoSync: true, LSM: &lsm.Options{MemTableSize: 64 << 10, CacheSize: 1 << 20, Merger: bogus}})
+	mail, err := embedded.Open("mail", &embedded.Options{FS: fs, NoSync: true, LSM: &lsm.Options{
+		MemTableSize: 64 << 10, CacheSize: 1 << 20, L0CompactionThreshold: 1000, L0StopWritesThreshold: 1000, Merger: bogus,
+	}})
 	require.NoError(t, err)
 	defer mail.Close()
-	body := "Subject: padding\r\n\r\n" + strings.Repeat("lorem ipsum dolor sit amet\r\n", 200)
-	for range 60 {
+	const n = 120
+	for i := range n {
+		// Distinct bodies of about 6 KiB, indexed word by word.
+		body := fmt.Sprintf("Subject: padding %d\r\n\r\n%s", i, strings.Repeat(fmt.Sprintf("lorem ipsum %d dolor sit amet\r\n", i), 200))
 		_, err := mail.Mailbox.Append(ctx, "erin", mailbox.Inbox, strings.NewReader(body), nil)
 		require.NoError(t, err)
 	}
-	page, err := mail.Mailbox.List(ctx, "erin", mailbox.Inbox, &mailbox.ListOptions{Limit: 100})
-	require.NoError(t, err)
-	require.Len(t, page.Messages, 60)
 	st, err := mail.Mailbox.Status(ctx, "erin", mailbox.Inbox)
 	require.NoError(t, err, "the mailbox's counters are merges: its own merge operator must read them")
-	require.Equal(t, int64(60), st.Total)
+	require.Equal(t, int64(n), st.Total)
 	res, err := mail.Index.SearchString(ctx, "erin", "lorem", nil)
 	require.NoError(t, err)
-	require.Equal(t, 60, res.Total)
-	for _, block := range []string{"mailbox", "index"} {
-		require.Eventually(t, func() bool {
-			names, err := fs.List("mail/" + block)
-			require.NoError(t, err)
-			for _, n := range names {
-				if strings.HasSuffix(n, ".sst") {
-					return true
-				}
+	require.Equal(t, n, res.Total)
+	tables := func(dir string) int {
+		names, err := fs.List(dir)
+		require.NoError(t, err)
+		c := 0
+		for _, name := range names {
+			if strings.HasSuffix(name, ".sst") {
+				c++
 			}
-			return false
-		}, 10*time.Second, 10*time.Millisecond, "the %s block's 64 KiB memtables must be flushed to a table", block)
+		}
+		return c
+	}
+	for _, block := range []string{"mailbox", "index"} {
+		dir := "mail/" + block
+		require.Eventually(t, func() bool { return tables(dir) >= 6 }, 10*time.Second, 10*time.Millisecond,
+			"the %s block's 64 KiB memtables must make at least 6 tables; it has %d", block, tables(dir))
 	}
 }
