@@ -76,12 +76,37 @@
 //     each up to [Options].MemTableSize (default 64 MiB; a young DB's start
 //     at 256 KiB and double);
 //   - the open tables, at most [Options].MaxOpenFiles (default 1,000), each
-//     a file descriptor, a few hundred bytes and its range tombstones.
+//     a file descriptor, a few hundred bytes and its range tombstones;
+//   - the write-ahead log's two buffers, records appended and not yet
+//     written to the file: about a record's size when the disk keeps up;
+//     when it does not, writes wait once 4 MiB are pending, so each buffer
+//     stays under 8 MiB.
 //
 // So the resident size is about CacheSize + 3 × MemTableSize, plus what
 // open iterators and snapshots pin: the tables, memtables and blocks they
 // read, until they are closed. With the block cache disabled (a negative
 // CacheSize) each open table keeps its index and filter in memory instead.
+// Compactions read their input tables through the cache without adding to
+// it: a block the cache lacks is read into the compaction's own buffer,
+// so a compaction neither evicts the blocks readers use nor allocates a
+// block for every block it reads.
+//
+// Memtables live outside the Go heap (on Unix, in anonymous mappings), so
+// they do not count toward the collector's heap goal, and the memory of a
+// flushed memtable is kept for the next one: the process keeps at most two
+// spare memtables of each size, for all its DBs together (up to
+// 2 × MemTableSize beyond the DBs' own memtables).
+//
+// Everything else is on the Go heap, which with the default GOGC=100 may
+// grow to twice its live size between collections. A program that must
+// stay within a memory budget sets the Go runtime's soft memory limit
+// ([runtime/debug.SetMemoryLimit] or GOMEMLIMIT) to it: the collector then
+// runs before the heap passes the limit and returns free memory to the
+// operating system sooner. The limit counts the Go heap, not the
+// memtables; setting it to the sum of the budgets the program configures
+// (every DB's CacheSize and memtables, and its own caches) leaves the
+// heap the memtables' share as headroom. It must leave room for the live
+// heap: a limit below it makes the collector run continuously.
 //
 // # Files
 //

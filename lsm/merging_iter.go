@@ -355,6 +355,18 @@ func newTableIter(tc *tableCache, m *fileMeta, lower, upper []byte) (base.Intern
 	return &tableIter{InternalIterator: e.reader.NewIter(lower, upper), tc: tc, entry: e}, e.reader, nil
 }
 
+// newScanTableIter is newTableIter for a compaction's single pass: blocks
+// missing from the block cache are read into the iterator's buffers rather
+// than added to the cache (see sstable.Reader.NewScanIter), so compactions
+// keep the cache for reads and allocate no block per block they read.
+func newScanTableIter(tc *tableCache, m *fileMeta) (base.InternalIterator, *sstable.Reader, error) {
+	e, err := tc.get(m.FileNum)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &tableIter{InternalIterator: e.reader.NewScanIter(nil, nil), tc: tc, entry: e}, e.reader, nil
+}
+
 // tombstoneSet answers "is this version of a key deleted by a range
 // tombstone?" for a fixed set of tombstones. The tombstones are cut into
 // non-overlapping fragments, each with the sequence numbers of the

@@ -82,6 +82,8 @@
 // 64 MiB) and MemTableSize (default 64 MiB, at most three memtables).
 // Inline blobs pass through the memtables, so a store that takes many of
 // them uses that budget; lower MemTableSize (or InlineMax) to shrink it.
+// The lsm package doc's "Memory" lists the rest of a DB's memory and how
+// to set the Go memory limit from the budgets.
 //
 // The meta DB is locked to one process, so one directory serves one
 // process; share blobs between processes with dedup/s3dedup.

@@ -18,9 +18,11 @@
 // The backend keeps no per-user or per-message state in memory: folders,
 // counters and the read/unread tables are read from the DB on each call,
 // so memory does not grow with the number of users or messages. What it
-// holds is the lsm DB's block cache and memtables (sized by [Options].LSM:
-// CacheSize, MemTableSize; lsm's defaults otherwise), the index and bloom
-// filter of each open table (up to lsm's MaxOpenFiles), and, per
+// holds is the lsm DB's block cache, which also holds the tables' index and
+// bloom filter blocks, and its memtables (sized by [Options].LSM:
+// CacheSize, MemTableSize; lsm's defaults otherwise; the lsm package doc's
+// "Memory" lists the rest and how to set the Go memory limit from the
+// budgets), and, per
 // [mailbox.Backend.Watch] call, a buffer of 1,024 events allocated when the
 // watcher subscribes (about 96 KiB each: 10,000 idle watchers hold about
 // 1 GB, so an IMAP or push front serving that many should share one

@@ -46,7 +46,9 @@
 // per topic while a Lease waits) and of calls in flight, not with jobs or
 // idempotency keys. The lsm engine's block cache and memtables are its
 // budget: [Options].LSM's CacheSize (default 64 MiB) and MemTableSize
-// (default 64 MiB, at most three memtables).
+// (default 64 MiB, at most three memtables). The lsm package doc's
+// "Memory" lists the rest of a DB's memory and how to set the Go memory
+// limit from the budgets.
 //
 // The DB directory is locked to one process; workers in other processes
 // need a server backend (pgqueue, natsqueue) or an RPC front end.

@@ -43,6 +43,9 @@ type iterator struct {
 	blockIdx int
 	blk      blockIter
 	bufs     blockBufs
+	// noFill: blocks not in the cache are read into bufs and not added to
+	// it (see NewScanIter).
+	noFill bool
 	// blockBelowUpper: every entry of the loaded block is below upper.
 	blockBelowUpper bool
 	// blockAboveLower: every entry of the loaded block is at or above lower.
@@ -81,6 +84,22 @@ func (r *Reader) NewIter(lower, upper []byte) base.InternalIterator {
 	it.blockIdx = -1
 	it.pos = posNone
 	it.err = nil
+	return it
+}
+
+// NewScanIter is [Reader.NewIter] for one pass over the table that should
+// not displace what readers use, such as a compaction's: a data block the
+// cache holds is used from it, and one it does not is read into the
+// iterator's own buffers, reused from block to block, instead of being
+// allocated and added to the cache. So a scan neither evicts the cache's
+// blocks nor leaves a garbage block behind for each block it reads. The
+// keys and values it returns are valid until the iterator moves to
+// another block.
+func (r *Reader) NewScanIter(lower, upper []byte) base.InternalIterator {
+	it := r.NewIter(lower, upper)
+	if i, ok := it.(*iterator); ok {
+		i.noFill = true
+	}
 	return it
 }
 
@@ -284,7 +303,7 @@ func (it *iterator) loadBlock(i int) bool {
 	}
 	it.blockIdx = -1
 	e := &it.index[i]
-	data, err := it.r.readDataBlock(e.h, &it.bufs)
+	data, err := it.r.readDataBlock(e.h, &it.bufs, it.noFill)
 	if err == nil {
 		err = it.blk.init(data)
 	}

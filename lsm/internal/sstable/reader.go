@@ -441,10 +441,11 @@ func (r *Reader) Close() error {
 }
 
 // readDataBlock returns the uncompressed contents of the data block at h,
-// from the cache when it is there. Without a cache the contents live in
-// bufs and stay valid until the next call with the same bufs; with a cache
-// they are shared and must not be modified.
-func (r *Reader) readDataBlock(h handle, bufs *blockBufs) ([]byte, error) {
+// from the cache when it is there. Without a cache, or with noFill when the
+// block is not in the cache, the contents live in bufs and stay valid until
+// the next call with the same bufs; from the cache they are shared and must
+// not be modified.
+func (r *Reader) readDataBlock(h handle, bufs *blockBufs, noFill bool) ([]byte, error) {
 	if r.cache != nil {
 		if b, ok := r.cache.Get(r.fileNum, h.offset); ok {
 			return b, nil
@@ -458,7 +459,7 @@ func (r *Reader) readDataBlock(h handle, bufs *blockBufs) ([]byte, error) {
 	if err := readFull(r.f, raw, h.offset); err != nil {
 		return nil, err
 	}
-	if r.cache == nil {
+	if r.cache == nil || noFill {
 		b, err := decodeStored(raw, bufs.decompressed)
 		if err != nil {
 			return nil, err

@@ -712,3 +712,47 @@ func TestMetadataInCache(t *testing.T) {
 		t.Fatalf("MayContain on a closed reader: %v", err)
 	}
 }
+
+// TestScanIterNoFill checks that a scan iterator returns every entry, uses
+// the blocks the cache holds, and adds none of those it reads.
+func TestScanIterNoFill(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	entries := genEntries(rng, scaled(20000))
+	for _, c := range compressions {
+		t.Run(c.String(), func(t *testing.T) {
+			f, _ := writeTable(t, entries, nil, WriterOptions{Compression: c})
+			bc := cache.New(64 << 20)
+			r := openTable(t, f, ReaderOptions{Cache: bc, FileNum: 42})
+			defer r.Close()
+			it := r.NewScanIter(nil, nil)
+			checkScan(t, it, entries)
+			it.Close()
+			_, misses1, size1 := bc.Metrics()
+			blocks, err := r.NumDataBlocks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Only the index went into the cache: a second scan misses
+			// every data block again.
+			it = r.NewScanIter(nil, nil)
+			checkScan(t, it, entries)
+			it.Close()
+			hits2, misses2, size2 := bc.Metrics()
+			if size2 != size1 || misses2-misses1 < int64(blocks) {
+				t.Fatalf("second scan: size %d -> %d, misses %d -> %d; want the same size and at least %d misses", size1, size2, misses1, misses2, blocks)
+			}
+			// Blocks a normal iterator cached are used from the cache.
+			it = r.NewIter(nil, nil)
+			checkScan(t, it, entries)
+			it.Close()
+			hits3, misses3, _ := bc.Metrics()
+			it = r.NewScanIter(nil, nil)
+			checkScan(t, it, entries)
+			it.Close()
+			hits4, misses4, _ := bc.Metrics()
+			if misses4 != misses3 || hits4-hits3 < int64(blocks) {
+				t.Fatalf("scan over a cached table: misses %d -> %d, hits %d -> %d (before: %d); want no misses", misses3, misses4, hits3, hits4, hits2)
+			}
+		})
+	}
+}
