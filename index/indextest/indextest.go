@@ -55,6 +55,24 @@ func Run(t *testing.T, newBackend func(t *testing.T) index.Backend) {
 	t.Run("HeaderNamesNotContent", func(t *testing.T) { testHeaderNames(t, open(t)) })
 	t.Run("Scripts", func(t *testing.T) { testScripts(t, open(t)) })
 	t.Run("InvalidInput", func(t *testing.T) { testInvalidInput(t, open(t)) })
+	t.Run("NoTerms", func(t *testing.T) { testNoTerms(t, open(t)) })
+}
+
+// testNoTerms indexes documents that give the analyzer nothing (no
+// addresses, subject, body or headers, as a message of one malformed
+// header line parses), alone and in a batch: they are stored and found by
+// their doc values.
+func testNoTerms(t *testing.T, x *index.Index) {
+	empty := func(d time.Time) *index.Document {
+		return &index.Document{ID: mailbricks.NewMessageIDAt(d), Values: index.Values{Date: d, Folder: "INBOX"}}
+	}
+	docs := []*index.Document{empty(day(2024, 5, 1))}
+	require.NoError(t, x.Index(ctx, user, docs[0]), "a document without terms alone")
+	expect(t, x, user, "is:unread", docs, 0)
+	docs = append(docs, empty(day(2024, 5, 2)), empty(day(2024, 5, 3)))
+	require.NoError(t, x.IndexBatch(ctx, user, docs[1:]), "a batch of documents without terms")
+	expect(t, x, user, "is:unread", docs, 0, 1, 2)
+	expect(t, x, user, "report", docs)
 }
 
 const user = mailbricks.UserID("alice@example.com")

@@ -193,6 +193,9 @@ func sortedTerms(tables []*termTable) []termRef {
 // enough.
 func sortTermRefs(tables []*termTable, refs, tmp []termRef, off int) {
 	n := len(refs)
+	if n == 0 {
+		return // a batch without terms: nothing to sort
+	}
 	for i := range refs {
 		var b [8]byte
 		k := tables[refs[i].w].key(int(refs[i].id))
