@@ -8,14 +8,17 @@ import (
 
 	"github.com/mailbricks/mailbricks/dedup"
 	"github.com/mailbricks/mailbricks/dedup/filededup"
+	"github.com/mailbricks/mailbricks/index"
+	"github.com/mailbricks/mailbricks/index/lsmindex"
 	"github.com/mailbricks/mailbricks/lsm/vfs"
 	"github.com/mailbricks/mailbricks/mailbox"
 	"github.com/mailbricks/mailbricks/mailbox/lsmmailbox"
 	"github.com/mailbricks/mailbricks/mailbox/mailboxtest"
 )
 
-// FuzzAppend appends arbitrary bytes and checks that each is stored, reads
-// back byte-exact, and leaves the folder's counts exact.
+// FuzzAppend appends arbitrary bytes, with the search index attached, and
+// checks that each is stored, reads back byte-exact, and leaves the
+// folder's counts exact.
 func FuzzAppend(f *testing.F) {
 	for _, m := range mailboxtest.Malformed() {
 		if len(m) < 4096 {
@@ -33,7 +36,13 @@ func FuzzAppend(f *testing.F) {
 	}
 	blobs := dedup.New(fb, nil)
 	defer blobs.Close()
-	s := mailbox.New(b, blobs, &mailbox.Options{MaxMessageSize: 1 << 20})
+	ib, err := lsmindex.Open("index", &lsmindex.Options{FS: vfs.NewMem(), NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	x := index.New(ib, nil)
+	defer x.Close()
+	s := mailbox.New(b, blobs, &mailbox.Options{MaxMessageSize: 1 << 20, Index: x})
 	defer s.Close()
 	ctx := context.Background()
 	var total int64
