@@ -19,6 +19,10 @@ var transientCodes = map[string]bool{
 	"ServiceUnavailable": true,
 	"InternalError":      true,
 	"OperationAborted":   true,
+	// A write racing the removal of its directory on a file-system
+	// backed server (see Backend.put): no key of ours is a directory.
+	"ExistingObjectIsDirectory":     true,
+	"XMinioObjectExistsAsDirectory": true,
 }
 
 // classify marks err with [mailbricks.Temporary] if a retry may cure it:

@@ -36,7 +36,12 @@
 //
 // Errors a retry may cure (5xx and 429 replies, SlowDown, RequestTimeout,
 // ServiceUnavailable, InternalError, a failed or dropped connection)
-// satisfy [mailbricks.IsTemporary].
+// satisfy [mailbricks.IsTemporary]. File-system backed servers (versitygw's
+// posix backend, MinIO in fs mode) delete a directory with its last
+// object, and refuse a write racing that delete as if its key were a
+// directory (ExistingObjectIsDirectory, XMinioObjectExistsAsDirectory);
+// no key here is a directory of another, so every write retries that
+// error up to 8 times, and it counts as temporary after that.
 //
 // S3 has no multi-object transactions, so the exclusion between GC and
 // Put/Link is a Dekker-style handshake over strongly consistent objects:
@@ -93,6 +98,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -246,14 +252,55 @@ func isNotFound(err error) bool {
 	return r.StatusCode == http.StatusNotFound || r.Code == "NoSuchKey"
 }
 
+// isDirRace reports whether err is a file-system backed server's
+// directory clash (see put).
+func isDirRace(err error) bool {
+	switch minio.ToErrorResponse(err).Code {
+	case "ExistingObjectIsDirectory", "XMinioObjectExistsAsDirectory":
+		return true
+	}
+	return false
+}
+
 func isPrecondition(err error) bool {
 	r := minio.ToErrorResponse(err)
 	return r.StatusCode == http.StatusPreconditionFailed || r.Code == "PreconditionFailed"
 }
 
 func (b *Backend) putEmpty(ctx context.Context, key string) error {
-	_, err := b.c.PutObject(ctx, b.bucket, key, strings.NewReader(""), 0, minio.PutObjectOptions{DisableMultipart: true})
-	return err
+	return b.put(ctx, key, strings.NewReader(""), 0, minio.PutObjectOptions{DisableMultipart: true})
+}
+
+// dirRaceTries bounds how often put retries a write that a file-system
+// backed server refused as a directory clash.
+const dirRaceTries = 8
+
+// put writes body (size bytes, read from its start) at key. File-system
+// backed servers (versitygw's posix backend, MinIO in fs mode) keep keys
+// as paths and delete a directory once its last object is deleted; a
+// write into that directory racing the delete fails, after its
+// preconditions passed and before anything was stored, with
+// ExistingObjectIsDirectory (versitygw) or XMinioObjectExistsAsDirectory
+// (MinIO). No key of ours is a directory of another (see escapeOwner), so
+// that error can only be this race: put rewinds the body and tries again,
+// dirRaceTries times at most.
+func (b *Backend) put(ctx context.Context, key string, body io.ReadSeeker, size int64, opts minio.PutObjectOptions) error {
+	for try := 1; ; try++ {
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		_, err := b.c.PutObject(ctx, b.bucket, key, body, size, opts)
+		if err == nil || !isDirRace(err) || try == dirRaceTries {
+			return err
+		}
+		t := time.NewTimer(time.Duration(try) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func (b *Backend) remove(ctx context.Context, key string) error {
@@ -351,10 +398,7 @@ func (u *upload) Commit(ctx context.Context, ref dedup.Ref, expires time.Time) (
 	default:
 		return err
 	}
-	if _, err := u.f.Seek(0, 0); err != nil {
-		return err
-	}
-	_, err = b.c.PutObject(ctx, b.bucket, b.blobKey(h), u.f, ref.Size, opts)
+	err = b.put(ctx, b.blobKey(h), u.f, ref.Size, opts)
 	if err != nil && isPrecondition(err) {
 		return nil
 	}
@@ -555,7 +599,7 @@ func (b *Backend) acquire(ctx context.Context, h dedup.Hash) (bool, error) {
 	body := b.nextNonce() + " " + time.Now().UTC().Format(time.RFC3339Nano)
 	opts := minio.PutObjectOptions{DisableMultipart: true}
 	opts.SetMatchETagExcept("*")
-	_, err := b.c.PutObject(ctx, b.bucket, b.markKey(h), strings.NewReader(body), int64(len(body)), opts)
+	err := b.put(ctx, b.markKey(h), strings.NewReader(body), int64(len(body)), opts)
 	if err == nil {
 		return true, nil
 	}
@@ -574,7 +618,7 @@ func (b *Backend) acquire(ctx context.Context, h dedup.Hash) (bool, error) {
 	}
 	opts = minio.PutObjectOptions{DisableMultipart: true}
 	opts.SetMatchETag(strings.Trim(oi.ETag, `"`))
-	_, err = b.c.PutObject(ctx, b.bucket, b.markKey(h), strings.NewReader(body), int64(len(body)), opts)
+	err = b.put(ctx, b.markKey(h), strings.NewReader(body), int64(len(body)), opts)
 	if err != nil && isPrecondition(err) {
 		return false, nil
 	}
