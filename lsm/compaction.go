@@ -335,7 +335,7 @@ func (d *DB) compactTables(c *compaction, snaps stripes) (outputs []*fileMeta, r
 	}()
 	for _, files := range c.inputs {
 		for _, m := range files {
-			it, r, err := newScanTableIter(d.tables, m)
+			it, r, err := newTableIter(d.tables, m, nil, nil, true)
 			if err != nil {
 				return nil, 0, err
 			}

@@ -347,24 +347,23 @@ func (t *tableIter) Close() error {
 	return err
 }
 
-func newTableIter(tc *tableCache, m *fileMeta, lower, upper []byte) (base.InternalIterator, *sstable.Reader, error) {
+// newTableIter opens m's iterator between lower and upper. scan makes it
+// an iterator for one pass, such as a compaction's: blocks missing from the
+// block cache are read into the iterator's buffers rather than added to
+// the cache (see sstable.Reader.NewScanIter), so compactions keep the
+// cache for reads and allocate no block per block they read.
+func newTableIter(tc *tableCache, m *fileMeta, lower, upper []byte, scan bool) (base.InternalIterator, *sstable.Reader, error) {
 	e, err := tc.get(m.FileNum)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &tableIter{InternalIterator: e.reader.NewIter(lower, upper), tc: tc, entry: e}, e.reader, nil
-}
-
-// newScanTableIter is newTableIter for a compaction's single pass: blocks
-// missing from the block cache are read into the iterator's buffers rather
-// than added to the cache (see sstable.Reader.NewScanIter), so compactions
-// keep the cache for reads and allocate no block per block they read.
-func newScanTableIter(tc *tableCache, m *fileMeta) (base.InternalIterator, *sstable.Reader, error) {
-	e, err := tc.get(m.FileNum)
-	if err != nil {
-		return nil, nil, err
+	var it base.InternalIterator
+	if scan {
+		it = e.reader.NewScanIter(lower, upper)
+	} else {
+		it = e.reader.NewIter(lower, upper)
 	}
-	return &tableIter{InternalIterator: e.reader.NewScanIter(nil, nil), tc: tc, entry: e}, e.reader, nil
+	return &tableIter{InternalIterator: it, tc: tc, entry: e}, e.reader, nil
 }
 
 // tombstoneSet answers "is this version of a key deleted by a range

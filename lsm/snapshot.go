@@ -139,7 +139,7 @@ func (d *DB) newIter(o *IterOptions, seq uint64) (*Iterator, error) {
 		if !overlaps(m, lower, upper) {
 			continue
 		}
-		c, r, err := newTableIter(d.tables, m, lower, upper)
+		c, r, err := newTableIter(d.tables, m, lower, upper, false)
 		if err != nil {
 			return fail(err)
 		}
