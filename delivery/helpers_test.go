@@ -84,7 +84,7 @@ type testEnv struct {
 	dns    *fakeDNS
 }
 
-func newEnv(t *testing.T, opts *InboundOptions) *testEnv {
+func newEnv(t testing.TB, opts *InboundOptions) *testEnv {
 	t.Helper()
 	blocks, err := embedded.Open("mail", &embedded.Options{FS: vfs.NewMem()})
 	require.NoError(t, err)

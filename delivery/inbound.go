@@ -489,7 +489,7 @@ func (s *session) Data(r io.Reader) error {
 		return reply(503, [3]int{5, 5, 1}, "RCPT first")
 	}
 	o := &s.in.opts
-	chk := newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
+	chk := s.newChecker(r)
 	var prefix []byte
 	if o.InlineMax > 0 {
 		bp := s.in.bufs.Get().(*[]byte)
@@ -556,7 +556,7 @@ func (s *session) dataStream(tx *transaction, chk *dataChecker, prefix []byte) e
 	// The link keeps the body past the blob store's grace period until
 	// Deliver has stored it; it is made with the blob, before the job
 	// exists, so a job never names an unprotected blob.
-	ref, refused, err := s.storeChecked(chk, prefix, func(c io.Reader) io.Reader { return io.TeeReader(c, pw) }, decide, blobOwner(tx.id))
+	ref, refused, err := s.storeRaw(chk, prefix, func(c io.Reader) io.Reader { return io.TeeReader(c, pw) }, decide, blobOwner(tx.id))
 	if !decided {
 		perr := refused
 		if perr == nil {
@@ -623,9 +623,6 @@ func (s *session) queueJob(tx *transaction, chk *dataChecker, res *AuthResults, 
 	if ref.IsZero() {
 		job.Version = 2
 		job.Body = body
-		if job.Body == nil {
-			job.Body = []byte{}
-		}
 	}
 	for _, f := range chk.authRes {
 		if claimsHost(f, o.Hostname) {
@@ -667,7 +664,8 @@ func (s *session) unlinkBody(tx *transaction, ref dedup.Ref, owner string) {
 // stored ref and the checker (what it saw of the header), or the reply
 // for a refused or failed transfer.
 func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (dedup.Ref, *dataChecker, error) {
-	ref, chk, refused, err := s.storeRaw(r, wrap, decide, owner)
+	chk := s.newChecker(r)
+	ref, refused, err := s.storeRaw(chk, nil, wrap, decide, owner)
 	switch {
 	case refused != nil:
 		return dedup.Ref{}, chk, refused
@@ -677,19 +675,18 @@ func (s *session) storeData(tx *transaction, r io.Reader, wrap func(io.Reader) i
 	return ref, chk, nil
 }
 
-// storeRaw is storeData without the replies: refused is decide's error;
-// err is the blob store's, which the checker (chk.err, chk.srcErr)
-// explains when the data broke a rule or its reader failed.
-func (s *session) storeRaw(r io.Reader, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (ref dedup.Ref, chk *dataChecker, refused, err error) {
+// newChecker returns the smuggling and header checker of the data in r,
+// with the options' header bounds.
+func (s *session) newChecker(r io.Reader) *dataChecker {
 	o := &s.in.opts
-	chk = newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
-	ref, refused, err = s.storeChecked(chk, nil, wrap, decide, owner)
-	return ref, chk, refused, err
+	return newDataChecker(r, o.MaxHeaderLineBytes, o.MaxHeaderBytes, o.MaxHeaderFields)
 }
 
-// storeChecked is storeRaw on a checker of which prefix was read
-// already: the data is prefix, then the rest of chk.
-func (s *session) storeChecked(chk *dataChecker, prefix []byte, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (ref dedup.Ref, refused, err error) {
+// storeRaw is storeData without the replies, on a checker of which prefix
+// was read already (the data is prefix, then the rest of chk): refused is
+// decide's error; err is the blob store's, which the checker (chk.err,
+// chk.srcErr) explains when the data broke a rule or its reader failed.
+func (s *session) storeRaw(chk *dataChecker, prefix []byte, wrap func(io.Reader) io.Reader, decide func(*dataChecker) error, owner string) (ref dedup.Ref, refused, err error) {
 	var src io.Reader = chk
 	if len(prefix) > 0 {
 		src = io.MultiReader(bytes.NewReader(prefix), chk)
@@ -787,30 +784,33 @@ func (s *session) receivedField(tx *transaction, now time.Time) string {
 // and, when comment is not empty, a comment line after the from clause.
 func (s *session) traceField(tx *transaction, now time.Time, proto, comment string) string {
 	ip := s.ip.String()
-	b := make([]byte, 0, 160+len(tx.helo)+len(comment)+len(s.in.opts.Hostname)+len(tx.id))
-	b = append(b, "Received:"...)
+	var b strings.Builder
+	b.Grow(160 + len(tx.helo) + len(comment) + len(s.in.opts.Hostname) + len(tx.id))
+	w := func(parts ...string) {
+		for _, p := range parts {
+			b.WriteString(p)
+		}
+	}
+	w("Received:")
 	sep := " "
 	switch {
 	case tx.helo != "":
-		b = append(append(append(append(append(b, " from "...), tx.helo...), " (["...), ip...), "])"...)
+		w(" from ", tx.helo, " ([", ip, "])")
 		sep = "\r\n\t"
 	case s.ip.IsValid(): // Submission.Submit: no SMTP client, maybe an IP
-		b = append(append(append(b, " from ["...), ip...), ']')
+		w(" from [", ip, "]")
 		sep = "\r\n\t"
 	}
 	if comment != "" {
-		b = append(append(append(append(b, sep...), '('), comment...), ')')
+		w(sep, "(", comment, ")")
 		sep = "\r\n\t"
 	}
-	b = append(append(append(append(b, sep...), "by "...), s.in.opts.Hostname...), " with "...)
-	b = append(append(append(b, proto...), " id "...), tx.id...)
+	w(sep, "by ", s.in.opts.Hostname, " with ", proto, " id ", tx.id)
 	if len(tx.rcpts) == 1 {
-		b = append(append(append(b, "\r\n\tfor <"...), tx.rcpts[0].Address...), '>')
+		w("\r\n\tfor <", tx.rcpts[0].Address, ">")
 	}
-	b = append(b, ";\r\n\t"...)
-	b = now.AppendFormat(b, time.RFC1123Z)
-	b = append(b, "\r\n"...)
-	return string(b)
+	w(";\r\n\t", now.Format(time.RFC1123Z), "\r\n")
+	return b.String()
 }
 
 func blobOwner(txID string) string { return "delivery/incoming/" + txID }

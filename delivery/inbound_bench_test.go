@@ -1,14 +1,10 @@
 package delivery
 
 import (
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-smtp"
-
-	"github.com/mailbricks/mailbricks/embedded"
-	"github.com/mailbricks/mailbricks/lsm/vfs"
 )
 
 // BenchmarkInboundSmall sends 5 KB messages over loopback, one per
@@ -16,23 +12,7 @@ import (
 // in memory (no fsync): the CPU and allocations of a small message, the
 // client's included.
 func BenchmarkInboundSmall(b *testing.B) {
-	blocks, err := embedded.Open("mail", &embedded.Options{FS: vfs.NewMem()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer blocks.Close()
-	in, err := NewInbound(blocks.Blobs, blocks.Queue, &InboundOptions{Hostname: "mx.example.net", Resolver: newFakeDNS(),
-		MaxConnsPerIP: -1, ConnRatePerIP: -1, MessageRatePerIP: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := in.NewServer()
-	go srv.Serve(in.Listener(l))
-	defer srv.Close()
+	env := newEnv(b, &InboundOptions{MaxConnsPerIP: -1, ConnRatePerIP: -1, MessageRatePerIP: -1})
 	var msg strings.Builder
 	msg.WriteString("From: <sender@client.example.org>\r\nTo: <rcpt@example.net>\r\nSubject: bench\r\nMessage-ID: <1@client.example.org>\r\n\r\n")
 	for msg.Len() < 5000 {
@@ -43,7 +23,7 @@ func BenchmarkInboundSmall(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
 	for b.Loop() {
-		c, err := smtp.Dial(l.Addr().String())
+		c, err := smtp.Dial(env.addr)
 		if err != nil {
 			b.Fatal(err)
 		}

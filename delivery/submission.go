@@ -528,7 +528,8 @@ func (sub *Submission) Submit(ctx context.Context, user mailbricks.UserID, from 
 	in := &sub.in.opts
 	lim := &sizeLimit{r: body, left: in.MaxMessageBytes}
 	var hs *headerScan
-	ref, chk, _, err := s.storeRaw(lim, func(c io.Reader) io.Reader { hs = &headerScan{r: c}; return hs }, nil, outgoingBlobOwner(tx.id))
+	chk := s.newChecker(lim)
+	ref, _, err := s.storeRaw(chk, nil, func(c io.Reader) io.Reader { hs = &headerScan{r: c}; return hs }, nil, outgoingBlobOwner(tx.id))
 	if err != nil {
 		switch {
 		case chk.err != nil:
