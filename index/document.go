@@ -201,6 +201,12 @@ func appendLower(dst []byte, s string) []byte {
 			return append(dst, strings.ToLower(s)...)
 		}
 	}
+	return appendLowerASCII(dst, s)
+}
+
+// appendLowerASCII appends s, an ASCII string, to dst with its letters
+// lowercased.
+func appendLowerASCII(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if 'A' <= c && c <= 'Z' {

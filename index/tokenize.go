@@ -143,7 +143,8 @@ func (t *tokenizer) tokenize(s string, pos, limit int, expand bool, fn emitFunc)
 			i++
 			continue
 		}
-		// state: 0 before the word, 1 in it, 2 after it, 3 not plain.
+		// state: 0 before the word, 1 in it, 2 after it; not plain: 3 a
+		// second word, 4 an '_' (ASCII), 5 a non-ASCII byte.
 		j, state, a, b := i, 0, 0, 0
 	scan:
 		for ; j < len(s); j++ {
@@ -216,16 +217,8 @@ func (t *tokenizer) plainWord(s string, a, b, pos int, fn emitFunc) int {
 	if len(w) > MaxTermLen {
 		w = w[:MaxTermLen]
 	}
-	buf := t.buf[:0]
-	for i := 0; i < len(w); i++ {
-		c := w[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf = append(buf, c)
-	}
-	t.buf = buf
-	fn(buf, pos, a, b)
+	t.buf = appendLowerASCII(t.buf[:0], w)
+	fn(t.buf, pos, a, b)
 	return pos + 1
 }
 

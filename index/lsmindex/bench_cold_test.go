@@ -10,7 +10,6 @@ import (
 	"github.com/mailbricks/mailbricks/index"
 	"github.com/mailbricks/mailbricks/index/indextest"
 	"github.com/mailbricks/mailbricks/index/lsmindex"
-	"github.com/mailbricks/mailbricks/lsm/vfs"
 )
 
 // rareIndex indexes the corpus reps times over (as the bench suite
@@ -18,12 +17,7 @@ import (
 // backend and words found in 2 to 10 of the corpus bodies.
 func rareIndex(b *testing.B, reps int) (*lsmindex.Backend, *index.Index, []string) {
 	docs := indextest.CorpusDocuments(b, 0)
-	be, err := lsmindex.Open("db", &lsmindex.Options{FS: vfs.NewMem(), NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	x := index.New(be, nil)
-	b.Cleanup(func() { x.Close() })
+	be, x := memIndex(b)
 	start := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	batch := make([]*index.Document, 0, 1000)
 	for j := range reps * len(docs) {

@@ -11,16 +11,23 @@ import (
 	"github.com/mailbricks/mailbricks/lsm/vfs"
 )
 
-// corpusIndex indexes the corpus three times over (new IDs each time) on
-// an in-memory FS.
-func corpusIndex(b *testing.B) (*index.Index, []*index.Document) {
-	docs := indextest.CorpusDocuments(b, 0)
+// memIndex opens a backend on an in-memory FS, without syncs, and an
+// Index on it, closed when the benchmark ends.
+func memIndex(b *testing.B) (*lsmindex.Backend, *index.Index) {
 	be, err := lsmindex.Open("db", &lsmindex.Options{FS: vfs.NewMem(), NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	x := index.New(be, nil)
 	b.Cleanup(func() { x.Close() })
+	return be, x
+}
+
+// corpusIndex indexes the corpus three times over (new IDs each time) on
+// an in-memory FS.
+func corpusIndex(b *testing.B) (*index.Index, []*index.Document) {
+	docs := indextest.CorpusDocuments(b, 0)
+	_, x := memIndex(b)
 	for rep := range 3 {
 		batch := make([]*index.Document, 0, 1000)
 		for i, d := range docs {

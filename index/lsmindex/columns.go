@@ -242,7 +242,7 @@ func decodeChunk(b []byte, s *userState, c uint32, scratch *[]uint32) error {
 			}
 			p = p[k:]
 		}
-		prev += int64(u>>1) ^ -int64(u&1) // zigzag, as binary.Varint
+		prev += unzigzag(u)
 		dates[m] = prev
 	}
 	flags := s.flags
@@ -646,7 +646,7 @@ func (r *restView) values(i uint32, date int64, flags index.Flag, v *index.Value
 	rr := restReader{r: r}
 	sent := rr.entry(colSent, j)
 	v.Date = index.TimeOrZero(date)
-	v.SentDate = index.TimeOrZero(date + (int64(sent>>1) ^ -int64(sent&1))) // zigzag, as binary.Varint
+	v.SentDate = index.TimeOrZero(date + unzigzag(sent))
 	v.Flags = flags
 	v.Size = int64(rr.entry(colSize, j))
 	v.UID = uint32(rr.entry(colUID, j))
@@ -670,3 +670,7 @@ func (r *restView) values(i uint32, date int64, flags index.Flag, v *index.Value
 	}
 	return nil
 }
+
+// unzigzag returns the signed value of a zigzag-encoded uvarint, as
+// binary.Varint decodes it.
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }

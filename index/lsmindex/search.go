@@ -352,18 +352,10 @@ func (e *evaluator) filter(q index.Query) (bitset, error) {
 		}
 		out.and(e.live)
 	default:
-		var err error
-		e.live.each(func(n uint32) {
-			if err != nil {
-				return
-			}
-			var v *index.Values
-			if v, err = s.value(n); err == nil && matchValues(q, v) {
-				out.set(n)
-			}
-		})
-		if err != nil {
-			return nil, fmt.Errorf("lsmindex: search %s: %w", e.u, err)
+		// Values are read per document anyway: test the live ones.
+		copy(out, e.live)
+		if err := e.filterIn(q, out); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
