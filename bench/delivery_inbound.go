@@ -59,7 +59,7 @@ import (
 //     messages of 5 KB / 100 KB from smtp-source -s -inbound-sessions;
 //     ops_per_sec is messages accepted per second (smtp-source exits
 //     non-zero at the first refused message, so all of them got 250).
-//     RATIO ours/postfix and ours/sink (and ours_inline/sink).
+//     RATIO ours/postfix and ours/sink (and ours_inline/sink, ours_inline/postfix).
 //   - inbound_mem_25m (ours only): 8 concurrent messages of 25 MB;
 //     rss_above_idle_mib is the server process's peak resident set size
 //     during the workload minus its resident set size before it (target:

@@ -1,25 +1,19 @@
 package main
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -378,22 +372,11 @@ func scalePeakRSS() int64 { return procStatus("VmHWM:") }
 // rss returns the process's resident set size now (VmRSS), 0 if unknown.
 func rss() int64 { return procStatus("VmRSS:") }
 
-// procStatus returns a size field of /proc/self/status in bytes.
+// procStatus returns a size field of /proc/self/status ("VmRSS:") in
+// bytes, 0 if it cannot be read.
 func procStatus(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n << 10
-			}
-		}
-	}
-	return 0
+	kb, _ := procStatusKB(strings.TrimSuffix(field, ":"))
+	return kb << 10
 }
 
 func (s *scaleSuite) Ratios(rs *results) []ratio {
@@ -508,8 +491,6 @@ func (p *peakSampler) Stop() peakBreakdown {
 	return p.at
 }
 
-var _ = debug.SetMemoryLimit
-
 // scaleCorpus returns the raw messages of the corpus, in corpus.Load's
 // order, in one buffer mapped outside the Go heap (in memory still, and
 // counted in the RSS). On the heap, the bench's 31 MiB of input would
@@ -523,83 +504,16 @@ func scaleCorpus(ctx context.Context) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("corpus: %s: %w", p, err)
-	}
-	type entry struct {
-		group, name string
-		off, n      int64
-	}
-	// First pass: the sizes, to map one buffer of the right size.
-	tr := tar.NewReader(zr)
-	var entries []entry
-	var total int64
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("corpus: %s: %w", p, err)
-		}
-		parts := strings.Split(h.Name, "/")
-		if len(parts) != 4 || parts[1] != "data" || path.Ext(parts[3]) != ".txt" {
-			continue
-		}
-		entries = append(entries, entry{group: parts[2], name: strings.TrimSuffix(parts[3], ".txt"), off: total, n: h.Size})
-		total += h.Size
-	}
-	buf, err := syscall.Mmap(-1, 0, int(total), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
-	if err != nil {
-		return nil, fmt.Errorf("corpus: map %d bytes: %w", total, err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	if err := zr.Reset(f); err != nil {
-		return nil, err
-	}
-	tr = tar.NewReader(zr)
-	for i := 0; i < len(entries); {
-		h, err := tr.Next()
-		if err != nil {
-			return nil, fmt.Errorf("corpus: %s: %w", p, err)
-		}
-		parts := strings.Split(h.Name, "/")
-		if len(parts) != 4 || parts[1] != "data" || path.Ext(parts[3]) != ".txt" {
-			continue
-		}
-		e := entries[i]
-		if _, err := io.ReadFull(tr, buf[e.off:e.off+e.n]); err != nil {
-			return nil, fmt.Errorf("corpus: %s: %w", h.Name, err)
-		}
-		i++
-	}
-	sort.Slice(entries, func(i, j int) bool {
-		if entries[i].group != entries[j].group {
-			return entries[i].group < entries[j].group
-		}
-		return entries[i].name < entries[j].name
+	msgs, err := corpus.ReadInto(p, func(n int64) ([]byte, error) {
+		corpusBytes = n
+		return syscall.Mmap(-1, 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	})
-	if len(entries) != corpus.Size {
-		return nil, fmt.Errorf("corpus: %s holds %d messages, want %d", p, len(entries), corpus.Size)
+	if err != nil {
+		return nil, err
 	}
-	corpusBytes = total
-	msgs := make([][]byte, len(entries))
-	for i, e := range entries {
-		raw := buf[e.off : e.off+e.n : e.off+e.n]
-		if bytes.HasPrefix(raw, []byte("From ")) {
-			if j := bytes.IndexByte(raw, '\n'); j >= 0 {
-				raw = raw[j+1:]
-			}
-		}
-		msgs[i] = raw
+	raws := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		raws[i] = m.Raw
 	}
-	return msgs, nil
+	return raws, nil
 }

@@ -113,41 +113,76 @@ func Load(ctx context.Context) ([]Message, error) {
 }
 
 func read(p string) ([]Message, error) {
-	f, err := os.Open(p)
+	var msgs []Message
+	err := walk(p, func(group, name string, _ int64, r io.Reader) error {
+		raw, err := io.ReadAll(r)
+		if err != nil {
+			return fmt.Errorf("corpus: %s/%s: %w", group, name, err)
+		}
+		msgs = append(msgs, Message{Name: name, Group: group, Raw: stripFromLine(raw)})
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("corpus: %s: %w", p, err)
-	}
-	tr := tar.NewReader(zr)
+	return sorted(p, msgs)
+}
+
+// ReadInto reads the corpus tarball at p (see [Fetch]) and returns its
+// messages in [Load]'s order, their Raw bytes in one buffer of all the
+// messages' size that alloc returns: a program that must keep the corpus
+// out of the Go heap (a memory benchmark) maps it elsewhere. It reads the
+// tarball twice, once for the sizes; Load reads it once.
+func ReadInto(p string, alloc func(n int64) ([]byte, error)) ([]Message, error) {
 	var msgs []Message
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("corpus: %s: %w", p, err)
-		}
-		// package/data/<group>/<name>.txt
-		parts := strings.Split(h.Name, "/")
-		if len(parts) != 4 || parts[1] != "data" || path.Ext(parts[3]) != ".txt" {
-			continue
-		}
-		raw, err := io.ReadAll(tr)
-		if err != nil {
-			return nil, fmt.Errorf("corpus: %s: %w", h.Name, err)
-		}
-		if bytes.HasPrefix(raw, []byte("From ")) {
-			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-				raw = raw[i+1:]
-			}
-		}
-		msgs = append(msgs, Message{Name: strings.TrimSuffix(parts[3], ".txt"), Group: parts[2], Raw: raw})
+	var sizes []int64
+	var total int64
+	err := walk(p, func(group, name string, size int64, _ io.Reader) error {
+		msgs = append(msgs, Message{Name: name, Group: group})
+		sizes = append(sizes, size)
+		total += size
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	buf, err := alloc(total)
+	if err != nil {
+		return nil, fmt.Errorf("corpus: %d bytes: %w", total, err)
+	}
+	i, off := 0, int64(0)
+	err = walk(p, func(_, _ string, size int64, r io.Reader) error {
+		if i == len(msgs) || size != sizes[i] {
+			return fmt.Errorf("corpus: %s changed while read", p)
+		}
+		raw := buf[off : off+size : off+size]
+		if _, err := io.ReadFull(r, raw); err != nil {
+			return fmt.Errorf("corpus: %s/%s: %w", msgs[i].Group, msgs[i].Name, err)
+		}
+		msgs[i].Raw = stripFromLine(raw)
+		i, off = i+1, off+size
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sorted(p, msgs)
+}
+
+// stripFromLine returns raw without the mbox "From " line it starts with,
+// if it does.
+func stripFromLine(raw []byte) []byte {
+	if bytes.HasPrefix(raw, []byte("From ")) {
+		if j := bytes.IndexByte(raw, '\n'); j >= 0 {
+			return raw[j+1:]
+		}
+	}
+	return raw
+}
+
+// sorted sorts the messages read from p by group and name, and checks
+// that they are all there.
+func sorted(p string, msgs []Message) ([]Message, error) {
 	sort.Slice(msgs, func(i, j int) bool {
 		if msgs[i].Group != msgs[j].Group {
 			return msgs[i].Group < msgs[j].Group
@@ -158,6 +193,38 @@ func read(p string) ([]Message, error) {
 		return nil, fmt.Errorf("corpus: %s holds %d messages, want %d", p, len(msgs), Size)
 	}
 	return msgs, nil
+}
+
+// walk calls fn for every message file of the tarball at p
+// (package/data/<group>/<name>.txt), in the tarball's order, with a
+// reader of its bytes.
+func walk(p string, fn func(group, name string, size int64, r io.Reader) error) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("corpus: %s: %w", p, err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("corpus: %s: %w", p, err)
+		}
+		parts := strings.Split(h.Name, "/")
+		if len(parts) != 4 || parts[1] != "data" || path.Ext(parts[3]) != ".txt" {
+			continue
+		}
+		if err := fn(parts[2], strings.TrimSuffix(parts[3], ".txt"), h.Size, tr); err != nil {
+			return err
+		}
+	}
 }
 
 // ForTest returns the corpus for a test, or skips the test.
